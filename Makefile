@@ -1,0 +1,21 @@
+# Two entry points do all the set-up on a fresh machine: `make demo` and `make test`.
+VENV ?= .venv
+STAMP := $(VENV)/.pathpatch-installed
+
+.PHONY: demo test setup clean
+
+$(STAMP): pyproject.toml tools/setup.sh
+	VENV=$(VENV) bash tools/setup.sh
+	touch $@
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/pathpatch models
+	$(VENV)/bin/pathpatch discover --model permute --out out/permute
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache

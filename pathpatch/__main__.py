@@ -1,0 +1,5 @@
+import sys
+
+from pathpatch.cli import main
+
+sys.exit(main())

@@ -1,0 +1,167 @@
+"""The ``pathpatch`` command line: parse arguments, call the library, report.
+
+Commands: ``models`` lists bundled models and tasks with their measured accuracy; ``train`` retrains a
+seed model and writes its weights; ``demo`` loads a bundled model and scores its task; ``discover``
+scores every edge, prunes to a circuit and writes scores, circuit, diagram and report; ``draw`` renders
+a saved circuit. Every command has ``--help``. This module is the only place that prints.
+"""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from pathpatch import __version__
+
+EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """Print the bundled models and tasks as a table."""
+    from pathpatch.models.zoo import SEEDS, TASK_ONLY, read_card
+
+    rows = []
+    for name, spec in SEEDS.items():
+        try:
+            metrics = read_card(name)["metrics"]
+            measured = f"mse {metrics['mse']:.5f}" if spec.continuous else f"accuracy {metrics['accuracy']:.3f}"
+        except FileNotFoundError:
+            measured = "not trained"
+        target = f"mse <= {spec.target}" if spec.continuous else f">= {spec.target}"
+        rows.append((name, spec.document, measured, target, spec.summary))
+    for name in TASK_ONLY:
+        rows.append((name, "001", "task only", "-", "next weekday; needs a GPT-2-tokenizer model directory"))
+    widths = [max(len(r[i]) for r in rows + [("name", "doc", "measured", "target", "")]) for i in range(4)]
+    header = ("name", "doc", "measured", "target", "task / circuit")
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths)) + "  " + row[4])
+    return EXIT_OK
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train one or all seed models and write their weights and cards."""
+    from pathpatch.models.training import train_seed
+    from pathpatch.models.zoo import SEEDS, get_seed, meets_target, save_bundled
+
+    names = list(SEEDS) if args.name == "all" else [args.name]
+    specs = [get_seed(name) for name in names]
+    failed = []
+    for spec in specs:
+        model, card = train_seed(spec, steps=args.steps, device=args.device, progress=True)
+        path = save_bundled(spec.name, model, card, Path(args.out) if args.out else None)
+        ok = meets_target(spec, card["metrics"])
+        print(f"{spec.name}: {card['metrics']} (target {spec.target}) -> {path}{'' if ok else '  BELOW TARGET'}")
+        if not ok:
+            failed.append(spec.name)
+    return EXIT_FAIL if failed else EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Load a bundled model, measure it on fresh data, and score its task clean vs corrupt."""
+    import torch
+
+    from pathpatch.models import build_task, load_model
+    from pathpatch.models.zoo import evaluate, get_seed
+
+    spec = get_seed(args.model)
+    model = load_model(args.model, device=args.device)
+    print(f"{spec.name} (document {spec.document}): {spec.summary}")
+    print(f"fresh-data metrics: {evaluate(model, spec)}")
+    task = build_task(spec.name, n=args.n, seed=args.seed)
+    task.check_model(model)
+    with torch.no_grad():
+        clean = task.score(model(task.clean.to(args.device))).item()
+        corrupt = task.score(model(task.corrupt.to(args.device))).item()
+    print(f"task {task.name}: {task.metric} clean {clean:.3f}, corrupt {corrupt:.3f} (corruption: {task.corruption})")
+    return EXIT_OK
+
+
+def cmd_discover(args: argparse.Namespace) -> int:
+    """Score edges, prune to a circuit, measure faithfulness, and write all outputs to ``--out``."""
+    from pathpatch.graphs.pipeline import DiscoverConfig, discover
+
+    config = DiscoverConfig(
+        model=args.model, task=args.task, method=args.method, corruption=args.corruption, threshold=args.threshold,
+        top_k=args.top_k, n=args.n, seed=args.seed, device=args.device, steps=args.steps,
+    )
+    result = discover(config, progress=True)
+    paths, message = result.write(Path(args.out))
+    print(result.summary())
+    for label, path in paths.items():
+        print(f"  {label}: {path}")
+    print(f"  {message}")
+    return EXIT_OK
+
+
+def cmd_draw(args: argparse.Namespace) -> int:
+    """Render a saved circuit JSON as a Graphviz diagram."""
+    from pathpatch.graphs.circuit import from_json
+    from pathpatch.graphs.export import write_diagram
+
+    _, message = write_diagram(from_json(args.circuit), args.output)
+    print(message)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser with one sub-command per stage."""
+    from pathpatch.models.zoo import SEEDS
+
+    parser = argparse.ArgumentParser(prog="pathpatch", description="Automated circuit discovery on TransformerLens models.")
+    parser.add_argument("--version", action="version", version=f"pathpatch {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("models", help="list bundled models and tasks with measured accuracy")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("train", help="train a seed model on CPU and write its weights into the package")
+    p.add_argument("name", choices=[*SEEDS, "all"], help="seed model to train, or 'all'")
+    p.add_argument("--steps", type=int, default=None, help="training steps (default: the seed's recipe)")
+    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    p.add_argument("--out", default=None, help="folder for weights and card (default: the package's weights/)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("demo", help="load a bundled model and score its task, clean vs corrupt")
+    p.add_argument("--model", default="permute", choices=list(SEEDS), help="bundled model (default: permute)")
+    p.add_argument("--n", type=int, default=64, help="prompts in the task (default: 64)")
+    p.add_argument("--seed", type=int, default=0, help="data seed (default: 0)")
+    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("discover", help="find a circuit: score edges, prune, measure faithfulness, export")
+    p.add_argument("--model", required=True, help="bundled model name or local Hugging Face directory")
+    p.add_argument("--task", default=None, help="task name (default: the bundled model's own task)")
+    p.add_argument("--method", default="exact", choices=["exact", "eap", "eap-ig"], help="edge scoring (default exact)")
+    p.add_argument("--corruption", default="paired", choices=["paired", "resample", "mean", "zero"], help="what cut edges carry")
+    p.add_argument("--threshold", type=float, default=0.05, help="keep edges with |normalized score| >= this (default 0.05)")
+    p.add_argument("--top-k", type=int, default=None, help="keep the k strongest edges instead of a threshold")
+    p.add_argument("--steps", type=int, default=10, help="EAP-IG interpolation steps (default 10)")
+    p.add_argument("--n", type=int, default=64, help="prompts (default 64)")
+    p.add_argument("--seed", type=int, default=0, help="data seed (default 0)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--out", required=True, help="output folder (scores.csv, circuit.json, circuit.svg, report.md)")
+    p.set_defaults(func=cmd_discover)
+
+    p = sub.add_parser("draw", help="draw a saved circuit with Graphviz (.dot always, .svg/.png with dot)")
+    p.add_argument("circuit", help="circuit JSON written by `pathpatch discover`")
+    p.add_argument("-o", "--output", default="circuit.svg", help="output file: .svg, .png, .pdf or .dot (default circuit.svg)")
+    p.set_defaults(func=cmd_draw)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return its exit code (0 ok, 1 failed check, 2 bad input)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return args.func(args)
+    except (KeyError, ValueError, FileNotFoundError, TypeError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        print(f"pathpatch {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,6 @@
+"""The five seed tasks of the project's source documents, one module each.
+
+Each module defines the task's exact token format, a seeded data sampler used for training and
+evaluation, and ``make_task`` building clean/corrupt pairs whose corruption exposes the circuit the
+document describes. ``pathpatch.models.zoo`` collects them into ``SeedSpec`` records.
+"""

@@ -1,0 +1,71 @@
+"""The command line: --help everywhere, the model listing, the demo, and exit codes."""
+
+import subprocess
+import sys
+
+import pytest
+
+from pathpatch.cli import main
+
+
+@pytest.mark.parametrize("command", [[], ["models"], ["train"], ["demo"]])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: pathpatch" in capsys.readouterr().out
+
+
+def test_models_lists_every_model_and_task_with_its_accuracy(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name in ("permute", "sorted-list", "trigrams", "recurrence", "weekday"):
+        assert name in out
+    assert "accuracy 0.9" in out or "accuracy 1.000" in out
+
+
+def test_demo_scores_clean_above_corrupt(capsys):
+    assert main(["demo", "--model", "permute", "--n", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "logit_diff clean" in out and "accuracy" in out
+
+
+def test_unknown_model_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--model", "nope"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+def test_module_entry_point_runs():
+    result = subprocess.run([sys.executable, "-m", "pathpatch", "--version"], capture_output=True, text=True, check=True)
+    assert result.stdout.startswith("pathpatch ")
+
+
+@pytest.mark.parametrize("command", [["discover"], ["draw"]])
+def test_discovery_commands_have_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0 and "usage: pathpatch" in capsys.readouterr().out
+
+
+def test_discover_finds_the_permute_v_composition_circuit(tmp_path, capsys):
+    from pathpatch.graphs.circuit import from_json
+
+    assert main(["discover", "--model", "permute", "--n", "32", "--out", str(tmp_path)]) == 0
+    circuit = from_json(tmp_path / "circuit.json")
+    assert {"embed->L0H0.v", "L0H0->L1H0.v", "L1H0->logits"} <= set(circuit.scored_edges)
+    assert (tmp_path / "scores.csv").exists() and (tmp_path / "report.md").exists() and (tmp_path / "circuit.dot").exists()
+    assert "faithfulness 0.9" in capsys.readouterr().out
+    assert main(["draw", str(tmp_path / "circuit.json"), "-o", str(tmp_path / "again.dot")]) == 0
+    assert (tmp_path / "again.dot").read_text() == (tmp_path / "circuit.dot").read_text()
+
+
+def test_discover_with_impossible_threshold_exits_2(tmp_path, capsys):
+    assert main(["discover", "--model", "permute", "--n", "8", "--threshold", "50", "--out", str(tmp_path)]) == 2
+    assert "circuit is empty; lower --threshold" in capsys.readouterr().err
+
+
+def test_draw_missing_file_exits_2(tmp_path, capsys):
+    assert main(["draw", str(tmp_path / "nope.json")]) == 2
+    assert "No circuit file" in capsys.readouterr().err
