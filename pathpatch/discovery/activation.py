@@ -1,0 +1,177 @@
+"""Activation patching of every component, position and head, batched.
+
+Activation patching asks how much one activation matters: run the model on one input while one
+activation is taken from the other input's run, and measure the task metric. In the default
+``denoise`` direction the model runs on the corrupt input and one activation is restored to its clean
+value (TransformerLens' ``patching`` module does exactly this, one forward pass per activation); a
+large metric means that activation alone carries much of the clean behaviour. In the ``noise``
+direction the model runs on the clean input and one activation is corrupted (or mean/zero ablated).
+
+Here every activation of one layer is a variant of one batched forward pass that starts at that
+layer from the cached residual stream, reads logits only where the metric reads, and uses a mask to
+swap each variant's slice. The returned tensor has TransformerLens' shape for the same patching
+function, so the two can be compared element by element, plus a tidy table with one row per patch.
+"""
+
+from dataclasses import dataclass
+from itertools import product
+from typing import Literal
+
+import pandas as pd
+import torch
+from jaxtyping import Bool
+from torch import Tensor
+
+from pathpatch.discovery.config import PatchConfig, ablate, corrupt_inputs, normalized
+from pathpatch.discovery.runner import (
+    cache_activations,
+    chunk_size,
+    metric_per_variant,
+    prepare,
+    repeat_variants,
+    run_chunked,
+    run_from_layer,
+)
+from pathpatch.models.tasks import Task
+from pathpatch.names import hook_name
+
+Act = Literal["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "z", "q", "k", "v", "result", "pattern"]
+BLOCK_ACTS = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out")
+HEAD_ACTS = ("z", "q", "k", "v", "result")
+ACTS = (*BLOCK_ACTS, *HEAD_ACTS, "pattern")
+
+
+@dataclass(frozen=True)
+class ActivationPatchResult:
+    """Patched metrics of every variant.
+
+    Attributes:
+        values: Patched metric per variant, shaped like TransformerLens' patching output:
+            ``[layer pos]`` (block, by position), ``[layer]`` (block, all positions),
+            ``[layer pos head]`` (head, by position), ``[layer head]`` (head, all positions),
+            ``[layer head pos]`` (pattern, by destination position).
+        table: One row per variant: its indices, ``metric``, ``score`` and (if asked) ``normalized``.
+        clean_metric: Metric of the clean run.
+        corrupt_metric: Metric of the corrupt run.
+    """
+
+    values: Tensor
+    table: pd.DataFrame
+    clean_metric: float
+    corrupt_metric: float
+
+
+def index_axes(act: str, per_pos: bool) -> tuple[str, ...]:
+    """Return the index axes of a patching run, in TransformerLens' order."""
+    if act in BLOCK_ACTS:
+        return ("layer", "pos") if per_pos else ("layer",)
+    if act in HEAD_ACTS:
+        return ("layer", "pos", "head") if per_pos else ("layer", "head")
+    return ("layer", "head", "pos") if per_pos else ("layer", "head")
+
+
+def patch_mask(act: str, axes: tuple[str, ...], rows: list[tuple[int, ...]], n_heads: int, n_pos: int) -> Bool[Tensor, "batch ..."]:
+    """Return a boolean mask ``[variant ...]`` marking each variant's patched slice of ``act``.
+
+    The mask broadcasts against the activation without its batch dimension: ``[pos d_model]`` for
+    block activations, ``[pos head d_head]`` for head activations, ``[head dest src]`` for patterns.
+    """
+    shape = {"block": (n_pos, 1), "head": (n_pos, n_heads, 1), "pattern": (n_heads, n_pos, 1)}
+    family = "block" if act in BLOCK_ACTS else "head" if act in HEAD_ACTS else "pattern"
+    mask = torch.zeros(len(rows), *shape[family], dtype=torch.bool)
+    for i, row in enumerate(rows):
+        index = dict(zip(axes, row))
+        pos = index.get("pos", slice(None))
+        head = index.get("head", slice(None))
+        if family == "block":
+            mask[i, pos] = True
+        elif family == "head":
+            mask[i, pos, head] = True
+        else:
+            mask[i, head, pos] = True
+    return mask
+
+
+def _swap_hook(mask: Tensor, patch: Tensor, n_variants: int):
+    """Return a hook setting each variant's masked slice to ``patch`` (``[batch ...]``)."""
+
+    def hook(act: Tensor, hook) -> Tensor:
+        view = act.view(n_variants, -1, *act.shape[1:])  # [variant batch ...]
+        return torch.where(mask[:, None], patch[None], view).view(act.shape)
+
+    return hook
+
+
+def activation_patch(
+    model: torch.nn.Module,
+    task: Task,
+    act: str,
+    per_pos: bool = True,
+    config: PatchConfig = PatchConfig(),
+) -> ActivationPatchResult:
+    """Patch ``act`` at every layer (and position and head), one batched pass per layer.
+
+    Args:
+        model: A TransformerLens model (for ``result``, with ``use_attn_result``).
+        task: Clean/corrupt inputs and metric.
+        act: Which activation to patch (see ``ACTS``).
+        per_pos: Patch each position separately, or all positions at once.
+        config: Direction, corruption, memory budget.
+
+    Returns:
+        The TransformerLens-shaped metric tensor and a table with one row per variant.
+
+    Raises:
+        ValueError: Unknown activation, attention-only model asked for MLP activations, or bad inputs.
+    """
+    cfg = model.cfg
+    if act not in ACTS:
+        raise ValueError(f"Unknown activation {act!r}; choose one of {', '.join(ACTS)}.")
+    if cfg.attn_only and act in ("resid_mid", "mlp_out"):
+        raise ValueError(f"This attention-only model has no {act!r}; patch 'resid_pre', 'attn_out' or a head activation.")
+    full_pos = task.clean.shape[1]
+    prep = prepare(model, task)
+    small = prep.task
+    n_pos, n_heads = small.clean.shape[1], cfg.n_heads
+    denoise = config.direction == "denoise"
+    other = corrupt_inputs(small, config)
+    base_inputs = other if denoise else small.clean
+    names = [hook_name(act, layer) for layer in range(cfg.n_layers)]
+    starts = [hook_name("resid_pre", layer) for layer in range(cfg.n_layers)]
+    base_cache = cache_activations(model, base_inputs, starts + names)
+    clean_cache = base_cache if not denoise else cache_activations(model, small.clean, names)
+    other_cache = cache_activations(model, other, names) if (other is not None and not denoise) else None
+    axes = index_axes(act, per_pos)
+    sizes = {"layer": cfg.n_layers, "pos": full_pos, "head": n_heads}
+    rows = list(product(*(range(sizes[a]) for a in axes)))
+    with torch.no_grad():
+        base_metric = small.score_read(model(base_inputs)[:, small.positions]).mean().item()
+    values = torch.full((len(rows),), base_metric)
+    for layer in range(cfg.n_layers):
+        todo = [i for i, row in enumerate(rows) if row[0] == layer and dict(zip(axes, row)).get("pos", 0) < n_pos]
+        if not todo:
+            continue
+        name = names[layer]
+        patch = clean_cache[name] if denoise else ablate(clean_cache[name], other_cache and other_cache[name], config.corruption)
+        mask = patch_mask(act, axes, [rows[i] for i in todo], n_heads, n_pos).to(patch.device)
+        batch = small.clean.shape[0]
+        chunk = config.chunk or chunk_size(model, batch, n_pos, config.max_memory, len(todo))
+
+        def run(a: int, b: int, layer=layer, name=name, patch=patch, mask=mask) -> Tensor:
+            n = b - a
+            hooks = [(name, _swap_hook(mask[a:b], patch, n))]
+            start = repeat_variants(base_cache[starts[layer]], n)
+            with torch.no_grad():
+                read = run_from_layer(model, start, repeat_variants(base_inputs, n), layer, small.positions, hooks)
+            return metric_per_variant(small, read, n).cpu()
+
+        values[todo] = run_chunked(len(todo), chunk, run, config.progress, f"patch {act} L{layer}")
+    raw = values - base_metric if denoise else base_metric - values
+    table = pd.DataFrame(rows, columns=list(axes))
+    table.insert(0, "act", act)
+    table["metric"] = values.numpy()
+    table["score"] = (raw if small.higher_is_better else -raw).numpy()
+    if config.normalize:
+        table["normalized"] = normalized(raw, prep.clean_metric, prep.corrupt_metric, task.name).numpy()
+    shape = [sizes[a] for a in axes]
+    return ActivationPatchResult(values.view(shape), table, prep.clean_metric, prep.corrupt_metric)

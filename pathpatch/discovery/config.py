@@ -1,0 +1,96 @@
+"""Options shared by the patching methods, and where the "corrupt" activations come from.
+
+``corruption`` says what a patched-out component carries instead of its clean activation:
+``paired`` (default) its activation on the task's corrupt inputs; ``resample`` its activation on
+another prompt of the clean batch (a fixed random permutation from ``seed``); ``mean`` its mean over
+the clean batch at the same position; ``zero`` zeros.
+
+``direction`` says which run is patched: ``denoise`` runs the corrupt input and patches clean
+activations in (TransformerLens' ``patching`` module does this; the score is how much of the clean
+behaviour one component restores); ``noise`` runs the clean input and patches corrupt activations in
+(the score is how much behaviour is lost). Either way a positive score means the component helps
+the clean answer.
+"""
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from pathpatch.models.tasks import Task
+
+Corruption = Literal["paired", "resample", "mean", "zero"]
+Direction = Literal["denoise", "noise"]
+CORRUPTIONS: tuple[str, ...] = ("paired", "resample", "mean", "zero")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PatchConfig:
+    """How patching runs.
+
+    Attributes:
+        corruption: What patched-out activations carry (``paired``, ``resample``, ``mean``, ``zero``).
+        direction: ``denoise`` (patch clean into corrupt) or ``noise`` (patch corrupt into clean).
+        max_memory: Activation memory budget per forward pass, in bytes; sets variants per chunk.
+        chunk: Variants per forward pass; overrides ``max_memory`` when given.
+        normalize: Add ``normalized`` = score / (clean - corrupt metric) to score tables.
+        seed: Seed of the ``resample`` permutation.
+        progress: Show a tqdm progress bar.
+    """
+
+    corruption: Corruption = "paired"
+    direction: Direction = "denoise"
+    max_memory: int | float = 2 * 2**30
+    chunk: int | None = None
+    normalize: bool = True
+    seed: int = 0
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.corruption not in CORRUPTIONS:
+            raise ValueError(f"Unknown corruption {self.corruption!r}; choose one of {', '.join(CORRUPTIONS)}.")
+        if self.direction not in ("denoise", "noise"):
+            raise ValueError(f"Unknown direction {self.direction!r}; choose 'denoise' or 'noise'.")
+        if self.direction == "denoise" and self.corruption in ("mean", "zero"):
+            raise ValueError(
+                f"direction='denoise' patches clean activations into a corrupt run, but corruption="
+                f"{self.corruption!r} has no corrupt run; use direction='noise' for ablations."
+            )
+        if self.chunk is not None and self.chunk < 1:
+            raise ValueError(f"chunk={self.chunk}; give at least 1 variant per forward pass, or None for automatic.")
+        if self.max_memory <= 0:
+            raise ValueError(f"max_memory={self.max_memory} bytes; give a positive budget.")
+
+
+def corrupt_inputs(task: Task, config: PatchConfig) -> Tensor | None:
+    """Return the inputs whose activations are the corrupt ones, or None for mean/zero ablation."""
+    if config.corruption == "paired":
+        return task.corrupt
+    if config.corruption == "resample":
+        generator = torch.Generator().manual_seed(config.seed)
+        order = torch.randperm(task.clean.shape[0], generator=generator).to(task.clean.device)
+        return task.clean[order]
+    return None
+
+
+def ablate(clean: Tensor, corrupt: Tensor | None, corruption: Corruption) -> Tensor:
+    """Return the corrupt value of an activation ``[batch ...]`` given its clean value."""
+    if corruption == "mean":
+        return clean.mean(0, keepdim=True).expand_as(clean)
+    if corruption == "zero":
+        return torch.zeros_like(clean)
+    assert corrupt is not None
+    return corrupt
+
+
+def normalized(score: Tensor, clean_metric: float, corrupt_metric: float, task_name: str) -> Tensor:
+    """Return ``score / (clean - corrupt)``; raise ValueError when the two metrics coincide."""
+    gap = clean_metric - corrupt_metric
+    if abs(gap) < 1e-6 * max(1.0, abs(clean_metric)):
+        raise ValueError(
+            f"Task '{task_name}': clean and corrupt give the same metric ({clean_metric:.6g}), so normalized scores "
+            "(patched - corrupt) / (clean - corrupt) are undefined. Use a corruption that changes the answer, "
+            "or pass normalize=False for raw scores."
+        )
+    return score / gap

@@ -1,0 +1,345 @@
+"""Exact edge patching, path patching and circuit runs over the residual-stream graph.
+
+Every reader's input is the sum of the outputs written before it, so an edge ``src->dest`` can be
+cut exactly: ``dest`` reads ``input - out_src + corrupt_src``. Three uses:
+
+- ``patch_edges``: every edge a variant. In the ``noise`` direction (default here, as in ACDC) the
+  clean run has one edge carry the corrupt output; the score ``clean - patched`` is what that edge
+  contributes. In ``denoise``, the corrupt run has one edge carry the clean output; the score
+  ``patched - corrupt`` is what it restores. Positive scores help the clean answer. Because a single
+  edge's source is upstream of its destination, its output in the patched run equals the cached one,
+  so each variant adds one cached difference at one hook and starts at the destination's layer.
+- ``path_patch``: a sender's corrupt output reaches only the named receivers; everything else is
+  clean (Wang et al., 2022). One variant per sender, same machinery.
+- ``run_circuits``: a circuit (a ``[src dest]`` mask) keeps its edges clean and corrupts all others:
+  each reader gets ``input - sum over cut edges of (out_src - corrupt_src)`` with ``out_src`` taken from
+  the same, already patched, forward pass. The full circuit gives the clean metric and the empty one
+  the corrupt metric. Many circuits run as variants of one batch.
+"""
+
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from einops import einsum, rearrange
+from jaxtyping import Bool, Float
+from torch import Tensor
+
+from pathpatch.discovery.config import PatchConfig, ablate, corrupt_inputs, normalized
+from pathpatch.discovery.graph import ComputeGraph
+from pathpatch.discovery.runner import (
+    Prepared,
+    cache_activations,
+    chunk_size,
+    metric_per_variant,
+    prepare,
+    repeat_variants,
+    run_chunked,
+    run_from_layer,
+)
+from pathpatch.models.tasks import Task
+from pathpatch.names import Edge, Node, hook_name
+
+NOISE = PatchConfig(direction="noise")
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Every source's output on the clean inputs and its corrupt counterpart.
+
+    Attributes:
+        clean: ``[src batch pos d_model]`` outputs of the clean run, in ``graph.sources`` order.
+        corrupt: The same for the corrupt (or ablated) values.
+        starts_clean: Clean residual stream at each layer's ``hook_resid_pre`` ``[layer batch pos d_model]``.
+        starts_corrupt: The same on the corrupt inputs (None for mean/zero ablation).
+    """
+
+    clean: Tensor
+    corrupt: Tensor
+    starts_clean: Tensor
+    starts_corrupt: Tensor | None
+
+
+def source_hooks(graph: ComputeGraph) -> list[str]:
+    """Return the hooks holding every source's output (embed, per-layer results, MLP outputs)."""
+    names = [hook_name("resid_pre", 0)]
+    for layer in range(graph.n_layers):
+        names.append(hook_name("result", layer))
+        if not graph.attn_only:
+            names.append(hook_name("mlp_out", layer))
+    return names
+
+
+def stack_sources(graph: ComputeGraph, acts: dict[str, Tensor]) -> Float[Tensor, "src batch pos d_model"]:
+    """Stack the cached outputs of every source in ``graph.sources`` order."""
+    parts = [acts[hook_name("resid_pre", 0)][None]]
+    for layer in range(graph.n_layers):
+        parts.append(rearrange(acts[hook_name("result", layer)], "batch pos head d_model -> head batch pos d_model"))
+        if not graph.attn_only:
+            parts.append(acts[hook_name("mlp_out", layer)][None])
+    return torch.cat(parts)
+
+
+def collect_outputs(model: torch.nn.Module, graph: ComputeGraph, task: Task, config: PatchConfig) -> Outputs:
+    """Cache every source's clean and corrupt output and every layer's starting residual."""
+    starts = [hook_name("resid_pre", layer) for layer in range(graph.n_layers)]
+    names = source_hooks(graph) + starts[1:]
+    clean = cache_activations(model, task.clean, names)
+    other = corrupt_inputs(task, config)
+    corrupt = cache_activations(model, other, names) if other is not None else None
+    clean_out = stack_sources(graph, clean)
+    corrupt_out = stack_sources(graph, corrupt) if corrupt is not None else None
+    corrupt_out = ablate(clean_out.transpose(0, 1), None if corrupt_out is None else corrupt_out.transpose(0, 1), config.corruption).transpose(0, 1)
+    stack = lambda acts: torch.stack([acts[name] for name in starts])  # noqa: E731
+    return Outputs(clean_out, corrupt_out, stack(clean), None if corrupt is None else stack(corrupt))
+
+
+def _dest_hooks(graph: ComputeGraph) -> dict[str, list[Node]]:
+    """Group destination nodes by the hook where they read the residual stream."""
+    groups: dict[str, list[Node]] = {}
+    for node in graph.dests:
+        groups.setdefault(node.hook_in, []).append(node)
+    return groups
+
+
+def _add_hook(rows: Tensor, heads: Tensor | None, positions: Tensor | None, deltas: Tensor, n_variants: int):
+    """Return a hook adding ``deltas[i]`` to variant ``rows[i]`` (at head ``heads[i]``, position ``positions[i]``)."""
+
+    def hook(act: Tensor, hook) -> Tensor:
+        view = act.clone().view(n_variants, -1, *act.shape[1:])  # [variant batch pos (head) d_model]
+        if heads is None and positions is None:
+            view[rows] += deltas
+        elif heads is None:
+            view[rows, :, positions] += deltas
+        elif positions is None:
+            view[rows, :, :, heads] += deltas
+        else:
+            view[rows, :, positions, heads] += deltas
+        return view.view(act.shape)
+
+    return hook
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One patched run: edges whose destinations read ``delta`` = other-run output minus this run's.
+
+    Attributes:
+        name: Row label (an edge name, a path-patching sender).
+        edges: The edges patched together; all sources precede all destinations.
+        pos: Restrict the patch to one position, or None for all positions.
+    """
+
+    name: str
+    edges: tuple[Edge, ...]
+    pos: int | None = None
+
+
+def _variant_hooks(graph: ComputeGraph, variants: list[Variant], delta: Tensor) -> list[tuple[str, object]]:
+    """Build one hook per destination hook, adding each variant's source deltas at its destinations."""
+    groups: dict[str, list[tuple[int, int | None, int | None, int]]] = {}
+    for row, variant in enumerate(variants):
+        for edge in variant.edges:
+            head = edge.dest.head if edge.dest.kind == "head_input" else None
+            groups.setdefault(edge.dest.hook_in, []).append((row, head, variant.pos, graph.src_index(edge.src)))
+    hooks = []
+    for name, items in groups.items():
+        rows, heads, poss, srcs = zip(*items)
+        src = torch.tensor(srcs, device=delta.device)
+        pos = None if poss[0] is None else torch.tensor(poss, device=delta.device)
+        deltas = delta[src] if pos is None else delta[src, :, pos]  # [n batch (pos) d_model]
+        head = None if heads[0] is None else torch.tensor(heads, device=delta.device)
+        hooks.append((name, _add_hook(torch.tensor(rows, device=delta.device), head, pos, deltas, len(variants))))
+    return hooks
+
+
+def run_variants(
+    model: torch.nn.Module, graph: ComputeGraph, prep: Prepared, outputs: Outputs, variants: list[Variant], config: PatchConfig
+) -> Tensor:
+    """Return the patched metric of each variant, batching variants that start at the same layer."""
+    noise = config.direction == "noise"
+    delta = outputs.corrupt - outputs.clean if noise else outputs.clean - outputs.corrupt  # [src batch pos d_model]
+    starts = outputs.starts_clean if noise else outputs.starts_corrupt
+    base_inputs = prep.task.clean if noise else corrupt_inputs(prep.task, config)
+    for variant in variants:
+        if max(e.src.stage for e in variant.edges) >= min(e.dest.stage for e in variant.edges):
+            raise ValueError(
+                f"Variant {variant.name!r} patches edges whose sources are downstream of other destinations; "
+                "use run_circuits() for such edge sets."
+            )
+    layer_of = [min(min(e.dest.layer for e in v.edges), graph.n_layers - 1) for v in variants]
+    values = torch.zeros(len(variants))
+    batch, n_pos = prep.task.clean.shape[:2]
+    for layer in sorted(set(layer_of)):
+        todo = [i for i, lay in enumerate(layer_of) if lay == layer]
+        chunk = config.chunk or chunk_size(model, batch, n_pos, config.max_memory, len(todo))
+
+        def run(a: int, b: int, todo=todo, layer=layer) -> Tensor:
+            chosen = [variants[i] for i in todo[a:b]]
+            hooks = _variant_hooks(graph, chosen, delta)
+            with torch.no_grad():
+                start = repeat_variants(starts[layer], len(chosen))
+                read = run_from_layer(model, start, repeat_variants(base_inputs, len(chosen)), layer, prep.task.positions, hooks)
+            return metric_per_variant(prep.task, read, len(chosen)).cpu()
+
+        values[todo] = run_chunked(len(todo), chunk, run, config.progress, f"edges into layer {layer}")
+    return values
+
+
+def _score_table(prep: Prepared, values: Tensor, config: PatchConfig, task_name: str) -> pd.DataFrame:
+    """Return metric, score and normalized columns for patched metrics ``values``."""
+    raw = prep.clean_metric - values if config.direction == "noise" else values - prep.corrupt_metric
+    sign = 1.0 if prep.task.higher_is_better else -1.0
+    table = pd.DataFrame({"metric": values.numpy(), "score": (sign * raw).numpy()})
+    if config.normalize:
+        table["normalized"] = normalized(raw, prep.clean_metric, prep.corrupt_metric, task_name).numpy()
+    return table
+
+
+def patch_edges(
+    model: torch.nn.Module,
+    task: Task,
+    edges: "list[str] | list[Edge] | None" = None,
+    by_pos: bool = False,
+    config: PatchConfig = NOISE,
+) -> pd.DataFrame:
+    """Score every edge (or the given ones) by patching it alone, exactly.
+
+    Args:
+        model: A TransformerLens model with per-head hooks (see ``check_supported``).
+        task: Clean/corrupt inputs and metric.
+        edges: Edge names or Edges; None for every edge of the graph.
+        by_pos: One variant per edge and position (``L0H0->L1H0.v@5``) instead of per edge.
+        config: Direction (default ``noise``), corruption and memory budget.
+
+    Returns:
+        One row per edge (and position): ``edge, src, dest, channel, pos, metric, score[, normalized], method``.
+    """
+    graph = ComputeGraph.from_model(model)
+    chosen = graph.edges if edges is None else [graph.edge(e) if isinstance(e, str) else e for e in edges]
+    if not chosen:
+        raise ValueError("patch_edges got an empty edge list; pass None to score every edge.")
+    prep = prepare(model, task)
+    outputs = collect_outputs(model, graph, prep.task, config)
+    n_pos = prep.task.clean.shape[1]
+    positions = list(range(n_pos)) if by_pos else [None]
+    variants = [Variant(e.name if p is None else f"{e.name}@{p}", (e,), p) for e in chosen for p in positions]
+    values = run_variants(model, graph, prep, outputs, variants, config)
+    table = pd.DataFrame(
+        {
+            "edge": [v.name for v in variants],
+            "src": [v.edges[0].src.name for v in variants],
+            "dest": [v.edges[0].dest.name for v in variants],
+            "channel": [v.edges[0].dest.channel or "" for v in variants],
+            "pos": [-1 if v.pos is None else v.pos for v in variants],
+        }
+    )
+    table = pd.concat([table, _score_table(prep, values, config, task.name)], axis=1)
+    table["method"] = f"exact-{config.direction}"
+    table.attrs.update(clean_metric=prep.clean_metric, corrupt_metric=prep.corrupt_metric)
+    return table
+
+
+def path_patch(
+    model: torch.nn.Module,
+    task: Task,
+    receivers: list[str],
+    senders: list[str] | None = None,
+    config: PatchConfig = NOISE,
+) -> pd.DataFrame:
+    """Patch each sender's output into only the ``receivers`` (inputs such as ``L1H0.v``), exactly.
+
+    Returns:
+        One row per sender: ``sender, receivers, metric, score[, normalized]``.
+    """
+    graph = ComputeGraph.from_model(model)
+    dests = [graph.node(name) for name in receivers]
+    if not dests:
+        raise ValueError("path_patch needs at least one receiver input, e.g. ['L1H0.v'].")
+    for node in dests:
+        if not node.is_dest:
+            raise ValueError(f"Receiver {node.name!r} is an output; receivers are inputs such as '{node.name}.v', 'MLP1' or 'logits'.")
+    first = min(d.stage for d in dests)
+    pool = [graph.node(name) for name in senders] if senders else [s for s in graph.sources if s.stage < first]
+    variants = []
+    for sender in pool:
+        edges = tuple(Edge(sender, d) for d in dests)
+        variants.append(Variant(sender.name, edges))
+    prep = prepare(model, task)
+    outputs = collect_outputs(model, graph, prep.task, config)
+    values = run_variants(model, graph, prep, outputs, variants, config)
+    table = pd.DataFrame({"sender": [v.name for v in variants], "receivers": ",".join(receivers)})
+    return pd.concat([table, _score_table(prep, values, config, task.name)], axis=1)
+
+
+def run_circuits(
+    model: torch.nn.Module,
+    task: Task,
+    masks: Bool[Tensor, "*batch src dest"],
+    config: PatchConfig = NOISE,
+) -> Float[Tensor, " batch"]:
+    """Return the task metric of each circuit: its edges carry clean outputs, all others corrupt ones.
+
+    Args:
+        model: A TransformerLens model with per-head hooks.
+        task: Clean/corrupt inputs and metric.
+        masks: One circuit per row, ``[batch src dest]`` (or one ``[src dest]``), over graph sources and dests.
+        config: Corruption and memory budget (direction is ignored: circuits always run this way).
+    """
+    graph = ComputeGraph.from_model(model)
+    masks = masks[None] if masks.ndim == 2 else masks
+    expected = (len(graph.sources), len(graph.dests))
+    if tuple(masks.shape[1:]) != expected:
+        raise ValueError(f"Circuit masks are {tuple(masks.shape)}; this model needs [circuits {expected[0]} {expected[1]}] (circuits x sources x destinations).")
+    prep = prepare(model, task)
+    outputs = collect_outputs(model, graph, prep.task, config)
+    cut = (graph.valid & ~masks.bool()).to(outputs.clean.device)  # [variant src dest]
+    batch, n_pos = prep.task.clean.shape[:2]
+    chunk = config.chunk or max(1, chunk_size(model, batch, n_pos, config.max_memory, len(cut)) // 4)
+
+    def run(a: int, b: int) -> Tensor:
+        hooks = _circuit_hooks(graph, cut[a:b], outputs)
+        with torch.no_grad():
+            read = run_from_layer(model, None, repeat_variants(prep.task.clean, b - a), 0, prep.task.positions, hooks)
+        return metric_per_variant(prep.task, read, b - a).cpu()
+
+    return run_chunked(len(cut), chunk, run, config.progress, "circuits")
+
+
+def _circuit_hooks(graph: ComputeGraph, cut: Tensor, outputs: Outputs) -> list[tuple[str, object]]:
+    """Hooks that record each source's output and subtract cut edges' (output - corrupt) at readers."""
+    n_variants = cut.shape[0]
+    diffs: list[Tensor] = []  # per source, [variant batch pos d_model], in graph.sources order
+    dest_index = {node.name: j for j, node in enumerate(graph.dests)}
+
+    def record(act: Tensor, hook, first: int) -> Tensor:
+        view = act.view(n_variants, -1, *act.shape[1:])
+        if view.ndim == 5:  # [variant batch pos head d_model]
+            for h in range(view.shape[3]):
+                diffs.append(view[:, :, :, h] - outputs.corrupt[first + h][None])
+        else:
+            diffs.append(view - outputs.corrupt[first][None])
+        return act
+
+    def correct(act: Tensor, hook, columns: list[int]) -> Tensor:
+        n_src = len(diffs)
+        stacked = torch.stack(diffs, dim=1)  # [variant src batch pos d_model]
+        weights = cut[:, :n_src][:, :, columns].to(stacked.dtype)  # [variant src dest]
+        fix = einsum(stacked, weights, "variant src batch pos d_model, variant src dest -> variant batch pos dest d_model")
+        view = act.view(n_variants, -1, *act.shape[1:])
+        fix = fix if view.ndim == 5 else fix[:, :, :, 0]
+        return (view - fix).view(act.shape)
+
+    hooks: list[tuple[str, object]] = []
+    hooks.append((hook_name("resid_pre", 0), lambda act, hook: record(act, hook, 0)))
+    for name, nodes in _dest_hooks(graph).items():
+        columns = [dest_index[n.name] for n in nodes]
+        hooks.append((name, lambda act, hook, columns=columns: correct(act, hook, columns)))
+    src_first = {}
+    for i, node in enumerate(graph.sources):
+        if node.hook_out not in src_first:
+            src_first[node.hook_out] = i
+    for name, first in src_first.items():
+        if name != hook_name("resid_pre", 0):
+            hooks.append((name, lambda act, hook, first=first: record(act, hook, first)))
+    return hooks

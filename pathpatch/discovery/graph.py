@@ -1,0 +1,149 @@
+"""The computational graph of a model: its sources, destinations and edges, and what it supports.
+
+In a pre-LayerNorm transformer every component reads the residual stream, which is the sum of the
+outputs written before it (plus constant biases). Swapping one output's contribution in one reader's
+input is therefore an exact intervention on one edge. ``ComputeGraph`` lists the writers
+(``embed``, heads, MLPs), the readers (each head's q/k/v input, MLPs, ``logits``) and every edge
+between a writer and a later reader, in a fixed order that indexes the rows of score tables and
+the ``[src dest]`` masks of circuit runs.
+
+``check_supported`` refuses models where the decomposition would be wrong (post-LN, parallel
+attention and MLP, grouped key/value heads, shortformer positions) or whose per-head hooks are off,
+naming the feature and the fix.
+"""
+
+from dataclasses import dataclass, field
+
+import torch
+from jaxtyping import Bool
+from torch import Tensor
+
+from pathpatch.names import CHANNELS, Edge, Node, node_name, parse_edge, parse_node
+
+POST_NORM_HINT = "post-LayerNorm blocks (normalisation after the residual add)"
+
+
+@dataclass(frozen=True)
+class ComputeGraph:
+    """Writers, readers and edges of one model shape.
+
+    Attributes:
+        n_layers: Number of layers.
+        n_heads: Heads per layer.
+        attn_only: Whether the model has no MLPs.
+        sources: Writers in forward order: ``embed``, then per layer its heads and its MLP.
+        dests: Readers in forward order: per layer its heads' q, k, v inputs and its MLP, then ``logits``.
+    """
+
+    n_layers: int
+    n_heads: int
+    attn_only: bool
+    sources: tuple[Node, ...] = field(init=False)
+    dests: tuple[Node, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        sources, dests = [self.node("embed")], []
+        for layer in range(self.n_layers):
+            sources += [self.node(node_name("head", layer, h)) for h in range(self.n_heads)]
+            dests += [self.node(node_name("head_input", layer, h, c)) for h in range(self.n_heads) for c in CHANNELS]
+            if not self.attn_only:
+                sources.append(self.node(node_name("mlp", layer)))
+                dests.append(self.node(node_name("mlp", layer)))
+        dests.append(self.node("logits"))
+        object.__setattr__(self, "sources", tuple(sources))
+        object.__setattr__(self, "dests", tuple(dests))
+
+    @classmethod
+    def from_model(cls, model: torch.nn.Module) -> "ComputeGraph":
+        """Return the graph of ``model`` after checking that its edges decompose exactly."""
+        check_supported(model)
+        cfg = model.cfg
+        return cls(cfg.n_layers, cfg.n_heads, bool(cfg.attn_only))
+
+    def node(self, name: str) -> Node:
+        """Return the node called ``name``; raise KeyError listing what this model has."""
+        return parse_node(name, self.n_layers, self.n_heads, self.attn_only)
+
+    def edge(self, name: str) -> Edge:
+        """Return the edge called ``src->dest``; raise KeyError/ValueError naming the problem."""
+        return parse_edge(name, self.n_layers, self.n_heads, self.attn_only)
+
+    @property
+    def valid(self) -> Bool[Tensor, "src dest"]:
+        """Which (source, destination) pairs are edges: the source comes strictly earlier."""
+        src_stage = torch.tensor([n.stage for n in self.sources])
+        dest_stage = torch.tensor([n.stage for n in self.dests])
+        return src_stage[:, None] < dest_stage[None, :]
+
+    @property
+    def edges(self) -> list[Edge]:
+        """Every edge, ordered by destination then source (the row order of score tables)."""
+        valid = self.valid
+        return [Edge(s, d) for j, d in enumerate(self.dests) for i, s in enumerate(self.sources) if valid[i, j]]
+
+    @property
+    def n_edges(self) -> int:
+        """Number of edges."""
+        return int(self.valid.sum())
+
+    def src_index(self, node: Node) -> int:
+        """Row of a source in ``[src dest]`` masks."""
+        return self._index(self.sources, node)
+
+    def dest_index(self, node: Node) -> int:
+        """Column of a destination in ``[src dest]`` masks."""
+        return self._index(self.dests, node)
+
+    def mask(self, edges: "list[Edge] | list[str]") -> Bool[Tensor, "src dest"]:
+        """Return the ``[src dest]`` mask with True on the given edges."""
+        out = torch.zeros(len(self.sources), len(self.dests), dtype=torch.bool)
+        for edge in edges:
+            edge = self.edge(edge) if isinstance(edge, str) else edge
+            out[self.src_index(edge.src), self.dest_index(edge.dest)] = True
+        return out
+
+    def edges_of(self, mask: Bool[Tensor, "src dest"]) -> list[Edge]:
+        """Return the edges a ``[src dest]`` mask marks True, in table order."""
+        keep = mask & self.valid
+        return [Edge(s, d) for j, d in enumerate(self.dests) for i, s in enumerate(self.sources) if keep[i, j]]
+
+    @staticmethod
+    def _index(nodes: tuple[Node, ...], node: Node) -> int:
+        for i, candidate in enumerate(nodes):
+            if candidate.name == node.base:
+                return i
+        raise KeyError(f"Node {node.name!r} is not a {'source' if nodes and nodes[0].name == 'embed' else 'destination'} of this graph.")
+
+
+def check_supported(model: torch.nn.Module) -> None:
+    """Raise ValueError if ``model``'s edges cannot be patched exactly, naming the feature and fix."""
+    cfg = getattr(model, "cfg", None)
+    if cfg is None:
+        raise TypeError(f"{type(model).__name__} is not a TransformerLens model (it has no .cfg); load it with load_model().")
+    arch = str(getattr(cfg, "original_architecture", "") or "")
+    if getattr(cfg, "use_normalization_before_and_after", False) or arch.startswith("Olmo2") or arch.startswith("Olmo3"):
+        raise ValueError(
+            f"Edge patching needs a pre-LN residual stream, but this model ({arch or 'custom'}) uses {POST_NORM_HINT}; "
+            "its components' outputs do not add up to the next input. Use a pre-LN model (GPT-2, Pythia, Llama)."
+        )
+    if getattr(cfg, "parallel_attn_mlp", False):
+        raise ValueError(
+            "This model runs attention and MLP in parallel (parallel_attn_mlp=True); pathpatch's graph puts each "
+            "MLP after its layer's attention. Use a sequential-block model."
+        )
+    if getattr(cfg, "n_key_value_heads", None) not in (None, cfg.n_heads) and not getattr(cfg, "ungroup_grouped_query_attention", False):
+        raise ValueError(
+            f"This model groups key/value heads (n_key_value_heads={cfg.n_key_value_heads}, n_heads={cfg.n_heads}); "
+            "call model.set_ungroup_grouped_query_attention(True) so every head has its own k/v input hook."
+        )
+    if getattr(cfg, "positional_embedding_type", "standard") == "shortformer":
+        raise ValueError("Shortformer positional embeddings are added outside the residual stream; this is not supported.")
+    flags = [("use_attn_result", "set_use_attn_result"), ("use_split_qkv_input", "set_use_split_qkv_input")]
+    if not cfg.attn_only:
+        flags.append(("use_hook_mlp_in", "set_use_hook_mlp_in"))
+    for flag, setter in flags:
+        if not getattr(cfg, flag, False):
+            raise ValueError(
+                f"The model's cfg.{flag} is False, so per-head hooks that patching reads never run; load the model "
+                f"with pathpatch.models.load_model(), or call model.{setter}(True)."
+            )

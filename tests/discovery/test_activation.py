@@ -1,0 +1,128 @@
+"""Batched activation patching equals TransformerLens' one-forward-per-patch reference."""
+
+from functools import partial
+
+import pytest
+import torch
+from transformer_lens import patching
+
+from pathpatch.discovery.activation import activation_patch
+from pathpatch.discovery.config import PatchConfig
+from pathpatch.models import build_task, load_model
+
+TL = {
+    ("resid_pre", True): patching.get_act_patch_resid_pre,
+    ("resid_mid", True): patching.get_act_patch_resid_mid,
+    ("attn_out", True): patching.get_act_patch_attn_out,
+    ("mlp_out", True): patching.get_act_patch_mlp_out,
+    ("z", True): patching.get_act_patch_attn_head_out_by_pos,
+    ("q", True): patching.get_act_patch_attn_head_q_by_pos,
+    ("k", True): patching.get_act_patch_attn_head_k_by_pos,
+    ("v", True): patching.get_act_patch_attn_head_v_by_pos,
+    ("pattern", True): patching.get_act_patch_attn_head_pattern_by_pos,
+    ("z", False): patching.get_act_patch_attn_head_out_all_pos,
+    ("v", False): patching.get_act_patch_attn_head_v_all_pos,
+    ("pattern", False): patching.get_act_patch_attn_head_pattern_all_pos,
+}
+
+
+def reference(model, task, act, per_pos):
+    _, clean_cache = model.run_with_cache(task.clean)
+    return TL[(act, per_pos)](model, task.corrupt, clean_cache, task.score)
+
+
+@pytest.mark.parametrize("act, per_pos", list(TL))
+def test_matches_transformer_lens_on_random_model(random_model, random_task, act, per_pos):
+    ours = activation_patch(random_model, random_task, act, per_pos)
+    torch.testing.assert_close(ours.values, reference(random_model, random_task, act, per_pos), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("act, per_pos", [("z", True), ("resid_pre", True), ("pattern", False)])
+def test_matches_transformer_lens_on_permute(act, per_pos):
+    model, task = load_model("permute"), build_task("permute", n=16, seed=1)
+    ours = activation_patch(model, task, act, per_pos)
+    torch.testing.assert_close(ours.values, reference(model, task, act, per_pos), atol=1e-5, rtol=0)
+
+
+def test_result_hook_matches_a_run_with_hooks_loop(random_model, random_task):
+    """TransformerLens' patching has no `result` helper: compare with a plain loop of run_with_hooks."""
+    ours = activation_patch(random_model, random_task, "result", per_pos=False)
+    _, clean = random_model.run_with_cache(random_task.clean)
+    for layer in range(2):
+        for head in range(2):
+            name = f"blocks.{layer}.attn.hook_result"
+
+            def hook(act, hook, head=head, name=name):
+                act = act.clone()
+                act[:, :, head] = clean[name][:, :, head]
+                return act
+
+            logits = random_model.run_with_hooks(random_task.corrupt, fwd_hooks=[(name, hook)])
+            assert ours.values[layer, head].item() == pytest.approx(random_task.score(logits).item(), abs=1e-5)
+
+
+def test_mean_ablation_noising_matches_a_loop(random_model, random_task):
+    ours = activation_patch(random_model, random_task, "z", per_pos=False, config=PatchConfig(direction="noise", corruption="mean"))
+    _, clean = random_model.run_with_cache(random_task.clean)
+
+    def hook(act, hook, head):
+        act = act.clone()
+        act[:, :, head] = act[:, :, head].mean(0, keepdim=True)
+        return act
+
+    for layer in range(2):
+        for head in range(2):
+            logits = random_model.run_with_hooks(random_task.clean, fwd_hooks=[(f"blocks.{layer}.attn.hook_z", partial(hook, head=head))])
+            assert ours.values[layer, head].item() == pytest.approx(random_task.score(logits).item(), abs=1e-5)
+    row = ours.table.iloc[0]
+    assert row["score"] == pytest.approx(ours.clean_metric - row["metric"], abs=1e-6)
+
+
+def test_continuous_input_model_matches_a_loop():
+    model, task = load_model("recurrence"), build_task("recurrence", n=4, seed=0)
+    ours = activation_patch(model, task, "attn_out", per_pos=True)
+    _, clean = model.run_with_cache(task.clean)
+    for layer, pos in [(0, 1), (2, 12), (1, 5)]:
+        name = f"blocks.{layer}.hook_attn_out"
+
+        def hook(act, hook, name=name, pos=pos):
+            act = act.clone()
+            act[:, pos] = clean[name][:, pos]
+            return act
+
+        logits = model.run_with_hooks(task.corrupt, fwd_hooks=[(name, hook)])
+        assert ours.values[layer, pos].item() == pytest.approx(task.score(logits).item(), abs=1e-5)
+    assert (ours.table["score"] * (ours.table["metric"] - ours.corrupt_metric) <= 0).all(), "MSE: lower metric, higher score"
+
+
+def test_chunk_size_does_not_change_results(random_model, random_task):
+    whole = activation_patch(random_model, random_task, "z", True).values
+    one_by_one = activation_patch(random_model, random_task, "z", True, PatchConfig(chunk=1)).values
+    torch.testing.assert_close(whole, one_by_one, atol=1e-6, rtol=0)
+
+
+def test_table_has_one_row_per_patch_with_tensor_values(random_model, random_task):
+    result = activation_patch(random_model, random_task, "z", True)
+    assert list(result.table.columns) == ["act", "layer", "pos", "head", "metric", "score", "normalized"]
+    assert len(result.table) == result.values.numel() == 2 * 6 * 2
+    row = result.table.query("layer == 1 and pos == 3 and head == 0").iloc[0]
+    assert row["metric"] == pytest.approx(result.values[1, 3, 0].item())
+
+
+def test_bad_activation_names_are_refused(random_model, random_task):
+    with pytest.raises(ValueError, match="Unknown activation 'attn'"):
+        activation_patch(random_model, random_task, "attn")
+    with pytest.raises(ValueError, match="attention-only model has no 'mlp_out'"):
+        activation_patch(load_model("permute"), build_task("permute", n=2), "mlp_out")
+
+
+def test_denoising_an_ablation_is_refused():
+    with pytest.raises(ValueError, match="use direction='noise' for ablations"):
+        PatchConfig(corruption="mean")
+
+
+def test_same_clean_and_corrupt_metric_is_explained(random_model, random_task):
+    same = type(random_task)("same", random_task.clean, random_task.clean, random_task.answers, random_task.wrong_answers, random_task.positions)
+    with pytest.raises(ValueError, match="clean and corrupt give the same metric"):
+        activation_patch(random_model, same, "z")
+    assert (activation_patch(random_model, same, "z", config=PatchConfig(normalize=False)).table["score"].abs() < 1e-5).all()

@@ -1,0 +1,260 @@
+"""Exact edge patching, path patching and circuit runs against hand-built hook code."""
+
+import pytest
+import torch
+
+from pathpatch.discovery.config import PatchConfig
+from pathpatch.discovery.edges import patch_edges, path_patch, run_circuits
+from pathpatch.discovery.graph import ComputeGraph
+from pathpatch.models import build_task, load_model
+from tests.conftest import make_random_model
+
+OUT = {"embed": ("blocks.0.hook_resid_pre", None), "L0H1": ("blocks.0.attn.hook_result", 1),
+       "L0H0": ("blocks.0.attn.hook_result", 0), "MLP0": ("blocks.0.hook_mlp_out", None),
+       "L1H0": ("blocks.1.attn.hook_result", 0), "MLP1": ("blocks.1.hook_mlp_out", None)}
+IN = {"L1H0.q": ("blocks.1.hook_q_input", 0), "L1H1.k": ("blocks.1.hook_k_input", 1),
+      "L0H0.v": ("blocks.0.hook_v_input", 0), "MLP1": ("blocks.1.hook_mlp_in", None),
+      "MLP0": ("blocks.0.hook_mlp_in", None), "logits": ("blocks.1.hook_resid_post", None)}
+
+
+def output_of(cache, node):
+    name, head = OUT[node]
+    return cache[name] if head is None else cache[name][:, :, head]
+
+
+def hand_patched_metric(model, task, src, dest, noise=True, pos=None):
+    """One run_with_hooks: ``dest`` reads (other run's src output - this run's) on top of its input."""
+    _, clean = model.run_with_cache(task.clean)
+    _, corrupt = model.run_with_cache(task.corrupt)
+    base, other = (clean, corrupt) if noise else (corrupt, clean)
+    delta = output_of(other, src) - output_of(base, src)
+    if pos is not None:
+        keep = torch.zeros(delta.shape[1], 1)
+        keep[pos] = 1
+        delta = delta * keep
+    name, head = IN[dest]
+
+    def hook(act, hook):
+        act = act.clone()
+        if head is None:
+            act += delta
+        else:
+            act[:, :, head] += delta
+        return act
+
+    logits = model.run_with_hooks(task.clean if noise else task.corrupt, fwd_hooks=[(name, hook)])
+    return task.score(logits).item()
+
+
+EDGES = ["embed->L1H0.q", "L0H1->L1H1.k", "embed->L0H0.v", "L0H0->MLP1", "MLP0->logits", "MLP0->L1H0.q", "L1H0->logits", "embed->MLP0"]
+
+
+@pytest.mark.parametrize("direction", ["noise", "denoise"])
+def test_single_edges_match_hand_built_hooks(random_model, random_task, direction):
+    table = patch_edges(random_model, random_task, EDGES, config=PatchConfig(direction=direction)).set_index("edge")
+    for edge in EDGES:
+        src, dest = edge.split("->")
+        expected = hand_patched_metric(random_model, random_task, src, dest, noise=direction == "noise")
+        assert table.loc[edge, "metric"] == pytest.approx(expected, abs=1e-5), edge
+
+
+def test_edges_by_position_match_hand_built_hooks(random_model, random_task):
+    table = patch_edges(random_model, random_task, ["L0H1->L1H1.k", "MLP0->logits"], by_pos=True).set_index("edge")
+    assert len(table) == 2 * 6
+    for edge, pos in [("L0H1->L1H1.k", 2), ("MLP0->logits", 5), ("MLP0->logits", 4)]:
+        src, dest = edge.split("->")
+        expected = hand_patched_metric(random_model, random_task, src, dest, pos=pos)
+        assert table.loc[f"{edge}@{pos}", "metric"] == pytest.approx(expected, abs=1e-5)
+
+
+def test_every_edge_is_scored_once(random_model, random_task):
+    table = patch_edges(random_model, random_task)
+    graph = ComputeGraph.from_model(random_model)
+    assert len(table) == graph.n_edges == table["edge"].nunique()
+    assert set(table.columns) >= {"edge", "src", "dest", "channel", "metric", "score", "normalized", "method"}
+
+
+def test_full_circuit_is_clean_and_empty_circuit_is_corrupt(random_model, random_task):
+    graph = ComputeGraph.from_model(random_model)
+    values = run_circuits(random_model, random_task, torch.stack([graph.valid, torch.zeros_like(graph.valid)]))
+    clean = random_task.score(random_model(random_task.clean)).item()
+    corrupt = random_task.score(random_model(random_task.corrupt)).item()
+    assert values.tolist() == pytest.approx([clean, corrupt], abs=1e-5)
+
+
+def test_corrupting_every_edge_into_logits_gives_the_corrupt_metric(random_model, random_task):
+    graph = ComputeGraph.from_model(random_model)
+    keep = graph.valid.clone()
+    keep[:, graph.dest_index(graph.node("logits"))] = False
+    corrupt = random_task.score(random_model(random_task.corrupt)).item()
+    assert run_circuits(random_model, random_task, keep).item() == pytest.approx(corrupt, abs=1e-5)
+
+
+def test_circuit_without_one_edge_equals_patching_that_edge(random_model, random_task):
+    graph = ComputeGraph.from_model(random_model)
+    edges = ["L0H1->L1H1.k", "embed->MLP0", "MLP1->logits"]
+    masks = []
+    for edge in edges:
+        keep = graph.valid.clone()
+        keep &= ~graph.mask([edge])
+        masks.append(keep)
+    circuits = run_circuits(random_model, random_task, torch.stack(masks))
+    single = patch_edges(random_model, random_task, edges)["metric"].tolist()
+    assert circuits.tolist() == pytest.approx(single, abs=1e-5)
+
+
+def test_circuit_runs_use_patched_upstream_outputs(random_model, random_task):
+    """Cut embed->L0H0.q and L0H0->logits: logits must read L0H0's *patched* output, not its cached one."""
+    graph = ComputeGraph.from_model(random_model)
+    keep = graph.valid & ~graph.mask(["embed->L0H0.q", "L0H0->logits"])
+    _, clean = random_model.run_with_cache(random_task.clean)
+    _, corrupt = random_model.run_with_cache(random_task.corrupt)
+    d_embed = corrupt["blocks.0.hook_resid_pre"] - clean["blocks.0.hook_resid_pre"]
+    seen = {}
+
+    def q_hook(act, hook):
+        act = act.clone()
+        act[:, :, 0] += d_embed
+        return act
+
+    def result_hook(act, hook):
+        seen["L0H0"] = act[:, :, 0].clone()
+        return act
+
+    def logits_hook(act, hook):
+        return act - seen["L0H0"] + corrupt["blocks.0.attn.hook_result"][:, :, 0]
+
+    hooks = [("blocks.0.hook_q_input", q_hook), ("blocks.0.attn.hook_result", result_hook), ("blocks.1.hook_resid_post", logits_hook)]
+    expected = random_task.score(random_model.run_with_hooks(random_task.clean, fwd_hooks=hooks)).item()
+    assert run_circuits(random_model, random_task, keep).item() == pytest.approx(expected, abs=1e-5)
+
+
+def test_permute_v_composition_path_carries_most_of_the_logit_difference():
+    model, task = load_model("permute"), build_task("permute", n=64, seed=3)
+    table = patch_edges(model, task).set_index("edge")
+    assert table.loc["L0H0->L1H0.v", "normalized"] > 0.5
+    assert table.loc["embed->L0H0.v", "normalized"] > 0.5
+    assert table.loc["L0H0->L1H0.v", "score"] > 10 * table.loc["L0H0->L1H0.k", "score"]
+    paths = path_patch(model, task, ["L1H0.v"]).set_index("sender")
+    assert paths.loc["L0H0", "normalized"] > 0.5 > paths.loc["embed", "normalized"]
+
+
+def test_path_patching_to_several_receivers_matches_hooks(random_model, random_task):
+    table = path_patch(random_model, random_task, ["L1H0.q", "L1H1.k"], senders=["L0H1"])
+    _, clean = random_model.run_with_cache(random_task.clean)
+    _, corrupt = random_model.run_with_cache(random_task.corrupt)
+    delta = corrupt["blocks.0.attn.hook_result"][:, :, 1] - clean["blocks.0.attn.hook_result"][:, :, 1]
+
+    def add(act, hook, head):
+        act = act.clone()
+        act[:, :, head] += delta
+        return act
+
+    hooks = [("blocks.1.hook_q_input", lambda a, hook: add(a, hook, 0)), ("blocks.1.hook_k_input", lambda a, hook: add(a, hook, 1))]
+    expected = random_task.score(random_model.run_with_hooks(random_task.clean, fwd_hooks=hooks)).item()
+    assert table.loc[0, "metric"] == pytest.approx(expected, abs=1e-5)
+
+
+def test_chunking_gives_identical_edge_scores(random_model, random_task):
+    a = patch_edges(random_model, random_task)["metric"]
+    b = patch_edges(random_model, random_task, config=PatchConfig(direction="noise", chunk=3))["metric"]
+    assert (a - b).abs().max() < 1e-6
+
+
+def test_unknown_edge_names_suggest_close_matches(random_model, random_task):
+    with pytest.raises(KeyError, match=r"Did you mean 'L1H0.v'"):
+        patch_edges(random_model, random_task, ["L0H0->L1H0.w"])
+    with pytest.raises(KeyError, match="heads are L0H0..L1H1"):
+        patch_edges(random_model, random_task, ["L0H0->L9H0.v"])
+    with pytest.raises(ValueError, match="No edge L1H0->L1H1.q"):
+        patch_edges(random_model, random_task, ["L1H0->L1H1.q"])
+    with pytest.raises(ValueError, match="empty edge list"):
+        patch_edges(random_model, random_task, [])
+
+
+def test_models_without_per_head_hooks_are_refused(random_task):
+    with pytest.raises(ValueError, match=r"cfg.use_attn_result is False.*load_model\(\)"):
+        patch_edges(make_random_model(), random_task)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(parallel_attn_mlp=True), "parallel"),
+        (dict(n_key_value_heads=1), "set_ungroup_grouped_query_attention"),
+    ],
+)
+def test_unsupported_architectures_are_named(overrides, message):
+    graph_check = pytest.importorskip("pathpatch.discovery.graph").check_supported
+    with pytest.raises(ValueError, match=message):
+        graph_check(make_random_model(**overrides))
+
+
+def test_bad_circuit_mask_shape_is_explained(random_model, random_task):
+    with pytest.raises(ValueError, match=r"this model needs \[circuits 7 15\]"):
+        run_circuits(random_model, random_task, torch.ones(3, 3, dtype=torch.bool))
+
+
+def test_transformer_bridge_gives_the_same_scores_as_hooked_transformer(tiny_gpt2_dir):
+    hooked, bridge = load_model(tiny_gpt2_dir), load_model(tiny_gpt2_dir, backend="bridge")
+    task = build_task("weekday", n=7, model=hooked)
+    a, b = patch_edges(hooked, task), patch_edges(bridge, task)
+    assert (a["metric"] - b["metric"]).abs().max() < 1e-6
+    assert a["score"].abs().max() > 1e-4, "the random model must react to the corruption"
+
+
+@pytest.mark.parametrize("corruption", ["zero", "mean", "resample"])
+def test_ablations_match_hand_built_hooks(random_model, random_task, corruption):
+    config = PatchConfig(direction="noise", corruption=corruption, seed=4)
+    metric = patch_edges(random_model, random_task, ["L0H1->L1H1.k"], config=config).loc[0, "metric"]
+    _, clean = random_model.run_with_cache(random_task.clean)
+    out = clean["blocks.0.attn.hook_result"][:, :, 1]
+    if corruption == "zero":
+        ablated = torch.zeros_like(out)
+    elif corruption == "mean":
+        ablated = out.mean(0, keepdim=True).expand_as(out)
+    else:
+        order = torch.randperm(4, generator=torch.Generator().manual_seed(4))
+        _, shuffled = random_model.run_with_cache(random_task.clean[order])
+        ablated = shuffled["blocks.0.attn.hook_result"][:, :, 1]
+
+    def hook(act, hook):
+        act = act.clone()
+        act[:, :, 1] += ablated - out
+        return act
+
+    expected = random_task.score(random_model.run_with_hooks(random_task.clean, fwd_hooks=[("blocks.1.hook_k_input", hook)]))
+    assert metric == pytest.approx(expected.item(), abs=1e-5)
+
+
+def test_recurrence_edges_match_hand_built_hooks():
+    model, task = load_model("recurrence"), build_task("recurrence", n=4, seed=0)
+    table = patch_edges(model, task, ["L0H7->L2H3.v", "MLP1->logits"]).set_index("edge")
+    _, clean = model.run_with_cache(task.clean)
+    _, corrupt = model.run_with_cache(task.corrupt)
+    delta = corrupt["blocks.0.attn.hook_result"][:, :, 7] - clean["blocks.0.attn.hook_result"][:, :, 7]
+
+    def hook(act, hook):
+        act = act.clone()
+        act[:, :, 3] += delta
+        return act
+
+    expected = task.score(model.run_with_hooks(task.clean, fwd_hooks=[("blocks.2.hook_v_input", hook)])).item()
+    assert table.loc["L0H7->L2H3.v", "metric"] == pytest.approx(expected, abs=1e-5)
+    row = table.loc["MLP1->logits"]
+    assert row["score"] == pytest.approx(row["metric"] - table.attrs["clean_metric"], abs=1e-7), "MSE: cutting a helpful edge raises it"
+    assert row["score"] > 0
+
+
+def test_same_inputs_give_identical_scores(random_model, random_task):
+    a, b = patch_edges(random_model, random_task), patch_edges(random_model, random_task)
+    assert a.equals(b)
+
+
+def test_nan_metric_is_reported(random_model, random_task):
+    nan_task = type(random_task)(
+        "nan", random_task.clean, random_task.corrupt, random_task.answers, None, random_task.positions,
+        metric=lambda read: read[..., 0].mean(-1) * float("nan"),
+    )
+    with pytest.raises(ValueError, match="clean run's metric is nan"):
+        patch_edges(random_model, nan_task)

@@ -1,0 +1,50 @@
+"""Pruning: thresholds, top-k nesting, and every kept edge on an embed -> logits path."""
+
+import pandas as pd
+import pytest
+
+from pathpatch.discovery.edges import patch_edges
+from pathpatch.discovery.prune import PruneConfig, edge_graph, on_paths, prune, prune_top_k
+
+
+@pytest.fixture(scope="module")
+def scores(random_model, random_task):
+    return patch_edges(random_model, random_task)
+
+
+def test_top_k_sets_are_nested(scores):
+    for k in range(1, 12):
+        small, large = set(prune_top_k(scores, k)["edge"]), set(prune_top_k(scores, k + 1)["edge"])
+        assert small <= large and len(large) == k + 1
+
+
+def test_kept_edges_lie_on_embed_to_logits_paths(scores):
+    import networkx as nx
+
+    kept = prune(scores, PruneConfig(method="top_k", top_k=15))
+    graph = edge_graph(kept)
+    assert nx.is_directed_acyclic_graph(graph)
+    for src, dest in zip(kept["src"], kept["dest"]):
+        assert src == "embed" or nx.has_path(graph, "embed", src)
+        assert nx.has_path(graph, dest, "logits") or dest == "logits"
+
+
+def test_dangling_edges_are_dropped():
+    rows = pd.DataFrame({"edge": ["embed->L0H0.v", "L0H0->logits", "embed->L0H1.q"], "src": ["embed", "L0H0", "embed"],
+                         "dest": ["L0H0.v", "logits", "L0H1.q"], "score": [1.0, 1.0, 1.0]})
+    assert list(on_paths(rows)["edge"]) == ["embed->L0H0.v", "L0H0->logits"]
+
+
+def test_threshold_keeps_only_large_effects(scores):
+    kept = prune(scores, PruneConfig(threshold=0.1))
+    assert (kept["normalized"].abs() >= 0.1).all()
+    assert set(kept["edge"]) <= set(scores.loc[scores["normalized"].abs() >= 0.1, "edge"])
+
+
+def test_bad_prune_settings_are_refused(scores):
+    with pytest.raises(ValueError, match="threshold=-1"):
+        PruneConfig(threshold=-1.0)
+    with pytest.raises(ValueError, match="top_k=0"):
+        PruneConfig(method="top_k", top_k=0)
+    with pytest.raises(ValueError, match="lacks columns"):
+        prune(scores.drop(columns=["src"]))
