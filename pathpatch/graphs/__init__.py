@@ -1,0 +1,1 @@
+"""Circuits as networkx graphs: pruning, faithfulness, hypothesis checks and export (issue 5)."""
