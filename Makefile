@@ -13,6 +13,8 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/pathpatch models
 	$(VENV)/bin/pathpatch discover --model permute --out out/permute
+	$(VENV)/bin/pathpatch check hypotheses/permute.toml --circuit out/permute/circuit.json --out out/permute/check
+	$(VENV)/bin/pathpatch draw out/permute/circuit.json -o out/permute/circuit.png
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q

@@ -9,6 +9,7 @@ a saved circuit. Every command has ``--help``. This module is the only place tha
 import argparse
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from pathpatch import __version__
@@ -93,6 +94,37 @@ def cmd_discover(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """Check a hypothesis file; exit 0 when every claim passes, 1 when any fails."""
+    from pathpatch.graphs.circuit import from_json
+    from pathpatch.graphs.export import write_diagram
+    from pathpatch.graphs.hypotheses import load_hypothesis
+    from pathpatch.graphs.pipeline import check
+
+    hypothesis = load_hypothesis(args.hypotheses)
+    if args.model:
+        hypothesis = replace(hypothesis, model=args.model)
+    circuit = from_json(args.circuit) if args.circuit else None
+    report = check(hypothesis, circuit, device=args.device, progress=True)
+    print(report.text())
+    if args.baseline:
+        print("\nchanges since baseline:")
+        print(report.compare(Path(args.baseline)).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if args.out:
+        out = Path(args.out)
+        print(f"  report: {report.write(out / 'check.json')}")
+        print(f"  circuit: {report.circuit.to_json(out / 'circuit.json')}")
+        failed = {hop for d in report.table.loc[~report.table["passed"], "detail"] for hop in failed_hops(d)}
+        print(f"  {write_diagram(report.circuit, out / 'circuit.svg', highlight=failed)[1]}")
+    return EXIT_OK if report.passed else EXIT_FAIL
+
+
+def failed_hops(detail: str) -> list[str]:
+    """Return the edges a failed path claim names as missing from the circuit."""
+    prefix = "not in circuit: "
+    return detail[len(prefix):].split(", ") if detail.startswith(prefix) else []
+
+
 def cmd_draw(args: argparse.Namespace) -> int:
     """Render a saved circuit JSON as a Graphviz diagram."""
     from pathpatch.graphs.circuit import from_json
@@ -143,6 +175,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (scores.csv, circuit.json, circuit.svg, report.md)")
     p.set_defaults(func=cmd_discover)
 
+    p = sub.add_parser("check", help="check a hypothesis file; exit 0 all pass, 1 any fail, 2 bad input")
+    p.add_argument("hypotheses", help="hypothesis TOML file (see hypotheses/*.toml)")
+    p.add_argument("--circuit", default=None, help="circuit JSON to check (default: discover one with the file's settings)")
+    p.add_argument("--baseline", default=None, help="a check.json from an earlier run: report what moved")
+    p.add_argument("--model", default=None, help="override the file's model (e.g. a local GPT-2 directory)")
+    p.add_argument("--out", default=None, help="folder for check.json, circuit.json and the diagram")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.set_defaults(func=cmd_check)
+
     p = sub.add_parser("draw", help="draw a saved circuit with Graphviz (.dot always, .svg/.png with dot)")
     p.add_argument("circuit", help="circuit JSON written by `pathpatch discover`")
     p.add_argument("-o", "--output", default="circuit.svg", help="output file: .svg, .png, .pdf or .dot (default circuit.svg)")
@@ -157,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         return args.func(args)
-    except (KeyError, ValueError, FileNotFoundError, TypeError) as err:
+    except (KeyError, ValueError, FileNotFoundError, TypeError, OSError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         print(f"pathpatch {args.command}: error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT

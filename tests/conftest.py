@@ -50,6 +50,21 @@ def random_model() -> HookedTransformer:
     return enable_patching_hooks(make_random_model())
 
 
+def with_result_hook(model: HookedTransformer) -> HookedTransformer:
+    """A copy of ``model`` whose heads write ``hook_result``: TransformerLens' own head outputs, for references."""
+    import copy
+
+    reference = copy.deepcopy(model)
+    reference.set_use_attn_result(True)
+    return reference
+
+
+@pytest.fixture(scope="session")
+def reference_model(random_model) -> HookedTransformer:
+    """The random model with ``use_attn_result`` on, for hand-built reference hooks."""
+    return with_result_hook(random_model)
+
+
 @pytest.fixture(scope="session")
 def random_task():
     """Random clean/corrupt tokens for the random model, read at positions 3 and 5."""

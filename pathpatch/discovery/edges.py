@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 import torch
-from einops import einsum, rearrange
+from einops import einsum
 from jaxtyping import Bool, Float
 from torch import Tensor
 
@@ -31,7 +31,7 @@ from pathpatch.discovery.runner import (
     Prepared,
     cache_activations,
     chunk_size,
-    metric_per_variant,
+    metric_per_prompt,
     prepare,
     repeat_variants,
     run_chunked,
@@ -61,25 +61,36 @@ class Outputs:
 
 
 def source_hooks(graph: ComputeGraph) -> list[str]:
-    """Return the hooks holding every source's output (embed, per-layer results, MLP outputs)."""
+    """Return the hooks from which every source's output is read (embed, per-layer z, MLP outputs).
+
+    A head's output ``blocks.{l}.attn.hook_result[:, :, h]`` equals ``z[:, :, h] @ W_O[l, h]``; it is computed
+    from ``hook_z`` here, because TransformerLens' ``use_attn_result`` materialises a
+    ``[batch pos head d_head d_model]`` product in every forward pass, which costs far more memory and time.
+    """
     names = [hook_name("resid_pre", 0)]
     for layer in range(graph.n_layers):
-        names.append(hook_name("result", layer))
+        names.append(hook_name("z", layer))
         if not graph.attn_only:
             names.append(hook_name("mlp_out", layer))
     return names
 
 
-def stack_sources(graph: ComputeGraph, acts: dict[str, Tensor]) -> Float[Tensor, "src batch pos d_model"]:
+def head_outputs(model: torch.nn.Module, z: Float[Tensor, "batch pos head d_head"], layer: int) -> Float[Tensor, "head batch pos d_model"]:
+    """Return each head's write to the residual stream (``hook_result`` without the shared bias)."""
+    return einsum(z, model.W_O[layer], "batch pos head d_head, head d_head d_model -> head batch pos d_model")
+
+
+def stack_sources(model: torch.nn.Module, graph: ComputeGraph, acts: dict[str, Tensor]) -> Float[Tensor, "src batch pos d_model"]:
     """Stack the cached outputs of every source in ``graph.sources`` order."""
     parts = [acts[hook_name("resid_pre", 0)][None]]
     for layer in range(graph.n_layers):
-        parts.append(rearrange(acts[hook_name("result", layer)], "batch pos head d_model -> head batch pos d_model"))
+        parts.append(head_outputs(model, acts[hook_name("z", layer)], layer))
         if not graph.attn_only:
             parts.append(acts[hook_name("mlp_out", layer)][None])
     return torch.cat(parts)
 
 
+@torch.no_grad()
 def collect_outputs(model: torch.nn.Module, graph: ComputeGraph, task: Task, config: PatchConfig) -> Outputs:
     """Cache every source's clean and corrupt output and every layer's starting residual."""
     starts = [hook_name("resid_pre", layer) for layer in range(graph.n_layers)]
@@ -87,8 +98,8 @@ def collect_outputs(model: torch.nn.Module, graph: ComputeGraph, task: Task, con
     clean = cache_activations(model, task.clean, names)
     other = corrupt_inputs(task, config)
     corrupt = cache_activations(model, other, names) if other is not None else None
-    clean_out = stack_sources(graph, clean)
-    corrupt_out = stack_sources(graph, corrupt) if corrupt is not None else None
+    clean_out = stack_sources(model, graph, clean)
+    corrupt_out = stack_sources(model, graph, corrupt) if corrupt is not None else None
     corrupt_out = ablate(clean_out.transpose(0, 1), None if corrupt_out is None else corrupt_out.transpose(0, 1), config.corruption).transpose(0, 1)
     stack = lambda acts: torch.stack([acts[name] for name in starts])  # noqa: E731
     return Outputs(clean_out, corrupt_out, stack(clean), None if corrupt is None else stack(corrupt))
@@ -156,7 +167,7 @@ def _variant_hooks(graph: ComputeGraph, variants: list[Variant], delta: Tensor) 
 def run_variants(
     model: torch.nn.Module, graph: ComputeGraph, prep: Prepared, outputs: Outputs, variants: list[Variant], config: PatchConfig
 ) -> Tensor:
-    """Return the patched metric of each variant, batching variants that start at the same layer."""
+    """Return the patched metric ``[variant batch]`` of each prompt and variant, batching variants by start layer."""
     noise = config.direction == "noise"
     delta = outputs.corrupt - outputs.clean if noise else outputs.clean - outputs.corrupt  # [src batch pos d_model]
     starts = outputs.starts_clean if noise else outputs.starts_corrupt
@@ -168,8 +179,8 @@ def run_variants(
                 "use run_circuits() for such edge sets."
             )
     layer_of = [min(min(e.dest.layer for e in v.edges), graph.n_layers - 1) for v in variants]
-    values = torch.zeros(len(variants))
     batch, n_pos = prep.task.clean.shape[:2]
+    values = torch.zeros(len(variants), batch)
     for layer in sorted(set(layer_of)):
         todo = [i for i, lay in enumerate(layer_of) if lay == layer]
         chunk = config.chunk or chunk_size(model, batch, n_pos, config.max_memory, len(todo))
@@ -180,7 +191,7 @@ def run_variants(
             with torch.no_grad():
                 start = repeat_variants(starts[layer], len(chosen))
                 read = run_from_layer(model, start, repeat_variants(base_inputs, len(chosen)), layer, prep.task.positions, hooks)
-            return metric_per_variant(prep.task, read, len(chosen)).cpu()
+            return metric_per_prompt(prep.task, read, len(chosen)).cpu()
 
         values[todo] = run_chunked(len(todo), chunk, run, config.progress, f"edges into layer {layer}")
     return values
@@ -224,7 +235,8 @@ def patch_edges(
     n_pos = prep.task.clean.shape[1]
     positions = list(range(n_pos)) if by_pos else [None]
     variants = [Variant(e.name if p is None else f"{e.name}@{p}", (e,), p) for e in chosen for p in positions]
-    values = run_variants(model, graph, prep, outputs, variants, config)
+    per_prompt = run_variants(model, graph, prep, outputs, variants, config)
+    values = per_prompt.mean(1)
     table = pd.DataFrame(
         {
             "edge": [v.name for v in variants],
@@ -236,8 +248,19 @@ def patch_edges(
     )
     table = pd.concat([table, _score_table(prep, values, config, task.name)], axis=1)
     table["method"] = f"exact-{config.direction}"
-    table.attrs.update(clean_metric=prep.clean_metric, corrupt_metric=prep.corrupt_metric)
+    table.attrs.update(_attrs(prep, per_prompt))
     return table
+
+
+def _attrs(prep: Prepared, per_prompt: Tensor) -> dict:
+    """Table attributes: clean/corrupt metrics and per-prompt values (rows x prompts) for bootstraps."""
+    return {
+        "clean_metric": prep.clean_metric,
+        "corrupt_metric": prep.corrupt_metric,
+        "per_prompt": per_prompt,
+        "clean_per_prompt": prep.clean_per_prompt,
+        "corrupt_per_prompt": prep.corrupt_per_prompt,
+    }
 
 
 def path_patch(
@@ -267,9 +290,11 @@ def path_patch(
         variants.append(Variant(sender.name, edges))
     prep = prepare(model, task)
     outputs = collect_outputs(model, graph, prep.task, config)
-    values = run_variants(model, graph, prep, outputs, variants, config)
+    per_prompt = run_variants(model, graph, prep, outputs, variants, config)
     table = pd.DataFrame({"sender": [v.name for v in variants], "receivers": ",".join(receivers)})
-    return pd.concat([table, _score_table(prep, values, config, task.name)], axis=1)
+    table = pd.concat([table, _score_table(prep, per_prompt.mean(1), config, task.name)], axis=1)
+    table.attrs.update(_attrs(prep, per_prompt))
+    return table
 
 
 def run_circuits(
@@ -278,7 +303,17 @@ def run_circuits(
     masks: Bool[Tensor, "*batch src dest"],
     config: PatchConfig = NOISE,
 ) -> Float[Tensor, " batch"]:
-    """Return the task metric of each circuit: its edges carry clean outputs, all others corrupt ones.
+    """Return the task metric of each circuit (averaged over prompts); see ``run_circuits_per_prompt``."""
+    return run_circuits_per_prompt(model, task, masks, config).mean(-1)
+
+
+def run_circuits_per_prompt(
+    model: torch.nn.Module,
+    task: Task,
+    masks: Bool[Tensor, "*batch src dest"],
+    config: PatchConfig = NOISE,
+) -> Tensor:
+    """Return the task metric ``[circuit batch]`` of each circuit and prompt: kept edges carry clean outputs, all others corrupt ones.
 
     Args:
         model: A TransformerLens model with per-head hooks.
@@ -298,27 +333,27 @@ def run_circuits(
     chunk = config.chunk or max(1, chunk_size(model, batch, n_pos, config.max_memory, len(cut)) // 4)
 
     def run(a: int, b: int) -> Tensor:
-        hooks = _circuit_hooks(graph, cut[a:b], outputs)
+        hooks = _circuit_hooks(model, graph, cut[a:b], outputs)
         with torch.no_grad():
             read = run_from_layer(model, None, repeat_variants(prep.task.clean, b - a), 0, prep.task.positions, hooks)
-        return metric_per_variant(prep.task, read, b - a).cpu()
+        return metric_per_prompt(prep.task, read, b - a).cpu()
 
-    return run_chunked(len(cut), chunk, run, config.progress, "circuits")
+    return run_chunked(len(cut), chunk, run, config.progress, "circuits")  # [circuit batch]
 
 
-def _circuit_hooks(graph: ComputeGraph, cut: Tensor, outputs: Outputs) -> list[tuple[str, object]]:
+def _circuit_hooks(model: torch.nn.Module, graph: ComputeGraph, cut: Tensor, outputs: Outputs) -> list[tuple[str, object]]:
     """Hooks that record each source's output and subtract cut edges' (output - corrupt) at readers."""
     n_variants = cut.shape[0]
     diffs: list[Tensor] = []  # per source, [variant batch pos d_model], in graph.sources order
     dest_index = {node.name: j for j, node in enumerate(graph.dests)}
 
     def record(act: Tensor, hook, first: int) -> Tensor:
-        view = act.view(n_variants, -1, *act.shape[1:])
-        if view.ndim == 5:  # [variant batch pos head d_model]
-            for h in range(view.shape[3]):
-                diffs.append(view[:, :, :, h] - outputs.corrupt[first + h][None])
+        if hook.name.endswith("hook_z"):  # [variant * batch pos head d_head]
+            heads = head_outputs(model, act, int(hook.name.split(".")[1]))  # [head variant*batch pos d_model]
+            for h, out in enumerate(heads):
+                diffs.append(out.view(n_variants, -1, *out.shape[1:]) - outputs.corrupt[first + h][None])
         else:
-            diffs.append(view - outputs.corrupt[first][None])
+            diffs.append(act.view(n_variants, -1, *act.shape[1:]) - outputs.corrupt[first][None])
         return act
 
     def correct(act: Tensor, hook, columns: list[int]) -> Tensor:
@@ -335,10 +370,10 @@ def _circuit_hooks(graph: ComputeGraph, cut: Tensor, outputs: Outputs) -> list[t
     for name, nodes in _dest_hooks(graph).items():
         columns = [dest_index[n.name] for n in nodes]
         hooks.append((name, lambda act, hook, columns=columns: correct(act, hook, columns)))
-    src_first = {}
+    src_first: dict[str, int] = {}
     for i, node in enumerate(graph.sources):
-        if node.hook_out not in src_first:
-            src_first[node.hook_out] = i
+        name = hook_name("z", node.layer) if node.kind == "head" else node.hook_out
+        src_first.setdefault(name, i)
     for name, first in src_first.items():
         if name != hook_name("resid_pre", 0):
             hooks.append((name, lambda act, hook, first=first: record(act, hook, first)))

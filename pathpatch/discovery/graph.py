@@ -138,7 +138,7 @@ def check_supported(model: torch.nn.Module) -> None:
         )
     if getattr(cfg, "positional_embedding_type", "standard") == "shortformer":
         raise ValueError("Shortformer positional embeddings are added outside the residual stream; this is not supported.")
-    flags = [("use_attn_result", "set_use_attn_result"), ("use_split_qkv_input", "set_use_split_qkv_input")]
+    flags = [("use_split_qkv_input", "set_use_split_qkv_input")]
     if not cfg.attn_only:
         flags.append(("use_hook_mlp_in", "set_use_hook_mlp_in"))
     for flag, setter in flags:

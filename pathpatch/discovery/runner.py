@@ -38,11 +38,15 @@ class Prepared:
         task: The task with inputs cut after the last read position and non-negative positions.
         clean_metric: Task metric of the clean run.
         corrupt_metric: Task metric of the corrupt run.
+        clean_per_prompt: The clean metric of each prompt ``[batch]`` (for bootstrap intervals).
+        corrupt_per_prompt: The corrupt metric of each prompt ``[batch]``.
     """
 
     task: Task
     clean_metric: float
     corrupt_metric: float
+    clean_per_prompt: Tensor
+    corrupt_per_prompt: Tensor
 
 
 def trim_task(task: Task) -> Task:
@@ -96,15 +100,19 @@ def cache_activations(model: torch.nn.Module, inputs: Tensor, names: Sequence[st
     if missing:
         raise ValueError(
             f"Hooks {sorted(missing)} never ran; load the model via pathpatch.models.load_model(), which switches "
-            "on use_attn_result, use_split_qkv_input and use_hook_mlp_in."
+            "on use_split_qkv_input and use_hook_mlp_in (for 'result' patching also call model.set_use_attn_result(True))."
         )
     return {name: cache[name] for name in names}
 
 
+def metric_per_prompt(task: Task, read: Tensor, n_variants: int) -> Tensor:
+    """Return the task metric ``[variant batch]`` of each prompt of each variant from stacked read logits."""
+    return task.score_read(read).view(n_variants, -1)  # [variant batch]
+
+
 def metric_per_variant(task: Task, read: Tensor, n_variants: int) -> Float[Tensor, " batch"]:
-    """Return the task metric of each variant from read logits ``[variant * batch pos d_vocab]``."""
-    per_prompt = task.score_read(read)  # [variant * batch]
-    return per_prompt.view(n_variants, -1).mean(-1)
+    """Return the task metric of each variant (averaged over prompts) from read logits ``[variant * batch pos d_vocab]``."""
+    return metric_per_prompt(task, read, n_variants).mean(-1)
 
 
 def prepare(model: torch.nn.Module, task: Task) -> Prepared:
@@ -116,15 +124,16 @@ def prepare(model: torch.nn.Module, task: Task) -> Prepared:
         clean_logits = model(task.clean)
         if task.metric == "kl" and task.reference is None:
             task = task.with_reference(clean_logits)
-        clean = task.score_read(clean_logits[:, task.positions]).mean().item()
-        corrupt = task.score_read(model(task.corrupt)[:, task.positions]).mean().item()
+        clean_each = task.score_read(clean_logits[:, task.positions])
+        corrupt_each = task.score_read(model(task.corrupt)[:, task.positions])
+    clean, corrupt = clean_each.mean().item(), corrupt_each.mean().item()
     for label, value in (("clean", clean), ("corrupt", corrupt)):
         if value != value or value in (float("inf"), float("-inf")):
             raise ValueError(
                 f"Task '{task.name}': the {label} run's metric is {value}; check the inputs and the model "
                 "weights for NaN/inf (e.g. a half-precision overflow)."
             )
-    return Prepared(task, clean, corrupt)
+    return Prepared(task, clean, corrupt, clean_each.cpu(), corrupt_each.cpu())
 
 
 def variant_chunks(n_variants: int, chunk: int) -> Iterator[tuple[int, int]]:

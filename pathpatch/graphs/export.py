@@ -16,11 +16,12 @@ from pathpatch.files import write_atomic, write_text_atomic
 from pathpatch.graphs.circuit import Circuit
 
 log = logging.getLogger(__name__)
+HIGHLIGHT = "#d95f02"  # failed hypothesis paths
 INSTALL_HINT = "install Graphviz (Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz)"
 
 
 def to_dot(circuit: Circuit, highlight: set[str] | None = None) -> graphviz.Digraph:
-    """Return the circuit as a Graphviz digraph; edges named in ``highlight`` are drawn bold orange.
+    """Return the circuit as a Graphviz digraph; edges named in ``highlight`` are drawn orange (dashed if missing).
 
     Examples:
         >>> import networkx as nx
@@ -50,9 +51,13 @@ def to_dot(circuit: Circuit, highlight: set[str] | None = None) -> graphviz.Digr
             continue
         score = float(attrs.get("score", 0.0))
         name = f"{src}->{dest}"
-        color = "#d95f02" if name in highlight else ("#2166ac" if score >= 0 else "#b2182b")
+        color = HIGHLIGHT if name in highlight else ("#2166ac" if score >= 0 else "#b2182b")
         width = 0.5 + 4.5 * abs(score) / top
         dot.edge(src, dest, color=color, penwidth=f"{width:.2f}", tooltip=f"{name}: {score:.4g}")
+    present = {f"{u}->{v}" for u, v in circuit.graph.edges()}
+    for name in sorted(highlight - present):
+        edge = circuit.compute_graph.edge(name)
+        dot.edge(edge.src.name, edge.dest.name, color=HIGHLIGHT, style="dashed", penwidth="2", tooltip=f"{name}: missing")
     return dot
 
 

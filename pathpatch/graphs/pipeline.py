@@ -7,6 +7,7 @@ pruned on exact effects. Pruning keeps edges with ``|normalized score| >= thresh
 graph attributes and the report, so a run can be repeated.
 """
 
+import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,9 +22,11 @@ from pathpatch.discovery.edges import patch_edges
 from pathpatch.discovery.graph import ComputeGraph
 from pathpatch.discovery.prune import PruneConfig, prune
 from pathpatch.files import write_atomic, write_text_atomic
+from pathpatch.graphs.checks import Context, check_claims
 from pathpatch.graphs.circuit import Circuit
 from pathpatch.graphs.export import write_diagram
 from pathpatch.graphs.faithfulness import faithfulness
+from pathpatch.graphs.hypotheses import Hypothesis
 from pathpatch.models import build_task, load_model
 from pathpatch.models.zoo import SEEDS
 
@@ -44,6 +47,7 @@ class DiscoverConfig:
     seed: int = 0
     device: str = "cpu"
     steps: int = 10
+    task_corruption: str | None = None
 
     def __post_init__(self) -> None:
         if self.method not in ("exact", "eap", "eap-ig"):
@@ -113,11 +117,12 @@ def score_edges(model, task, config: DiscoverConfig, progress: bool = False) -> 
     return exact
 
 
-def discover(config: DiscoverConfig, progress: bool = False) -> DiscoveryResult:
+def discover(config: DiscoverConfig, progress: bool = False, model=None, task=None) -> DiscoveryResult:
     """Run the pipeline; raise ValueError for an empty circuit (with the fix: lower the threshold)."""
     started = time.perf_counter()
-    model = load_model(config.model, device=config.device)
-    task = build_task(config.task_name, n=config.n, seed=config.seed, model=model)
+    model = model if model is not None else load_model(config.model, device=config.device)
+    if task is None:
+        task = build_task(config.task_name, n=config.n, seed=config.seed, corruption=config.task_corruption, model=model)
     scores = score_edges(model, task, config, progress)
     prune_config = PruneConfig(method="top_k", top_k=config.top_k) if config.top_k else PruneConfig(threshold=config.threshold)
     kept = prune(scores, prune_config)
@@ -128,8 +133,70 @@ def discover(config: DiscoverConfig, progress: bool = False) -> DiscoveryResult:
             "is empty; lower --threshold or use --top-k."
         )
     info = {"corruption": config.corruption, "threshold": config.threshold, "seed": config.seed, "n": config.n,
-            "metric": task.metric_name, "top_k": config.top_k or 0}
+            "metric": task.metric_name, "top_k": config.top_k or 0, "task_corruption": task.corruption}
     model_name = Path(config.model).name
     circuit = Circuit.from_edges(kept, ComputeGraph.from_model(model), model_name, config.task_name, info)
     faith = faithfulness(circuit, model, task, PatchConfig(direction="noise", corruption=config.corruption, seed=config.seed))
     return DiscoveryResult(config, scores, circuit, faith, time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """Verdicts on a hypothesis file's claims, with the settings they were measured under."""
+
+    hypothesis: Hypothesis
+    table: pd.DataFrame
+    circuit: Circuit
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.table["passed"].all())
+
+    def to_dict(self) -> dict:
+        h = self.hypothesis
+        return {"hypothesis": h.name, "model": h.model, "task": h.task, "method": h.method, "version": __version__,
+                "claims": self.table.to_dict(orient="records")}
+
+    def write(self, path: Path) -> Path:
+        """Write the report as JSON (atomically)."""
+        return write_text_atomic(path, json.dumps(self.to_dict(), indent=2, default=float) + "\n")
+
+    def compare(self, baseline: Path) -> pd.DataFrame:
+        """Return this run's claims beside a saved report's: previous value, change, verdict change."""
+        try:
+            old = pd.DataFrame(json.loads(Path(baseline).read_text())["claims"])[["name", "value", "passed"]]
+        except (OSError, KeyError, ValueError) as err:
+            raise ValueError(f"Cannot read baseline {baseline} ({err}); pass a report written by `pathpatch check --out`.") from err
+        merged = self.table[["name", "value", "passed"]].merge(old, on="name", how="left", suffixes=("", "_before"))
+        merged["change"] = merged["value"] - merged["value_before"]
+        return merged
+
+    def text(self) -> str:
+        cols = ["name", "kind", "value", "op", "threshold", "ci_low", "ci_high", "passed", "detail"]
+        verdict = "PASS" if self.passed else "FAIL"
+        table = self.table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}")
+        return f"{self.hypothesis.name} ({self.hypothesis.model} / {self.hypothesis.task}): {verdict}\n{table}"
+
+
+def discover_config_of(hypothesis: Hypothesis, device: str = "cpu") -> DiscoverConfig:
+    """Return the discovery settings a hypothesis file pins."""
+    m = hypothesis.method
+    return DiscoverConfig(model=hypothesis.model, task=hypothesis.task, method=m["scoring"], corruption=m["corruption"],
+                          threshold=float(m["threshold"]), n=m["n"], seed=m["seed"], device=device,
+                          task_corruption=m["task_corruption"])
+
+
+def check(hypothesis: Hypothesis, circuit: Circuit | None = None, device: str = "cpu", progress: bool = False) -> CheckReport:
+    """Check every claim; discover the circuit with the file's settings unless one is given."""
+    config = discover_config_of(hypothesis, device)
+    model = load_model(config.model, device=device)
+    task = build_task(config.task_name, n=config.n, seed=config.seed, corruption=config.task_corruption, model=model)
+    if circuit is None:
+        circuit = discover(config, progress, model=model, task=task).circuit
+    graph = ComputeGraph.from_model(model)
+    if (circuit.compute_graph.n_layers, circuit.compute_graph.n_heads) != (graph.n_layers, graph.n_heads):
+        raise ValueError(f"The circuit is from a {circuit.compute_graph.n_layers}-layer model, but {config.model} has "
+                         f"{graph.n_layers}; check a circuit discovered on the same model.")
+    patch = PatchConfig(direction="noise", corruption=config.corruption, seed=config.seed)
+    ctx = Context(model, task.to(next(model.parameters()).device), circuit, graph, patch, hypothesis.method["bootstrap"], config.seed)
+    return CheckReport(hypothesis, check_claims(hypothesis, ctx), circuit)

@@ -7,9 +7,10 @@ tokenizer files), which is loaded fully offline. A Hugging Face directory become
 centering weights, so its logits equal the Hugging Face model's; ``backend="bridge"`` boots a
 ``TransformerBridge`` instead (same hook names).
 
-Bundled and Hugging Face models are returned ready for patching: ``use_attn_result``,
-``use_split_qkv_input`` and (for models with MLPs) ``use_hook_mlp_in`` are switched on, so every
-head's output and every head input has its own hook.
+Bundled and Hugging Face models are returned ready for edge patching: ``use_split_qkv_input`` and
+(for models with MLPs) ``use_hook_mlp_in`` are switched on, so every head input and MLP input has its
+own hook. ``use_attn_result`` stays off: pathpatch computes head outputs from ``hook_z`` and ``W_O``,
+because that flag makes every forward pass materialise a ``[batch pos head d_head d_model]`` tensor.
 """
 
 import logging
@@ -73,8 +74,7 @@ def load_model(
 
 
 def enable_patching_hooks(model: torch.nn.Module) -> torch.nn.Module:
-    """Switch on the per-head output and input hooks that patching reads; return the model."""
-    model.set_use_attn_result(True)
+    """Switch on the per-head input hooks (and MLP input hooks) that edge patching reads; return the model."""
     model.set_use_split_qkv_input(True)
     if not model.cfg.attn_only:
         model.set_use_hook_mlp_in(True)

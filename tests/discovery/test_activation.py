@@ -44,8 +44,9 @@ def test_matches_transformer_lens_on_permute(act, per_pos):
     torch.testing.assert_close(ours.values, reference(model, task, act, per_pos), atol=1e-5, rtol=0)
 
 
-def test_result_hook_matches_a_run_with_hooks_loop(random_model, random_task):
+def test_result_hook_matches_a_run_with_hooks_loop(reference_model, random_task):
     """TransformerLens' patching has no `result` helper: compare with a plain loop of run_with_hooks."""
+    random_model = reference_model
     ours = activation_patch(random_model, random_task, "result", per_pos=False)
     _, clean = random_model.run_with_cache(random_task.clean)
     for layer in range(2):

@@ -7,7 +7,7 @@ from pathpatch.discovery.config import PatchConfig
 from pathpatch.discovery.edges import patch_edges, path_patch, run_circuits
 from pathpatch.discovery.graph import ComputeGraph
 from pathpatch.models import build_task, load_model
-from tests.conftest import make_random_model
+from tests.conftest import make_random_model, with_result_hook
 
 OUT = {"embed": ("blocks.0.hook_resid_pre", None), "L0H1": ("blocks.0.attn.hook_result", 1),
        "L0H0": ("blocks.0.attn.hook_result", 0), "MLP0": ("blocks.0.hook_mlp_out", None),
@@ -50,20 +50,20 @@ EDGES = ["embed->L1H0.q", "L0H1->L1H1.k", "embed->L0H0.v", "L0H0->MLP1", "MLP0->
 
 
 @pytest.mark.parametrize("direction", ["noise", "denoise"])
-def test_single_edges_match_hand_built_hooks(random_model, random_task, direction):
+def test_single_edges_match_hand_built_hooks(random_model, reference_model, random_task, direction):
     table = patch_edges(random_model, random_task, EDGES, config=PatchConfig(direction=direction)).set_index("edge")
     for edge in EDGES:
         src, dest = edge.split("->")
-        expected = hand_patched_metric(random_model, random_task, src, dest, noise=direction == "noise")
+        expected = hand_patched_metric(reference_model, random_task, src, dest, noise=direction == "noise")
         assert table.loc[edge, "metric"] == pytest.approx(expected, abs=1e-5), edge
 
 
-def test_edges_by_position_match_hand_built_hooks(random_model, random_task):
+def test_edges_by_position_match_hand_built_hooks(random_model, reference_model, random_task):
     table = patch_edges(random_model, random_task, ["L0H1->L1H1.k", "MLP0->logits"], by_pos=True).set_index("edge")
     assert len(table) == 2 * 6
     for edge, pos in [("L0H1->L1H1.k", 2), ("MLP0->logits", 5), ("MLP0->logits", 4)]:
         src, dest = edge.split("->")
-        expected = hand_patched_metric(random_model, random_task, src, dest, pos=pos)
+        expected = hand_patched_metric(reference_model, random_task, src, dest, pos=pos)
         assert table.loc[f"{edge}@{pos}", "metric"] == pytest.approx(expected, abs=1e-5)
 
 
@@ -103,12 +103,12 @@ def test_circuit_without_one_edge_equals_patching_that_edge(random_model, random
     assert circuits.tolist() == pytest.approx(single, abs=1e-5)
 
 
-def test_circuit_runs_use_patched_upstream_outputs(random_model, random_task):
+def test_circuit_runs_use_patched_upstream_outputs(random_model, reference_model, random_task):
     """Cut embed->L0H0.q and L0H0->logits: logits must read L0H0's *patched* output, not its cached one."""
     graph = ComputeGraph.from_model(random_model)
     keep = graph.valid & ~graph.mask(["embed->L0H0.q", "L0H0->logits"])
-    _, clean = random_model.run_with_cache(random_task.clean)
-    _, corrupt = random_model.run_with_cache(random_task.corrupt)
+    _, clean = reference_model.run_with_cache(random_task.clean)
+    _, corrupt = reference_model.run_with_cache(random_task.corrupt)
     d_embed = corrupt["blocks.0.hook_resid_pre"] - clean["blocks.0.hook_resid_pre"]
     seen = {}
 
@@ -125,7 +125,7 @@ def test_circuit_runs_use_patched_upstream_outputs(random_model, random_task):
         return act - seen["L0H0"] + corrupt["blocks.0.attn.hook_result"][:, :, 0]
 
     hooks = [("blocks.0.hook_q_input", q_hook), ("blocks.0.attn.hook_result", result_hook), ("blocks.1.hook_resid_post", logits_hook)]
-    expected = random_task.score(random_model.run_with_hooks(random_task.clean, fwd_hooks=hooks)).item()
+    expected = random_task.score(reference_model.run_with_hooks(random_task.clean, fwd_hooks=hooks)).item()
     assert run_circuits(random_model, random_task, keep).item() == pytest.approx(expected, abs=1e-5)
 
 
@@ -139,10 +139,10 @@ def test_permute_v_composition_path_carries_most_of_the_logit_difference():
     assert paths.loc["L0H0", "normalized"] > 0.5 > paths.loc["embed", "normalized"]
 
 
-def test_path_patching_to_several_receivers_matches_hooks(random_model, random_task):
+def test_path_patching_to_several_receivers_matches_hooks(random_model, reference_model, random_task):
     table = path_patch(random_model, random_task, ["L1H0.q", "L1H1.k"], senders=["L0H1"])
-    _, clean = random_model.run_with_cache(random_task.clean)
-    _, corrupt = random_model.run_with_cache(random_task.corrupt)
+    _, clean = reference_model.run_with_cache(random_task.clean)
+    _, corrupt = reference_model.run_with_cache(random_task.corrupt)
     delta = corrupt["blocks.0.attn.hook_result"][:, :, 1] - clean["blocks.0.attn.hook_result"][:, :, 1]
 
     def add(act, hook, head):
@@ -173,7 +173,7 @@ def test_unknown_edge_names_suggest_close_matches(random_model, random_task):
 
 
 def test_models_without_per_head_hooks_are_refused(random_task):
-    with pytest.raises(ValueError, match=r"cfg.use_attn_result is False.*load_model\(\)"):
+    with pytest.raises(ValueError, match=r"cfg.use_split_qkv_input is False.*load_model\(\)"):
         patch_edges(make_random_model(), random_task)
 
 
@@ -204,9 +204,10 @@ def test_transformer_bridge_gives_the_same_scores_as_hooked_transformer(tiny_gpt
 
 
 @pytest.mark.parametrize("corruption", ["zero", "mean", "resample"])
-def test_ablations_match_hand_built_hooks(random_model, random_task, corruption):
+def test_ablations_match_hand_built_hooks(random_model, reference_model, random_task, corruption):
     config = PatchConfig(direction="noise", corruption=corruption, seed=4)
     metric = patch_edges(random_model, random_task, ["L0H1->L1H1.k"], config=config).loc[0, "metric"]
+    random_model = reference_model
     _, clean = random_model.run_with_cache(random_task.clean)
     out = clean["blocks.0.attn.hook_result"][:, :, 1]
     if corruption == "zero":
@@ -230,6 +231,7 @@ def test_ablations_match_hand_built_hooks(random_model, random_task, corruption)
 def test_recurrence_edges_match_hand_built_hooks():
     model, task = load_model("recurrence"), build_task("recurrence", n=4, seed=0)
     table = patch_edges(model, task, ["L0H7->L2H3.v", "MLP1->logits"]).set_index("edge")
+    model = with_result_hook(model)
     _, clean = model.run_with_cache(task.clean)
     _, corrupt = model.run_with_cache(task.corrupt)
     delta = corrupt["blocks.0.attn.hook_result"][:, :, 7] - clean["blocks.0.attn.hook_result"][:, :, 7]

@@ -28,7 +28,8 @@ def test_hf_directory_logits_match_hugging_face(tiny_gpt2_dir):
 def test_hf_directory_has_patching_hooks(tiny_gpt2_dir):
     model = load_model(tiny_gpt2_dir)
     _, cache = model.run_with_cache(model.to_tokens("Today it is Monday"))
-    assert cache["blocks.1.attn.hook_result"].shape[-2:] == (2, 16)
+    assert cache["blocks.1.attn.hook_z"].shape[-2:] == (2, 8)
+    assert cache["blocks.1.hook_q_input"].shape[-2:] == (2, 16)
     assert cache["blocks.0.hook_v_input"].shape[-2] == 2
     assert "blocks.1.hook_mlp_in" in cache
 

@@ -69,7 +69,8 @@ def test_recurrence_model_keeps_transformer_lens_hook_names():
     model, task = load_model("recurrence"), build_task("recurrence", n=2, seed=0)
     logits, cache = model.run_with_cache(task.clean)
     torch.testing.assert_close(cache["hook_embed"], task.clean @ model.W_E)
-    assert cache["blocks.2.attn.hook_result"].shape == (2, 13, 8, 128)
+    assert cache["blocks.2.attn.hook_z"].shape == (2, 13, 8, 64)
+    assert cache["blocks.2.hook_v_input"].shape == (2, 13, 8, 128)
     assert logits.shape == (2, 13, 40)
 
 

@@ -1,0 +1,211 @@
+"""Check a hypothesis against a circuit, the model's activations and its weights.
+
+Each claim becomes one measured value with a threshold, a pass/fail verdict and a 95% bootstrap
+confidence interval over prompts (prompts resampled with replacement, ``bootstrap`` times, seeded);
+claims read off the weights alone (copying, composition, virtual OV) have no interval. Effects are
+exact normalized noising effects ``(clean - patched) / (clean - corrupt)`` under the file's pinned
+corruption. A path passes when each of its scored hops is in the circuit and has at least
+``min_effect``; its value is the weakest hop.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from torch import Tensor
+
+from pathpatch.discovery.config import PatchConfig
+from pathpatch.discovery.edges import patch_edges, run_circuits_per_prompt
+from pathpatch.discovery.graph import ComputeGraph
+from pathpatch.graphs.circuit import Circuit
+from pathpatch.graphs.hypotheses import Claim, Hypothesis
+from pathpatch.graphs.weights import composition_score, copying_score, virtual_ov_accuracy
+from pathpatch.models.tasks import Task
+from pathpatch.names import component_name, hook_name
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    """The verdict on one claim."""
+
+    name: str
+    kind: str
+    value: float
+    op: str
+    threshold: float
+    ci_low: float
+    ci_high: float
+    passed: bool
+    detail: str = ""
+
+
+def bootstrap(stat: Callable[[Tensor], float], n: int, resamples: int, seed: int) -> tuple[float, float]:
+    """Return the 2.5% and 97.5% percentiles of ``stat(indices)`` over resampled prompt indices."""
+    generator = torch.Generator().manual_seed(seed)
+    values = torch.tensor([stat(torch.randint(0, n, (n,), generator=generator)) for _ in range(resamples)])
+    return float(values.quantile(0.025)), float(values.quantile(0.975))
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every claim may read: model, task, circuit, settings."""
+
+    model: torch.nn.Module
+    task: Task
+    circuit: Circuit
+    graph: ComputeGraph
+    config: PatchConfig
+    resamples: int
+    seed: int
+
+
+def effects_per_prompt(ctx: Context, edges: list[str]) -> tuple[Tensor, Tensor, Tensor]:
+    """Return per-prompt patched metrics ``[edge batch]`` and clean/corrupt metrics ``[batch]``."""
+    table = patch_edges(ctx.model, ctx.task, edges, config=ctx.config)
+    return table.attrs["per_prompt"], table.attrs["clean_per_prompt"], table.attrs["corrupt_per_prompt"]
+
+
+def normalized_effect(patched: Tensor, clean: Tensor, corrupt: Tensor) -> Callable[[Tensor], Tensor]:
+    """Return ``idx -> (clean - patched) / (clean - corrupt)`` averaged over the chosen prompts."""
+    return lambda idx: (clean[idx].mean() - patched[..., idx].mean(-1)) / (clean[idx].mean() - corrupt[idx].mean())
+
+
+def check_path(ctx: Context, claim: Claim) -> ClaimResult:
+    nodes = [ctx.graph.node(n) for n in claim.params["nodes"]]
+    hops = []
+    for a, b in zip(nodes, nodes[1:]):
+        if a.kind == "head_input":
+            if component_name(a.name) != b.name:
+                raise ValueError(f"Path {claim.name!r}: input {a.name} belongs to {component_name(a.name)}, not {b.name}.")
+            continue
+        hops.append(f"{a.name}->{b.name}")
+    for hop in hops:
+        ctx.graph.edge(hop)  # raises on a hop that is no edge
+    patched, clean, corrupt = effects_per_prompt(ctx, hops)
+    effect = normalized_effect(patched, clean, corrupt)
+    full = torch.arange(len(clean))
+    weakest = lambda idx: float(effect(idx).min())  # noqa: E731
+    missing = [h for h in hops if h not in ctx.circuit.scored_edges]
+    value, threshold = weakest(full), float(claim.params["min_effect"])
+    low, high = bootstrap(weakest, len(clean), ctx.resamples, ctx.seed)
+    detail = f"not in circuit: {', '.join(missing)}" if missing else ""
+    return ClaimResult(claim.name, claim.kind, value, ">=", threshold, low, high, value >= threshold and not missing, detail)
+
+
+def check_effect(ctx: Context, claim: Claim) -> ClaimResult:
+    if "edge" in claim.params:
+        patched, clean, corrupt = effects_per_prompt(ctx, [ctx.graph.edge(claim.params["edge"]).name])
+        patched = patched[0]
+    else:
+        node = ctx.graph.node(claim.params["node"])
+        cut = torch.zeros(len(ctx.graph.sources), len(ctx.graph.dests), dtype=torch.bool)
+        cut[ctx.graph.src_index(node)] = True
+        masks = torch.stack([ctx.graph.valid & ~cut, ctx.graph.valid, torch.zeros_like(ctx.graph.valid)])
+        patched, clean, corrupt = run_circuits_per_prompt(ctx.model, ctx.task, masks, ctx.config)
+    return _threshold_result(ctx, claim, normalized_effect(patched, clean, corrupt), len(clean))
+
+
+def check_faithfulness(ctx: Context, claim: Claim) -> ClaimResult:
+    if not ctx.circuit.scored_edges:
+        raise ValueError("The circuit is empty; a faithfulness claim needs edges. Lower the threshold in [method].")
+    masks = torch.stack([ctx.circuit.mask(), ctx.graph.valid, torch.zeros_like(ctx.graph.valid)])
+    circuit, clean, corrupt = run_circuits_per_prompt(ctx.model, ctx.task, masks, ctx.config)
+    recovered = lambda idx: (circuit[idx].mean() - corrupt[idx].mean()) / (clean[idx].mean() - corrupt[idx].mean())  # noqa: E731
+    return _threshold_result(ctx, claim, recovered, len(clean))
+
+
+def attention_per_prompt(ctx: Context, claim: Claim) -> Tensor:
+    """Return each prompt's mean attention of ``head`` along the claim's role ``[batch]``."""
+    node = ctx.graph.node(claim.params["head"])
+    role, inputs = claim.params["role"], ctx.task.clean
+    offset = int(claim.params.get("offset", 1))
+    if role == "induction":
+        g = torch.Generator().manual_seed(ctx.seed)
+        half = max(2, min(ctx.model.cfg.n_ctx // 2, 10))
+        rand = torch.randint(0, ctx.model.cfg.d_vocab, (inputs.shape[0], half), generator=g)
+        inputs, offset = torch.cat([rand, rand], dim=1), half - 1
+    _, cache = ctx.model.run_with_cache(inputs, names_filter=hook_name("pattern", node.layer))
+    pattern = cache[hook_name("pattern", node.layer)][:, node.head]  # [batch dest src]
+    dest = torch.arange(offset, pattern.shape[-1])
+    if role == "induction":
+        dest = torch.arange(pattern.shape[-1] // 2, pattern.shape[-1])
+    if claim.params.get("positions", "all") == "read":
+        dest = ctx.task.positions[ctx.task.positions >= offset]
+    return pattern[:, dest, dest - offset].mean(-1).cpu()
+
+
+def check_head_role(ctx: Context, claim: Claim) -> ClaimResult:
+    role = claim.params["role"]
+    if role in ("copying", "negative_copy"):
+        value = copying_score(ctx.model, ctx.graph.node(claim.params["head"]), claim.params.get("space", "vocab"))
+        return _fixed_result(claim, value)
+    per_prompt = attention_per_prompt(ctx, claim)
+    return _threshold_result(ctx, claim, lambda idx: per_prompt[idx].mean(), len(per_prompt))
+
+
+def check_composition(ctx: Context, claim: Claim) -> ClaimResult:
+    src, dest = ctx.graph.node(claim.params["src"]), ctx.graph.node(claim.params["dest"])
+    kind = claim.params["type"]
+    if kind not in ("q", "k", "v"):
+        raise ValueError(f"Claim {claim.name!r}: composition type {kind!r}; choose q, k or v.")
+    return _fixed_result(claim, composition_score(ctx.model, src, dest, kind))
+
+
+def check_virtual_ov(ctx: Context, claim: Claim) -> ClaimResult:
+    return _fixed_result(claim, virtual_ov_accuracy(ctx.model, [ctx.graph.node(h) for h in claim.params["heads"]]))
+
+
+def check_ablation(ctx: Context, claim: Claim) -> ClaimResult:
+    node = ctx.graph.node(claim.params["head"])
+    name = hook_name("z", node.layer)  # output = z @ W_O, so ablating z ablates the head's output
+    task = ctx.task
+
+    def mean_ablate(act: Tensor, hook) -> Tensor:
+        act = act.clone()
+        act[:, :, node.head] = act[:, :, node.head].mean(0, keepdim=True)
+        return act
+
+    with torch.no_grad():
+        clean = task.score_per_prompt(ctx.model(task.clean))
+        ablated = task.score_per_prompt(ctx.model.run_with_hooks(task.clean, fwd_hooks=[(name, mean_ablate)]))
+    loss = (lambda m: -m) if task.higher_is_better else (lambda m: m)
+    delta = (loss(ablated) - loss(clean)).cpu()  # [batch], increase of the task loss
+    return _threshold_result(ctx, claim, lambda idx: delta[idx].mean(), len(delta))
+
+
+CHECKS: dict[str, Callable[[Context, Claim], ClaimResult]] = {
+    "path": check_path, "effect": check_effect, "faithfulness": check_faithfulness, "head_role": check_head_role,
+    "composition": check_composition, "virtual_ov": check_virtual_ov, "ablation": check_ablation,
+}
+
+
+def _bound(claim: Claim) -> tuple[str, float]:
+    """Return the claim's comparison and threshold."""
+    if claim.params.get("role") == "negative_copy":
+        return "<=", -float(claim.params.get("min", -claim.params.get("max", 0)))
+    if "max" in claim.params:
+        return "<=", float(claim.params["max"])
+    return ">=", float(claim.params["min"])
+
+
+def _passes(op: str, value: float, threshold: float) -> bool:
+    return value >= threshold if op == ">=" else value <= threshold
+
+
+def _fixed_result(claim: Claim, value: float) -> ClaimResult:
+    op, threshold = _bound(claim)
+    return ClaimResult(claim.name, claim.kind, value, op, threshold, value, value, _passes(op, value, threshold))
+
+
+def _threshold_result(ctx: Context, claim: Claim, stat: Callable[[Tensor], Tensor], n: int) -> ClaimResult:
+    op, threshold = _bound(claim)
+    value = float(stat(torch.arange(n)))
+    low, high = bootstrap(lambda idx: float(stat(idx)), n, ctx.resamples, ctx.seed)
+    return ClaimResult(claim.name, claim.kind, value, op, threshold, low, high, _passes(op, value, threshold))
+
+
+def check_claims(hypothesis: Hypothesis, ctx: Context) -> pd.DataFrame:
+    """Return one row per claim: name, kind, value, op, threshold, ci_low, ci_high, passed, detail."""
+    rows = [CHECKS[claim.kind](ctx, claim) for claim in hypothesis.claims]
+    return pd.DataFrame([r.__dict__ for r in rows])

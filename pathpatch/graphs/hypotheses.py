@@ -1,0 +1,168 @@
+"""Hypothesis files: declarative claims about a circuit, read from TOML (never executed).
+
+A file names a model, a task, the methodology every number depends on, and a list of claims:
+
+    model = "permute"
+    task = "permute"
+
+    [method]                  # pinned: effects change with any of these
+    scoring = "exact"         # exact | eap | eap-ig (then confirmed exactly)
+    corruption = "paired"     # what cut edges carry: paired | resample | mean | zero
+    task_corruption = "values"
+    threshold = 0.05          # circuit: edges with |normalized effect| >= threshold
+    n = 64                    # prompts
+    seed = 0                  # data seed (and bootstrap seed)
+    bootstrap = 200           # resamples of prompts for confidence intervals
+
+    [[claim]]
+    name = "V-composition path"
+    kind = "path"
+    nodes = ["embed", "L0H0.v", "L0H0", "L1H0.v", "L1H0", "logits"]
+    min_effect = 0.5
+
+Claim kinds and their keys (``min``/``max`` are the thresholds a value must reach):
+``path`` (nodes, min_effect), ``effect`` (edge or node, min), ``faithfulness`` (min),
+``head_role`` (head, role = previous_token | attends_to | induction | copying | negative_copy, min,
+offset, positions = all | read, space = vocab | residual for copying), ``composition`` (src, dest, type = q | k | v, min), ``virtual_ov``
+(heads, min), ``ablation`` (head, min: increase of the task loss when the head is mean-ablated).
+"""
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CLAIM_KEYS: dict[str, tuple[set[str], set[str]]] = {
+    # kind: (required keys, optional keys), besides name and kind
+    "path": ({"nodes", "min_effect"}, set()),
+    "effect": ({"min"}, {"edge", "node"}),
+    "faithfulness": ({"min"}, set()),
+    "head_role": ({"head", "role"}, {"min", "max", "offset", "positions", "space"}),
+    "composition": ({"src", "dest", "type", "min"}, set()),
+    "virtual_ov": ({"heads", "min"}, set()),
+    "ablation": ({"head", "min"}, set()),
+}
+ROLES = ("previous_token", "attends_to", "induction", "copying", "negative_copy")
+METHOD_DEFAULTS: dict[str, Any] = {
+    "scoring": "exact", "corruption": "paired", "task_corruption": None, "threshold": 0.05,
+    "n": 64, "seed": 0, "bootstrap": 200,
+}
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One checkable claim.
+
+    Attributes:
+        name: Label in reports (defaults to the kind and its subject).
+        kind: One of ``CLAIM_KEYS``.
+        params: The claim's keys from the file, validated.
+    """
+
+    name: str
+    kind: str
+    params: dict = field(hash=False)
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """A hypothesis file: model, task, pinned methodology, claims."""
+
+    name: str
+    model: str
+    task: str
+    method: dict = field(hash=False)
+    claims: tuple[Claim, ...] = ()
+
+
+def load_hypothesis(path: "str | Path") -> Hypothesis:
+    """Read and validate a hypothesis TOML file.
+
+    Raises:
+        FileNotFoundError: No such file.
+        ValueError: Malformed TOML, unknown claim kinds or keys, thresholds out of range.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"No hypothesis file at {path}; see hypotheses/*.toml for examples.")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{path} is not valid TOML: {err}. Fix the syntax (strings in quotes, [[claim]] tables).") from err
+    return parse_hypothesis(data, path.stem)
+
+
+def parse_hypothesis(data: dict, name: str) -> Hypothesis:
+    """Validate parsed TOML and return the Hypothesis."""
+    unknown = set(data) - {"model", "task", "method", "claim", "name", "description"}
+    if unknown:
+        raise ValueError(f"Hypothesis {name!r}: unknown top-level keys {sorted(unknown)}; expected model, task, [method], [[claim]].")
+    for key in ("model", "task"):
+        if not isinstance(data.get(key), str):
+            raise ValueError(f"Hypothesis {name!r}: '{key}' must be a string, e.g. {key} = \"permute\".")
+    method = {**METHOD_DEFAULTS, **data.get("method", {})}
+    bad = set(method) - set(METHOD_DEFAULTS)
+    if bad:
+        raise ValueError(f"Hypothesis {name!r}: unknown [method] keys {sorted(bad)}; known: {', '.join(METHOD_DEFAULTS)}.")
+    _check_method(name, method)
+    claims = data.get("claim", [])
+    if not isinstance(claims, list) or not claims:
+        raise ValueError(f"Hypothesis {name!r} has no claims; add at least one [[claim]] table.")
+    return Hypothesis(data.get("name", name), data["model"], data["task"], method, tuple(_parse_claim(name, i, c) for i, c in enumerate(claims)))
+
+
+def _check_method(name: str, method: dict) -> None:
+    """Validate the pinned methodology."""
+    if method["scoring"] not in ("exact", "eap", "eap-ig"):
+        raise ValueError(f"Hypothesis {name!r}: scoring {method['scoring']!r}; choose exact, eap or eap-ig.")
+    if method["corruption"] not in ("paired", "resample", "mean", "zero"):
+        raise ValueError(f"Hypothesis {name!r}: corruption {method['corruption']!r}; choose paired, resample, mean or zero.")
+    if not 0 <= float(method["threshold"]) <= 10:
+        raise ValueError(f"Hypothesis {name!r}: threshold {method['threshold']} is out of range; use a normalized effect in [0, 10].")
+    for key in ("n", "bootstrap"):
+        if not isinstance(method[key], int) or method[key] < 1:
+            raise ValueError(f"Hypothesis {name!r}: {key} = {method[key]!r}; give a positive integer.")
+
+
+def _parse_claim(name: str, index: int, raw: Any) -> Claim:
+    """Validate one [[claim]] table."""
+    where = f"Hypothesis {name!r}, claim {index + 1}"
+    if not isinstance(raw, dict) or "kind" not in raw:
+        raise ValueError(f"{where}: each [[claim]] needs a kind ({', '.join(CLAIM_KEYS)}).")
+    kind = raw["kind"]
+    if kind not in CLAIM_KEYS:
+        raise ValueError(f"{where}: unknown claim kind {kind!r}; choose one of {', '.join(CLAIM_KEYS)}.")
+    required, optional = CLAIM_KEYS[kind]
+    params = {k: v for k, v in raw.items() if k not in ("kind", "name")}
+    missing, extra = required - set(params), set(params) - required - optional
+    if missing or extra:
+        raise ValueError(f"{where} ({kind}): missing keys {sorted(missing)}, unknown keys {sorted(extra)}; "
+                         f"a {kind} claim takes {sorted(required)} and optionally {sorted(optional)}.")
+    if kind == "effect" and ("edge" in params) == ("node" in params):
+        raise ValueError(f"{where} (effect): give exactly one of edge = \"SRC->DEST\" or node = \"L1H0\".")
+    if kind == "head_role":
+        _check_role(where, params)
+    for key in ("min", "max", "min_effect"):
+        if key in params and not isinstance(params[key], (int, float)):
+            raise ValueError(f"{where}: {key} must be a number, got {params[key]!r}.")
+    if kind in ("faithfulness", "virtual_ov") and not 0 <= params["min"] <= 1:
+        raise ValueError(f"{where}: min = {params['min']} is out of range; a {kind} threshold lies in [0, 1].")
+    label = raw.get("name") or f"{kind} {params.get('head') or params.get('edge') or params.get('node') or ''}".strip()
+    return Claim(label, kind, params)
+
+
+def _check_role(where: str, params: dict) -> None:
+    """Validate a head_role claim's role and bounds."""
+    role = params["role"]
+    if role not in ROLES:
+        raise ValueError(f"{where}: unknown role {role!r}; choose one of {', '.join(ROLES)}.")
+    if ("min" in params) == ("max" in params):
+        raise ValueError(f"{where}: give exactly one of min or max for role {role!r}.")
+    bound = params.get("min", params.get("max"))
+    low = -1 if role in ("copying", "negative_copy") else 0
+    if not low <= bound <= 1:
+        raise ValueError(f"{where}: bound {bound} is out of range [{low}, 1] for role {role!r}.")
+    if role == "attends_to" and "offset" not in params:
+        raise ValueError(f"{where}: role attends_to needs offset = K (attention from position p to p - K).")
+    if params.get("positions", "all") not in ("all", "read"):
+        raise ValueError(f"{where}: positions must be 'all' or 'read'.")

@@ -1,0 +1,91 @@
+"""Hypothesis files: parsing errors, the seed hypotheses pass, false claims fail, CLI exit codes."""
+
+from pathlib import Path
+
+import pytest
+
+from pathpatch.cli import main
+from pathpatch.graphs.hypotheses import load_hypothesis, parse_hypothesis
+from pathpatch.testing import assert_hypothesis
+
+ROOT = Path(__file__).resolve().parents[2]
+SEED_FILES = ["permute", "sorted-list", "trigrams", "recurrence"]
+
+
+def minimal(**claim):
+    return {"model": "permute", "task": "permute", "claim": [claim]}
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"model": "permute", "task": "permute"}, "has no claims"),
+        (minimal(kind="telepathy"), "unknown claim kind 'telepathy'"),
+        (minimal(kind="effect", edge="L0H0->L1H0.v"), r"missing keys \['min'\]"),
+        (minimal(kind="effect", edge="L0H0->L1H0.v", min=0.5, colour="red"), r"unknown keys \['colour'\]"),
+        (minimal(kind="effect", min=0.5), "exactly one of edge"),
+        (minimal(kind="faithfulness", min=1.5), "out of range"),
+        (minimal(kind="head_role", head="L0H0", role="previous_token", min=2.0), "out of range"),
+        (minimal(kind="head_role", head="L0H0", role="poet", min=0.5), "unknown role 'poet'"),
+        ({**minimal(kind="faithfulness", min=0.5), "method": {"scoring": "magic"}}, "scoring 'magic'"),
+        ({**minimal(kind="faithfulness", min=0.5), "method": {"n": 0}}, "n = 0"),
+        ({**minimal(kind="faithfulness", min=0.5), "colour": 1}, "unknown top-level keys"),
+    ],
+)
+def test_malformed_hypotheses_are_explained(data, message):
+    with pytest.raises(ValueError, match=message):
+        parse_hypothesis(data, "h")
+
+
+def test_every_shipped_hypothesis_file_parses():
+    files = sorted((ROOT / "hypotheses").glob("*.toml"))
+    assert {f.stem for f in files} >= {*SEED_FILES, "weekday"}
+    for path in files:
+        assert load_hypothesis(path).claims
+
+
+def test_invalid_toml_is_explained(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("model = permute\n")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        load_hypothesis(bad)
+
+
+@pytest.mark.parametrize("name", SEED_FILES)
+def test_seed_hypotheses_pass_with_default_settings(name):
+    report = assert_hypothesis(ROOT / "hypotheses" / f"{name}.toml")
+    assert (report.table["ci_low"] <= report.table["value"] + 1e-9).all()
+
+
+def test_a_false_claim_fails_with_exit_code_1(tmp_path, capsys):
+    path = tmp_path / "false.toml"
+    path.write_text('model = "permute"\ntask = "permute"\n[method]\nn = 16\nbootstrap = 20\n'
+                    '[[claim]]\nname = "L0H0 is a previous-token head"\nkind = "head_role"\nhead = "L0H0"\nrole = "previous_token"\nmin = 0.9\n'
+                    '[[claim]]\nkind = "path"\nnodes = ["embed", "L1H0.q", "L1H0", "logits"]\nmin_effect = 0.5\n')
+    assert main(["check", str(path), "--out", str(tmp_path / "out")]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "not in circuit: embed->L1H0.q" in out
+    assert (tmp_path / "out" / "check.json").exists()
+    assert "#d95f02" in (tmp_path / "out" / "circuit.dot").read_text(), "the failed hop is highlighted"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('model = "permute"\ntask = "permute"\n[[claim]]\nkind = "effect"\nedge = "L0H0->L7H0.v"\nmin = 0.1\n', "Unknown node 'L7H0.v'"),
+        ('model = "permute"\ntask = "permute"\n[[claim]]\nkind = "nope"\n', "unknown claim kind"),
+        ("model = [", "not valid TOML"),
+    ],
+)
+def test_bad_hypothesis_input_exits_2(tmp_path, capsys, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    assert main(["check", str(path)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_baseline_reports_changes(tmp_path, capsys):
+    path = ROOT / "hypotheses" / "permute.toml"
+    assert main(["check", str(path), "--out", str(tmp_path)]) == 0
+    assert main(["check", str(path), "--baseline", str(tmp_path / "check.json")]) == 0
+    assert "changes since baseline" in capsys.readouterr().out
