@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("discover", help="find a circuit: score edges, prune, measure faithfulness, export")
     p.add_argument("--model", required=True, help="bundled model name or local Hugging Face directory")
     p.add_argument("--task", default=None, help="task name (default: the bundled model's own task)")
-    p.add_argument("--method", default="exact", choices=["exact", "eap", "eap-ig"], help="edge scoring (default exact)")
+    p.add_argument("--method", default="exact", choices=["exact", "eap", "eap-ig", "acdc"], help="edge scoring (default exact; acdc: greedy, threshold is tau)")
     p.add_argument("--corruption", default="paired", choices=["paired", "resample", "mean", "zero"], help="what cut edges carry")
     p.add_argument("--threshold", type=float, default=0.05, help="keep edges with |normalized score| >= this (default 0.05)")
     p.add_argument("--top-k", type=int, default=None, help="keep the k strongest edges instead of a threshold")

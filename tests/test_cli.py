@@ -69,3 +69,11 @@ def test_discover_with_impossible_threshold_exits_2(tmp_path, capsys):
 def test_draw_missing_file_exits_2(tmp_path, capsys):
     assert main(["draw", str(tmp_path / "nope.json")]) == 2
     assert "No circuit file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["acdc", "eap-ig"])
+def test_discover_other_methods_find_the_same_path(method, tmp_path):
+    from pathpatch.graphs.circuit import from_json
+
+    assert main(["discover", "--model", "permute", "--method", method, "--n", "16", "--out", str(tmp_path)]) == 0
+    assert {"embed->L0H0.v", "L0H0->L1H0.v", "L1H0->logits"} <= set(from_json(tmp_path / "circuit.json").scored_edges)

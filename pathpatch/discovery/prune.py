@@ -5,6 +5,9 @@ A circuit keeps the edges whose effect on the metric is large: ``threshold`` kee
 ``relative``); ``top_k`` keeps the ``k`` largest ``|score|`` (ties broken by table order, so the result
 is deterministic). Either way, edges that are not on a path from ``embed`` to ``logits`` are dropped
 afterwards: a head whose output reaches nothing kept cannot matter to the metric.
+
+``acdc`` prunes greedily on exact circuit runs instead of single-edge scores, as ACDC does: an edge
+stays only if removing it from the current circuit moves the metric by at least ``tau``.
 """
 
 from dataclasses import dataclass
@@ -12,7 +15,14 @@ from typing import Literal
 
 import networkx as nx
 import pandas as pd
+import torch
+from torch import Tensor
 
+from pathpatch.discovery.config import PatchConfig, normalized
+from pathpatch.discovery.edges import NOISE, run_circuits
+from pathpatch.discovery.graph import ComputeGraph
+from pathpatch.discovery.runner import prepare
+from pathpatch.models.tasks import Task
 from pathpatch.names import component_name, node_name
 
 PruneMethod = Literal["threshold", "top_k"]
@@ -84,3 +94,64 @@ def on_paths(edges: pd.DataFrame) -> pd.DataFrame:
     back = nx.ancestors(graph, logits) | {logits}
     keep = [src in reach and component_name(dest) in back for src, dest in zip(edges["src"], edges["dest"])]
     return edges[keep]
+
+
+def acdc(
+    model: torch.nn.Module, task: Task, tau: float = 0.01, config: PatchConfig = NOISE
+) -> pd.DataFrame:
+    """Prune ACDC-style (Conmy et al., 2023) on exact circuit runs; return the kept edges.
+
+    Destinations are visited from ``logits`` backwards; for each, every incoming edge still in the
+    circuit is tried removed (all candidates of one destination in one batched pass). The candidate
+    that moves the normalized metric least is removed if that move is below ``tau``, and the remaining
+    candidates are re-measured against the smaller circuit, until no removal stays below ``tau``.
+    A component whose outputs were all removed loses its inputs without measurement: nothing reads it.
+
+    Returns:
+        Kept edges: ``edge, src, dest, channel, pos, metric, score, normalized, method``, where
+        ``score`` is the metric lost when the edge was last tried removed (positive helps).
+    """
+    if tau < 0:
+        raise ValueError(f"tau={tau}; give a non-negative normalized effect.")
+    graph = ComputeGraph.from_model(model)
+    prep = prepare(model, task)
+    gap = prep.clean_metric - prep.corrupt_metric
+    normalized(torch.zeros(1), prep.clean_metric, prep.corrupt_metric, task.name)  # raises if gap is 0
+    mask, current = graph.valid.clone(), prep.clean_metric
+    tried: dict[tuple[int, int], float] = {}
+    for j in reversed(range(len(graph.dests))):
+        dest = graph.dests[j]
+        owner = graph.src_index(graph.node(component_name(dest.name))) if dest.kind != "logits" else None
+        if owner is not None and not mask[owner].any():
+            mask[:, j] = False
+            continue
+        while True:
+            srcs = [i for i in reversed(range(len(graph.sources))) if mask[i, j]]
+            if not srcs:
+                break
+            candidates = mask.unsqueeze(0).repeat(len(srcs), 1, 1)
+            candidates[torch.arange(len(srcs)), torch.tensor(srcs), j] = False
+            values = run_circuits(model, task, candidates, config)
+            moves = ((current - values) / gap).abs()
+            for i, value in zip(srcs, values.tolist()):
+                tried[(i, j)] = current - value
+            best = int(moves.argmin())
+            if moves[best] >= tau:
+                break
+            mask[srcs[best], j] = False
+            current = float(values[best])
+    return _acdc_table(graph, mask, tried, prep, task.higher_is_better)
+
+
+def _acdc_table(graph: ComputeGraph, mask: Tensor, tried: dict, prep, higher_is_better: bool) -> pd.DataFrame:
+    """Rows for the kept edges of an ACDC run."""
+    gap = prep.clean_metric - prep.corrupt_metric
+    sign = 1.0 if higher_is_better else -1.0
+    rows = []
+    for edge in graph.edges_of(mask):
+        key = (graph.src_index(edge.src), graph.dest_index(edge.dest))
+        lost = tried.get(key, float("nan"))
+        rows.append({"edge": edge.name, "src": edge.src.name, "dest": edge.dest.name, "channel": edge.dest.channel or "",
+                     "pos": -1, "metric": float("nan"), "score": sign * lost, "normalized": lost / gap, "method": "acdc"})
+    columns = ["edge", "src", "dest", "channel", "pos", "metric", "score", "normalized", "method"]
+    return on_paths(pd.DataFrame(rows, columns=columns))

@@ -113,8 +113,8 @@ def parse_hypothesis(data: dict, name: str) -> Hypothesis:
 
 def _check_method(name: str, method: dict) -> None:
     """Validate the pinned methodology."""
-    if method["scoring"] not in ("exact", "eap", "eap-ig"):
-        raise ValueError(f"Hypothesis {name!r}: scoring {method['scoring']!r}; choose exact, eap or eap-ig.")
+    if method["scoring"] not in ("exact", "eap", "eap-ig", "acdc"):
+        raise ValueError(f"Hypothesis {name!r}: scoring {method['scoring']!r}; choose exact, eap, eap-ig or acdc.")
     if method["corruption"] not in ("paired", "resample", "mean", "zero"):
         raise ValueError(f"Hypothesis {name!r}: corruption {method['corruption']!r}; choose paired, resample, mean or zero.")
     if not 0 <= float(method["threshold"]) <= 10:

@@ -2,7 +2,7 @@
 
 ``exact`` scores every edge by exact noising (``patch_edges``); ``eap`` and ``eap-ig`` rank every edge
 by attribution first and then re-score the strongest candidates exactly, so the circuit is always
-pruned on exact effects. Pruning keeps edges with ``|normalized score| >= threshold`` (or the
+pruned on exact effects; ``acdc`` prunes greedily on exact circuit runs (``threshold`` is its tau). Pruning keeps edges with ``|normalized score| >= threshold`` (or the
 ``top_k`` strongest) that lie on an ``embed -> logits`` path. Every setting is recorded in the circuit's
 graph attributes and the report, so a run can be repeated.
 """
@@ -20,7 +20,7 @@ from pathpatch.discovery.attribution import attribute_edges
 from pathpatch.discovery.config import PatchConfig
 from pathpatch.discovery.edges import patch_edges
 from pathpatch.discovery.graph import ComputeGraph
-from pathpatch.discovery.prune import PruneConfig, prune
+from pathpatch.discovery.prune import PruneConfig, acdc, prune
 from pathpatch.files import write_atomic, write_text_atomic
 from pathpatch.graphs.checks import Context, check_claims
 from pathpatch.graphs.circuit import Circuit
@@ -39,7 +39,7 @@ class DiscoverConfig:
 
     model: str
     task: str | None = None
-    method: Literal["exact", "eap", "eap-ig"] = "exact"
+    method: Literal["exact", "eap", "eap-ig", "acdc"] = "exact"
     corruption: Literal["paired", "resample", "mean", "zero"] = "paired"
     threshold: float = 0.05
     top_k: int | None = None
@@ -50,8 +50,8 @@ class DiscoverConfig:
     task_corruption: str | None = None
 
     def __post_init__(self) -> None:
-        if self.method not in ("exact", "eap", "eap-ig"):
-            raise ValueError(f"Unknown method {self.method!r}; choose exact, eap or eap-ig.")
+        if self.method not in ("exact", "eap", "eap-ig", "acdc"):
+            raise ValueError(f"Unknown method {self.method!r}; choose exact, eap, eap-ig or acdc.")
         if self.task is None and self.model not in SEEDS:
             raise ValueError(f"Model {self.model!r} has no default task; pass --task (e.g. weekday for a GPT-2 directory).")
 
@@ -109,6 +109,8 @@ def score_edges(model, task, config: DiscoverConfig, progress: bool = False) -> 
     patch = PatchConfig(direction="noise", corruption=config.corruption, seed=config.seed, progress=progress)
     if config.method == "exact":
         return patch_edges(model, task, config=patch)
+    if config.method == "acdc":
+        return acdc(model, task, tau=config.threshold, config=patch)
     approx = attribute_edges(model, task, config.method, steps=config.steps, config=patch)
     top = approx.reindex(approx["score"].abs().sort_values(ascending=False, kind="stable").index).head(max(CANDIDATES, 3 * (config.top_k or 0)))
     exact = patch_edges(model, task, list(top["edge"]), config=patch)
@@ -125,9 +127,9 @@ def discover(config: DiscoverConfig, progress: bool = False, model=None, task=No
         task = build_task(config.task_name, n=config.n, seed=config.seed, corruption=config.task_corruption, model=model)
     scores = score_edges(model, task, config, progress)
     prune_config = PruneConfig(method="top_k", top_k=config.top_k) if config.top_k else PruneConfig(threshold=config.threshold)
-    kept = prune(scores, prune_config)
+    kept = scores if config.method == "acdc" else prune(scores, prune_config)
     if kept.empty:
-        best = scores["normalized"].abs().max()
+        best = scores["normalized"].abs().max() if len(scores) else 0.0
         raise ValueError(
             f"No edge passes threshold {config.threshold} (largest |normalized score| is {best:.3g}), so the circuit "
             "is empty; lower --threshold or use --top-k."

@@ -48,3 +48,29 @@ def test_bad_prune_settings_are_refused(scores):
         PruneConfig(method="top_k", top_k=0)
     with pytest.raises(ValueError, match="lacks columns"):
         prune(scores.drop(columns=["src"]))
+
+
+def test_acdc_with_zero_tau_keeps_the_clean_metric(random_model, random_task):
+    from pathpatch.discovery.prune import acdc
+    from pathpatch.discovery.edges import run_circuits
+    from pathpatch.discovery.graph import ComputeGraph
+
+    kept = acdc(random_model, random_task, tau=0.0)
+    graph = ComputeGraph.from_model(random_model)
+    clean = random_task.score(random_model(random_task.clean)).item()
+    assert run_circuits(random_model, random_task, graph.mask(list(kept["edge"]))).item() == pytest.approx(clean, abs=1e-4)
+
+
+def test_acdc_finds_the_permute_v_composition_path():
+    from pathpatch.discovery.prune import acdc
+    from pathpatch.models import build_task, load_model
+
+    kept = set(acdc(load_model("permute"), build_task("permute", n=32, seed=2), tau=0.05)["edge"])
+    assert {"embed->L0H0.v", "L0H0->L1H0.v", "L1H0->logits"} <= kept
+    assert "L0H0->L1H0.q" not in kept
+
+
+def test_acdc_larger_tau_keeps_fewer_edges(random_model, random_task):
+    from pathpatch.discovery.prune import acdc
+
+    assert len(acdc(random_model, random_task, tau=0.2)) <= len(acdc(random_model, random_task, tau=0.0))
