@@ -11,18 +11,23 @@ TORCH_CPU=${TORCH_CPU:-torch==2.13.0}
 if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
-PIP=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
+# pip's notes about this machine's local package mirrors are noise to a new user; errors still show.
+pip_install() {
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$@" 2>&1 \
+        | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+    return "${PIPESTATUS[0]}"
+}
 
 if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
         echo "setup: NVIDIA GPU found, installing the default (CUDA) torch build"
-        "${PIP[@]}" "torch>=2.2"
+        pip_install "torch>=2.2"
     else
         echo "setup: no GPU, installing the CPU build $TORCH_CPU"
-        "${PIP[@]}" "$TORCH_CPU" || "${PIP[@]}" "torch>=2.2"
+        pip_install "$TORCH_CPU" || pip_install "torch>=2.2"
     fi
 fi
-"${PIP[@]}" -e ".[test]" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+pip_install -e ".[test]"
 "$VENV/bin/python" -c "import pathpatch, transformer_lens" # fail loudly if the install did not take
 
 if ! command -v dot >/dev/null 2>&1; then

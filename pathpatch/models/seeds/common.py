@@ -3,8 +3,10 @@
 from dataclasses import dataclass
 
 import torch
-from jaxtyping import Bool
+from jaxtyping import Bool, Int
 from torch import Tensor
+
+from pathpatch.models.tasks import Task
 
 
 @dataclass(frozen=True)
@@ -35,3 +37,20 @@ def distinct_values_avoiding(avoid: Tensor, n_values: int, generator: torch.Gene
     scores = torch.rand(n, n_values, generator=generator)  # [batch n_values]
     scores.scatter_(1, avoid, 2.0)  # sorted last, so never picked while n_values >= 2k
     return scores.argsort(-1)[:, :k]
+
+
+def next_token_task(
+    name: str, clean: Int[Tensor, "batch pos"], corrupt: Int[Tensor, "batch pos"], positions: tuple[int, ...], corruption: str
+) -> Task:
+    """Return a logit-difference task read at ``positions``: the clean next tokens against the corrupt ones."""
+    read_next = [p + 1 for p in positions]
+    return Task(
+        name=name,
+        clean=clean,
+        corrupt=corrupt,
+        answers=clean[:, read_next],
+        wrong_answers=corrupt[:, read_next],
+        positions=torch.tensor(positions),
+        metric="logit_diff",
+        corruption=corruption,
+    )

@@ -14,7 +14,7 @@ the V path (``embed -> L0H0.v`` at the list positions, ``L0H0 -> L1H0.v`` at the
 import torch
 from torch import Tensor
 
-from pathpatch.models.seeds.common import Batch, distinct_values, distinct_values_avoiding
+from pathpatch.models.seeds.common import Batch, distinct_values, distinct_values_avoiding, next_token_task
 from pathpatch.models.tasks import Task
 
 LIST_LEN = 3
@@ -71,15 +71,4 @@ def make_task(n: int, seed: int, corruption: str | None = None) -> Task:
         corrupt = sequences(distinct_values_avoiding(values, MAX_INT, generator), pointers)
     else:
         corrupt = sequences(values, pointers.roll(1, dims=1))
-    clean = sequences(values, pointers)
-    read_next = [p + 1 for p in POSITIONS]
-    return Task(
-        name="permute",
-        clean=clean,
-        corrupt=corrupt,
-        answers=clean[:, read_next],
-        wrong_answers=corrupt[:, read_next],
-        positions=torch.tensor(POSITIONS),
-        metric="logit_diff",
-        corruption=corruption,
-    )
+    return next_token_task("permute", sequences(values, pointers), corrupt, POSITIONS, corruption)

@@ -12,7 +12,7 @@ Corruption ``resample`` (default): an independent list, whose sorted tokens are 
 import torch
 from torch import Tensor
 
-from pathpatch.models.seeds.common import Batch, distinct_values
+from pathpatch.models.seeds.common import Batch, distinct_values, next_token_task
 from pathpatch.models.tasks import Task
 
 LIST_LEN = 10
@@ -56,14 +56,4 @@ def make_task(n: int, seed: int, corruption: str | None = None) -> Task:
     """Return ``n`` clean lists, each paired with an independently drawn corrupt list."""
     generator = torch.Generator().manual_seed(seed)
     clean, corrupt = _batch(n, generator), _batch(n, generator)
-    read_next = [p + 1 for p in POSITIONS]
-    return Task(
-        name="sorted-list",
-        clean=clean,
-        corrupt=corrupt,
-        answers=clean[:, read_next],
-        wrong_answers=corrupt[:, read_next],
-        positions=torch.tensor(POSITIONS),
-        metric="logit_diff",
-        corruption=corruption or "resample",
-    )
+    return next_token_task("sorted-list", clean, corrupt, POSITIONS, corruption or "resample")
