@@ -120,6 +120,9 @@ def prepare(model: torch.nn.Module, task: Task) -> Prepared:
     task.check_model(model)
     device = next(model.parameters()).device
     task = trim_task(task).to(device)
+    dtype = getattr(model.cfg, "dtype", torch.float32)
+    if task.clean.is_floating_point() and task.clean.dtype != dtype:  # vector inputs follow a half-precision model
+        task = replace(task, clean=task.clean.to(dtype), corrupt=task.corrupt.to(dtype))
     with torch.no_grad():
         clean_logits = model(task.clean)
         if task.metric == "kl" and task.reference is None:

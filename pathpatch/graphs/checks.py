@@ -116,7 +116,12 @@ def check_faithfulness(ctx: Context, claim: Claim) -> ClaimResult:
 
 
 def attention_per_prompt(ctx: Context, claim: Claim) -> Tensor:
-    """Return each prompt's mean attention of ``head`` along the claim's role ``[batch]``."""
+    """Return each prompt's mean attention of ``head`` along the claim's role ``[batch]``.
+
+    previous_token / attends_to offset K: attention from p to p - K; attends_to token: attention mass on
+    positions holding that token; induction: on a random sequence repeated twice, attention from the
+    second copy to the token after the earlier occurrence of the current one.
+    """
     node = ctx.graph.node(claim.params["head"])
     role, inputs = claim.params["role"], ctx.task.clean
     offset = int(claim.params.get("offset", 1))
@@ -127,6 +132,10 @@ def attention_per_prompt(ctx: Context, claim: Claim) -> Tensor:
         inputs, offset = torch.cat([rand, rand], dim=1), half - 1
     _, cache = ctx.model.run_with_cache(inputs, names_filter=hook_name("pattern", node.layer))
     pattern = cache[hook_name("pattern", node.layer)][:, node.head]  # [batch dest src]
+    if "token" in claim.params:
+        dest = ctx.task.positions if claim.params.get("positions", "all") == "read" else torch.arange(pattern.shape[-1])
+        holds = (inputs == int(claim.params["token"])).to(pattern.dtype)  # [batch src]
+        return (pattern[:, dest] * holds[:, None]).sum(-1).mean(-1).cpu()
     dest = torch.arange(offset, pattern.shape[-1])
     if role == "induction":
         dest = torch.arange(pattern.shape[-1] // 2, pattern.shape[-1])

@@ -23,7 +23,7 @@ A file names a model, a task, the methodology every number depends on, and a lis
 Claim kinds and their keys (``min``/``max`` are the thresholds a value must reach):
 ``path`` (nodes, min_effect), ``effect`` (edge or node, min), ``faithfulness`` (min),
 ``head_role`` (head, role = previous_token | attends_to | induction | copying | negative_copy, min,
-offset, positions = all | read, space = vocab | residual for copying), ``composition`` (src, dest, type = q | k | v, min), ``virtual_ov``
+offset or token (attends_to), positions = all | read, space = vocab | residual for copying), ``composition`` (src, dest, type = q | k | v, min), ``virtual_ov``
 (heads, min), ``ablation`` (head, min: increase of the task loss when the head is mean-ablated).
 """
 
@@ -37,7 +37,7 @@ CLAIM_KEYS: dict[str, tuple[set[str], set[str]]] = {
     "path": ({"nodes", "min_effect"}, set()),
     "effect": ({"min"}, {"edge", "node"}),
     "faithfulness": ({"min"}, set()),
-    "head_role": ({"head", "role"}, {"min", "max", "offset", "positions", "space"}),
+    "head_role": ({"head", "role"}, {"min", "max", "offset", "token", "positions", "space"}),
     "composition": ({"src", "dest", "type", "min"}, set()),
     "virtual_ov": ({"heads", "min"}, set()),
     "ablation": ({"head", "min"}, set()),
@@ -162,7 +162,7 @@ def _check_role(where: str, params: dict) -> None:
     low = -1 if role in ("copying", "negative_copy") else 0
     if not low <= bound <= 1:
         raise ValueError(f"{where}: bound {bound} is out of range [{low}, 1] for role {role!r}.")
-    if role == "attends_to" and "offset" not in params:
-        raise ValueError(f"{where}: role attends_to needs offset = K (attention from position p to p - K).")
+    if role == "attends_to" and ("offset" in params) == ("token" in params):
+        raise ValueError(f"{where}: role attends_to needs exactly one of offset = K (p attends to p - K) or token = ID.")
     if params.get("positions", "all") not in ("all", "read"):
         raise ValueError(f"{where}: positions must be 'all' or 'read'.")

@@ -25,7 +25,7 @@ from pathpatch.files import write_atomic, write_text_atomic
 from pathpatch.graphs.checks import Context, check_claims
 from pathpatch.graphs.circuit import Circuit
 from pathpatch.graphs.export import write_diagram
-from pathpatch.graphs.faithfulness import faithfulness
+from pathpatch.graphs.faithfulness import faithfulness, faithfulness_curve
 from pathpatch.graphs.hypotheses import Hypothesis
 from pathpatch.models import build_task, load_model
 from pathpatch.models.zoo import SEEDS
@@ -69,6 +69,7 @@ class DiscoveryResult:
     circuit: Circuit
     faithfulness: dict[str, float]
     seconds: float
+    curve: pd.DataFrame | None = None
 
     def summary(self) -> str:
         f = self.faithfulness
@@ -83,6 +84,10 @@ class DiscoveryResult:
         lines = [f"# Circuit: {self.config.model} / {self.config.task_name}", "", "## Settings", ""]
         lines += [f"- {key}: {value}" for key, value in asdict(self.config).items()] + [f"- pathpatch: {__version__}", ""]
         lines += ["## Faithfulness", ""] + [f"- {k}: {v:.4g}" if isinstance(v, float) else f"- {k}: {v}" for k, v in self.faithfulness.items()]
+        if self.curve is not None:
+            lines += ["", f"Top-edge curve (MIB style): CPR {self.curve.attrs['cpr']:.3f}, CMD {self.curve.attrs['cmd']:.3f}", "",
+                      "| share of edges | edges | faithfulness |", "|---|---|---|"]
+            lines += [f"| {r.fraction:g} | {r.n_edges} | {r.faithfulness:.3f} |" for r in self.curve.itertuples()]
         kept = self.scores[self.scores["edge"].isin(self.circuit.scored_edges)].sort_values("score", ascending=False)
         lines += ["", "## Kept edges", "", "| edge | score | normalized |", "|---|---|---|"]
         lines += [f"| {r.edge} | {r.score:.4g} | {getattr(r, 'normalized', float('nan')):.3f} |" for r in kept.itertuples()]
@@ -138,8 +143,10 @@ def discover(config: DiscoverConfig, progress: bool = False, model=None, task=No
             "metric": task.metric_name, "top_k": config.top_k or 0, "task_corruption": task.corruption}
     model_name = Path(config.model).name
     circuit = Circuit.from_edges(kept, ComputeGraph.from_model(model), model_name, config.task_name, info)
-    faith = faithfulness(circuit, model, task, PatchConfig(direction="noise", corruption=config.corruption, seed=config.seed))
-    return DiscoveryResult(config, scores, circuit, faith, time.perf_counter() - started)
+    patch = PatchConfig(direction="noise", corruption=config.corruption, seed=config.seed)
+    faith = faithfulness(circuit, model, task, patch)
+    curve = faithfulness_curve(scores, model, task, config=patch) if config.method == "exact" else None
+    return DiscoveryResult(config, scores, circuit, faith, time.perf_counter() - started, curve)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 from pathpatch.cli import main
 from pathpatch.graphs.hypotheses import load_hypothesis, parse_hypothesis
@@ -89,3 +90,68 @@ def test_baseline_reports_changes(tmp_path, capsys):
     assert main(["check", str(path), "--out", str(tmp_path)]) == 0
     assert main(["check", str(path), "--baseline", str(tmp_path / "check.json")]) == 0
     assert "changes since baseline" in capsys.readouterr().out
+
+
+def run_claims(tmp_path, claims: str, model: str = "permute") -> "object":
+    from pathpatch.graphs.pipeline import check
+
+    path = tmp_path / "h.toml"
+    path.write_text(f'model = "{model}"\ntask = "{model}"\n[method]\nn = 16\nbootstrap = 20\n' + claims)
+    return check(load_hypothesis(path)).table.set_index("name")
+
+
+def test_weight_and_attention_claims_measure_what_they_say(tmp_path):
+    table = run_claims(tmp_path, """
+[[claim]]
+name = "v"
+kind = "composition"
+src = "L0H0"
+dest = "L1H0"
+type = "v"
+min = 0.5
+[[claim]]
+name = "mid"
+kind = "head_role"
+head = "L1H0"
+role = "attends_to"
+token = 51
+max = 0.5
+[[claim]]
+name = "induction"
+kind = "head_role"
+head = "L1H0"
+role = "induction"
+min = 0.0
+[[claim]]
+name = "offset"
+kind = "head_role"
+head = "L1H0"
+role = "attends_to"
+offset = 3
+positions = "read"
+min = 0.5
+""")
+    from pathpatch.graphs.weights import composition_score
+    from pathpatch.models import load_model
+
+    model = load_model("permute")
+    expected = composition_score(model, *(ComputeGraphNodes.get(model, n) for n in ("L0H0", "L1H0")), "v")
+    assert table.loc["v", "value"] == pytest.approx(expected) and not table.loc["v", "passed"]
+    assert 0 <= table.loc["mid", "value"] <= 1 and table.loc["mid", "passed"]
+    assert 0 <= table.loc["induction", "value"] <= 1
+    from pathpatch.models import build_task
+
+    task = build_task("permute", n=16, seed=0, corruption="values")
+    _, cache = model.run_with_cache(task.clean)
+    pattern = cache["blocks.1.attn.hook_pattern"][:, 0]
+    expected = torch.stack([pattern[:, p, p - 3] for p in (8, 9, 10)], -1).mean()
+    assert table.loc["offset", "value"] == pytest.approx(expected.item(), abs=1e-6)
+    assert table.loc["offset", "passed"] == (expected.item() >= 0.5)
+
+
+class ComputeGraphNodes:
+    @staticmethod
+    def get(model, name):
+        from pathpatch.discovery.graph import ComputeGraph
+
+        return ComputeGraph.from_model(model).node(name)
