@@ -83,7 +83,8 @@ def cmd_discover(args: argparse.Namespace) -> int:
 
     config = DiscoverConfig(
         model=args.model, task=args.task, method=args.method, corruption=args.corruption, threshold=args.threshold,
-        top_k=args.top_k, n=args.n, seed=args.seed, device=args.device, steps=args.steps,
+        relative=not args.absolute, metric=args.metric, top_k=args.top_k, n=args.n, seed=args.seed, device=args.device,
+        steps=args.steps,
     )
     result = discover(config, progress=True)
     paths, message = result.write(Path(args.out))
@@ -167,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="exact", choices=["exact", "eap", "eap-ig", "acdc"], help="edge scoring (default exact; acdc: greedy, threshold is tau)")
     p.add_argument("--corruption", default="paired", choices=["paired", "resample", "mean", "zero"], help="what cut edges carry")
     p.add_argument("--threshold", type=float, default=0.05, help="keep edges with |normalized score| >= this (default 0.05)")
+    p.add_argument("--absolute", action="store_true", help="read --threshold in metric units, not as a share of clean - corrupt")
+    p.add_argument("--metric", default=None, choices=["logit_diff", "loss", "accuracy", "kl", "mse"], help="override the task's metric")
     p.add_argument("--top-k", type=int, default=None, help="keep the k strongest edges instead of a threshold")
     p.add_argument("--steps", type=int, default=10, help="EAP-IG interpolation steps (default 10)")
     p.add_argument("--n", type=int, default=64, help="prompts (default 64)")

@@ -6,10 +6,14 @@ A file names a model, a task, the methodology every number depends on, and a lis
     task = "permute"
 
     [method]                  # pinned: effects change with any of these
-    scoring = "exact"         # exact | eap | eap-ig (then confirmed exactly)
+    scoring = "exact"         # exact | eap | eap-ig (then confirmed exactly) | acdc
     corruption = "paired"     # what cut edges carry: paired | resample | mean | zero
     task_corruption = "values"
-    threshold = 0.05          # circuit: edges with |normalized effect| >= threshold
+    metric = "logit_diff"     # default: the task's own (logit_diff | loss | accuracy | kl | mse)
+    threshold = 0.05          # circuit: edges with |normalized effect| >= threshold (relative = false: metric units)
+    granularity = "edge"      # edges over all positions (the only granularity circuits support so far)
+    positions = "task"        # the metric reads the task's answer positions
+    aggregation = "mean"      # metric averaged over prompts and read positions
     n = 64                    # prompts
     seed = 0                  # data seed (and bootstrap seed)
     bootstrap = 200           # resamples of prompts for confidence intervals
@@ -44,9 +48,11 @@ CLAIM_KEYS: dict[str, tuple[set[str], set[str]]] = {
 }
 ROLES = ("previous_token", "attends_to", "induction", "copying", "negative_copy")
 METHOD_DEFAULTS: dict[str, Any] = {
-    "scoring": "exact", "corruption": "paired", "task_corruption": None, "threshold": 0.05,
+    "scoring": "exact", "corruption": "paired", "task_corruption": None, "threshold": 0.05, "relative": True,
+    "metric": None, "granularity": "edge", "positions": "task", "aggregation": "mean",
     "n": 64, "seed": 0, "bootstrap": 200,
 }
+METRICS = ("logit_diff", "loss", "accuracy", "kl", "mse")
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,12 @@ def _check_method(name: str, method: dict) -> None:
     for key in ("n", "bootstrap"):
         if not isinstance(method[key], int) or method[key] < 1:
             raise ValueError(f"Hypothesis {name!r}: {key} = {method[key]!r}; give a positive integer.")
+    if method["metric"] is not None and method["metric"] not in METRICS:
+        raise ValueError(f"Hypothesis {name!r}: metric {method['metric']!r}; choose one of {', '.join(METRICS)}.")
+    fixed = {"granularity": "edge", "positions": "task", "aggregation": "mean"}
+    for key, supported in fixed.items():
+        if method[key] != supported:
+            raise ValueError(f"Hypothesis {name!r}: {key} = {method[key]!r} is not supported yet; use {key} = \"{supported}\".")
 
 
 def _parse_claim(name: str, index: int, raw: Any) -> Claim:

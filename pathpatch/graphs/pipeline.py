@@ -9,7 +9,7 @@ graph attributes and the report, so a run can be repeated.
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -27,7 +27,7 @@ from pathpatch.graphs.circuit import Circuit
 from pathpatch.graphs.export import write_diagram
 from pathpatch.graphs.faithfulness import faithfulness, faithfulness_curve
 from pathpatch.graphs.hypotheses import Hypothesis
-from pathpatch.models import build_task, load_model
+from pathpatch.models import Task, build_task, load_model
 from pathpatch.models.zoo import SEEDS
 
 CANDIDATES = 50
@@ -42,6 +42,8 @@ class DiscoverConfig:
     method: Literal["exact", "eap", "eap-ig", "acdc"] = "exact"
     corruption: Literal["paired", "resample", "mean", "zero"] = "paired"
     threshold: float = 0.05
+    relative: bool = True
+    metric: str | None = None
     top_k: int | None = None
     n: int = 64
     seed: int = 0
@@ -129,17 +131,21 @@ def discover(config: DiscoverConfig, progress: bool = False, model=None, task=No
     started = time.perf_counter()
     model = model if model is not None else load_model(config.model, device=config.device)
     if task is None:
-        task = build_task(config.task_name, n=config.n, seed=config.seed, corruption=config.task_corruption, model=model)
+        task = task_of(config, model)
     scores = score_edges(model, task, config, progress)
-    prune_config = PruneConfig(method="top_k", top_k=config.top_k) if config.top_k else PruneConfig(threshold=config.threshold)
+    if config.top_k:
+        prune_config = PruneConfig(method="top_k", top_k=config.top_k)
+    else:
+        prune_config = PruneConfig(threshold=config.threshold, relative=config.relative)
     kept = scores if config.method == "acdc" else prune(scores, prune_config)
     if kept.empty:
-        best = scores["normalized"].abs().max() if len(scores) else 0.0
+        column = "normalized" if config.relative else "score"
+        best = scores[column].abs().max() if len(scores) else 0.0
         raise ValueError(
-            f"No edge passes threshold {config.threshold} (largest |normalized score| is {best:.3g}), so the circuit "
+            f"No edge passes threshold {config.threshold} (largest |{column}| is {best:.3g}), so the circuit "
             "is empty; lower --threshold or use --top-k."
         )
-    info = {"corruption": config.corruption, "threshold": config.threshold, "seed": config.seed, "n": config.n,
+    info = {"corruption": config.corruption, "threshold": config.threshold, "relative": config.relative, "seed": config.seed, "n": config.n,
             "metric": task.metric_name, "top_k": config.top_k or 0, "task_corruption": task.corruption}
     model_name = Path(config.model).name
     circuit = Circuit.from_edges(kept, ComputeGraph.from_model(model), model_name, config.task_name, info)
@@ -167,8 +173,20 @@ class CheckReport:
                 "claims": self.table.to_dict(orient="records")}
 
     def write(self, path: Path) -> Path:
-        """Write the report as JSON (atomically)."""
+        """Write the report as JSON, and beside it as Markdown (both atomically)."""
+        write_text_atomic(path.with_suffix(".md"), self.markdown())
         return write_text_atomic(path, json.dumps(self.to_dict(), indent=2, default=float) + "\n")
+
+    def markdown(self) -> str:
+        """Return the checks as a Markdown report: verdict, methodology, one row per claim."""
+        h = self.hypothesis
+        lines = [f"# Checks: {h.name} ({h.model} / {h.task}): {'PASS' if self.passed else 'FAIL'}", "", "## Method", ""]
+        lines += [f"- {k}: {v}" for k, v in h.method.items()] + ["", "## Claims", "",
+                  "| claim | kind | value | 95% CI | threshold | verdict |", "|---|---|---|---|---|---|"]
+        for r in self.table.itertuples():
+            verdict = "pass" if r.passed else f"**FAIL** {r.detail}".strip()
+            lines.append(f"| {r.name} | {r.kind} | {r.value:.4g} | [{r.ci_low:.4g}, {r.ci_high:.4g}] | {r.op} {r.threshold:g} | {verdict} |")
+        return "\n".join(lines) + "\n"
 
     def compare(self, baseline: Path) -> pd.DataFrame:
         """Return this run's claims beside a saved report's: previous value, change, verdict change."""
@@ -191,15 +209,21 @@ def discover_config_of(hypothesis: Hypothesis, device: str = "cpu") -> DiscoverC
     """Return the discovery settings a hypothesis file pins."""
     m = hypothesis.method
     return DiscoverConfig(model=hypothesis.model, task=hypothesis.task, method=m["scoring"], corruption=m["corruption"],
-                          threshold=float(m["threshold"]), n=m["n"], seed=m["seed"], device=device,
-                          task_corruption=m["task_corruption"])
+                          threshold=float(m["threshold"]), relative=bool(m["relative"]), metric=m["metric"], n=m["n"],
+                          seed=m["seed"], device=device, task_corruption=m["task_corruption"])
+
+
+def task_of(config: DiscoverConfig, model) -> Task:
+    """Build the task a discovery config names, with its metric overridden when the config pins one."""
+    task = build_task(config.task_name, n=config.n, seed=config.seed, corruption=config.task_corruption, model=model)
+    return replace(task, metric=config.metric) if config.metric else task
 
 
 def check(hypothesis: Hypothesis, circuit: Circuit | None = None, device: str = "cpu", progress: bool = False) -> CheckReport:
     """Check every claim; discover the circuit with the file's settings unless one is given."""
     config = discover_config_of(hypothesis, device)
     model = load_model(config.model, device=device)
-    task = build_task(config.task_name, n=config.n, seed=config.seed, corruption=config.task_corruption, model=model)
+    task = task_of(config, model)
     if circuit is None:
         circuit = discover(config, progress, model=model, task=task).circuit
     graph = ComputeGraph.from_model(model)

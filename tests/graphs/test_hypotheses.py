@@ -155,3 +155,39 @@ class ComputeGraphNodes:
         from pathpatch.discovery.graph import ComputeGraph
 
         return ComputeGraph.from_model(model).node(name)
+
+
+@pytest.mark.parametrize(
+    "method, message",
+    [
+        ("threshold = 20.0", "out of range"),
+        ("threshold = 9.0", "circuit is empty"),
+        ('granularity = "pos"', "not supported yet"),
+        ('metric = "f1"', "metric 'f1'"),
+    ],
+)
+def test_bad_methods_and_empty_circuits_exit_2(tmp_path, capsys, method, message):
+    path = tmp_path / "h.toml"
+    path.write_text(f'model = "permute"\ntask = "permute"\n[method]\nn = 8\n{method}\n[[claim]]\nkind = "faithfulness"\nmin = 0.5\n')
+    assert main(["check", str(path)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_pinned_metric_is_used_and_recorded(tmp_path):
+    path = tmp_path / "h.toml"
+    path.write_text('model = "permute"\ntask = "permute"\n[method]\nn = 16\nbootstrap = 20\nmetric = "kl"\n'
+                    '[[claim]]\nkind = "faithfulness"\nmin = 0.9\n')
+    from pathpatch.graphs.pipeline import check
+
+    report = check(load_hypothesis(path))
+    assert report.passed and report.to_dict()["method"]["metric"] == "kl"
+    assert report.circuit.graph.graph["metric"] == "kl"
+    assert "| faithfulness |" in report.markdown()
+
+
+def test_check_runs_on_a_hugging_face_directory(tiny_gpt2_dir, tmp_path, capsys):
+    path = tmp_path / "weekday.toml"
+    path.write_text('model = "gpt2"\ntask = "weekday"\n[method]\nn = 14\nbootstrap = 10\nthreshold = 0.0\n'
+                    '[[claim]]\nkind = "effect"\nnode = "L1H0"\nmin = -10.0\n')
+    assert main(["check", str(path), "--model", str(tiny_gpt2_dir)]) == 0
+    assert "PASS" in capsys.readouterr().out
