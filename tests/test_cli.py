@@ -42,7 +42,7 @@ def test_module_entry_point_runs():
     assert result.stdout.startswith("pathpatch ")
 
 
-@pytest.mark.parametrize("command", [["discover"], ["draw"]])
+@pytest.mark.parametrize("command", [["discover"], ["draw"], ["check"]])
 def test_discovery_commands_have_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*command, "--help"])

@@ -15,7 +15,6 @@ function, so the two can be compared element by element, plus a tidy table with 
 
 from dataclasses import dataclass
 from itertools import product
-from typing import Literal
 
 import pandas as pd
 import torch
@@ -35,7 +34,6 @@ from pathpatch.discovery.runner import (
 from pathpatch.models.tasks import Task
 from pathpatch.names import hook_name
 
-Act = Literal["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "z", "q", "k", "v", "result", "pattern"]
 BLOCK_ACTS = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out")
 HEAD_ACTS = ("z", "q", "k", "v", "result")
 ACTS = (*BLOCK_ACTS, *HEAD_ACTS, "pattern")

@@ -12,8 +12,6 @@ the model is not linear. ``verify`` re-scores the top edges exactly and reports 
 correlation, so an attribution run says how much it can be trusted.
 """
 
-from typing import Literal
-
 import pandas as pd
 import torch
 from einops import einsum
@@ -25,9 +23,6 @@ from pathpatch.discovery.graph import ComputeGraph
 from pathpatch.discovery.runner import prepare, repeat_variants
 from pathpatch.models.tasks import Task
 from pathpatch.names import hook_name
-
-Method = Literal["eap", "eap-ig"]
-
 
 def _dest_gradients(
     model: torch.nn.Module, graph: ComputeGraph, task: Task, embed: Tensor, copies: int

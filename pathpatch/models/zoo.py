@@ -120,7 +120,7 @@ SEEDS: dict[str, SeedSpec] = {
             sample=trigrams.sample,
             make_task=trigrams.make_task,
             corruptions=trigrams.CORRUPTIONS,
-            target=0.9,
+            target=0.93,
         ),
         SeedSpec(
             name="recurrence",
