@@ -347,9 +347,9 @@ def _circuit_hooks(model: torch.nn.Module, graph: ComputeGraph, cut: Tensor, out
     diffs: list[Tensor] = []  # per source, [variant batch pos d_model], in graph.sources order
     dest_index = {node.name: j for j, node in enumerate(graph.dests)}
 
-    def record(act: Tensor, hook, first: int) -> Tensor:
-        if hook.name.endswith("hook_z"):  # [variant * batch pos head d_head]
-            heads = head_outputs(model, act, int(hook.name.split(".")[1]))  # [head variant*batch pos d_model]
+    def record(act: Tensor, hook, first: int, layer: int | None = None) -> Tensor:
+        if layer is not None:  # hook_z: [variant * batch pos head d_head]
+            heads = head_outputs(model, act, layer)  # [head variant*batch pos d_model]
             for h, out in enumerate(heads):
                 diffs.append(out.view(n_variants, -1, *out.shape[1:]) - outputs.corrupt[first + h][None])
         else:
@@ -370,11 +370,12 @@ def _circuit_hooks(model: torch.nn.Module, graph: ComputeGraph, cut: Tensor, out
     for name, nodes in _dest_hooks(graph).items():
         columns = [dest_index[n.name] for n in nodes]
         hooks.append((name, lambda act, hook, columns=columns: correct(act, hook, columns)))
-    src_first: dict[str, int] = {}
+    src_first: dict[str, tuple[int, int | None]] = {}
     for i, node in enumerate(graph.sources):
-        name = hook_name("z", node.layer) if node.kind == "head" else node.hook_out
-        src_first.setdefault(name, i)
-    for name, first in src_first.items():
-        if name != hook_name("resid_pre", 0):
-            hooks.append((name, lambda act, hook, first=first: record(act, hook, first)))
+        if node.kind == "head":
+            src_first.setdefault(hook_name("z", node.layer), (i, node.layer))
+        elif node.kind == "mlp":
+            src_first.setdefault(node.hook_out, (i, None))
+    for name, (first, layer) in src_first.items():
+        hooks.append((name, lambda act, hook, first=first, layer=layer: record(act, hook, first, layer)))
     return hooks
