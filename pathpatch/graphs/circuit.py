@@ -4,7 +4,8 @@ Nodes are the graph's names: components (``embed``, ``L0H0``, ``MLP1``, ``logits
 (``L1H0.v``). A kept edge ``L0H0->L1H0.v`` becomes the graph edge ``L0H0 -> L1H0.v`` carrying its
 ``score`` (and ``normalized``, ``channel``, ``method``), plus the structural edge ``L1H0.v -> L1H0``
 that joins an input to its head; so a V-composition path reads ``embed -> L0H0.v -> L0H0 -> L1H0.v
--> L1H0 -> logits``. Node attributes: ``layer``, ``head``, ``kind``, ``stage`` (forward order), ``hook``. Graph attributes record
+-> L1H0 -> logits``. Node attributes: ``layer``, ``head``, ``kind``, ``stage`` (forward order), ``pos``
+(-1: all positions; position-aware circuits are not built yet), ``hook``. Graph attributes record
 how the circuit was found (model, task, method, metric, corruption, threshold, seed, version).
 JSON export is networkx's node-link format, so ``from_json(to_json(c)) == c``.
 """
@@ -58,12 +59,17 @@ class Circuit:
             >>> sorted(c.graph.edges())
             [('L0H0', 'logits'), ('L0H0.v', 'L0H0'), ('embed', 'L0H0.v')]
         """
+        if "pos" in edges and (edges["pos"] >= 0).any():
+            raise ValueError(
+                "Position-aware circuits (edges scored with by_pos=True, e.g. 'L0H0->L1H0.v@5') are not supported yet; "
+                "score edges over all positions to build a circuit."
+            )
         graph = nx.DiGraph()
         method = str(edges["method"].iloc[0]) if len(edges) and "method" in edges else "unknown"
         for row in edges.itertuples(index=False):
             src, dest = compute_graph.node(row.src), compute_graph.node(row.dest)
             for node in (src, dest):
-                graph.add_node(node.name, layer=node.layer, head=node.head, kind=node.kind, stage=node.stage, hook=node.hook_out or node.hook_in)
+                graph.add_node(node.name, layer=node.layer, head=node.head, kind=node.kind, stage=node.stage, pos=-1, hook=node.hook_out or node.hook_in)
             attrs = {"score": float(row.score), "channel": dest.channel or "", "method": method, "kind": "edge"}
             if hasattr(row, "normalized"):
                 attrs["normalized"] = float(row.normalized)
@@ -71,7 +77,7 @@ class Circuit:
             owner = component_name(dest.name)
             if owner != dest.name:
                 head = compute_graph.node(owner)
-                graph.add_node(owner, layer=head.layer, head=head.head, kind=head.kind, stage=head.stage, hook=head.hook_out)
+                graph.add_node(owner, layer=head.layer, head=head.head, kind=head.kind, stage=head.stage, pos=-1, hook=head.hook_out)
                 graph.add_edge(dest.name, owner, kind="internal")
         graph.graph.update(
             model=model_name, task=task_name, method=method, version=__version__,

@@ -82,3 +82,9 @@ def test_malformed_circuit_files_are_explained(tmp_path):
         from_json(bad)
     with pytest.raises(FileNotFoundError, match="No circuit file"):
         from_json(tmp_path / "missing.json")
+
+
+def test_position_aware_rows_are_refused(random_model, random_task):
+    by_pos = patch_edges(random_model, random_task, ["MLP0->logits"], by_pos=True)
+    with pytest.raises(ValueError, match="Position-aware circuits"):
+        Circuit.from_edges(by_pos, ComputeGraph.from_model(random_model), "r", "r")
