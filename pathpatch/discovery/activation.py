@@ -128,29 +128,33 @@ def activation_patch(
     if cfg.attn_only and act in ("resid_mid", "mlp_out"):
         raise ValueError(f"This attention-only model has no {act!r}; patch 'resid_pre', 'attn_out' or a head activation.")
     full_pos = task.clean.shape[1]
-    prep = prepare(model, task)
+    names = [hook_name(act, layer) for layer in range(cfg.n_layers)]
+    starts = [hook_name("resid_pre", layer) for layer in range(cfg.n_layers)]
+    prep = prepare(model, task, starts + names)
     small = prep.task
     n_pos, n_heads = small.clean.shape[1], cfg.n_heads
     denoise = config.direction == "denoise"
-    other = corrupt_inputs(small, config)
-    base_inputs = other if denoise else small.clean
-    names = [hook_name(act, layer) for layer in range(cfg.n_layers)]
-    starts = [hook_name("resid_pre", layer) for layer in range(cfg.n_layers)]
-    base_cache = cache_activations(model, base_inputs, starts + names)
-    clean_cache = base_cache if not denoise else cache_activations(model, small.clean, names)
-    other_cache = cache_activations(model, other, names) if (other is not None and not denoise) else None
+    other = corrupt_inputs(small, config)  # None for mean/zero ablation
+    if config.corruption == "paired":
+        other_acts = prep.corrupt_acts
+    else:
+        other_acts = cache_activations(model, other, starts + names) if other is not None else None
+    base_inputs, base_acts = (other, other_acts) if denoise else (small.clean, prep.clean_acts)
+    base_metric = prep.corrupt_metric if denoise else prep.clean_metric
+    if denoise and config.corruption == "resample":
+        with torch.no_grad():
+            base_metric = small.score_read(model(other)[:, small.positions]).mean().item()
     axes = index_axes(act, per_pos)
     sizes = {"layer": cfg.n_layers, "pos": full_pos, "head": n_heads}
     rows = list(product(*(range(sizes[a]) for a in axes)))
-    with torch.no_grad():
-        base_metric = small.score_read(model(base_inputs)[:, small.positions]).mean().item()
     values = torch.full((len(rows),), base_metric)
     for layer in range(cfg.n_layers):
         todo = [i for i, row in enumerate(rows) if row[0] == layer and dict(zip(axes, row)).get("pos", 0) < n_pos]
         if not todo:
             continue
         name = names[layer]
-        patch = clean_cache[name] if denoise else ablate(clean_cache[name], other_cache and other_cache[name], config.corruption)
+        clean_act = prep.clean_acts[name]
+        patch = clean_act if denoise else ablate(clean_act, other_acts and other_acts[name], config.corruption)
         mask = patch_mask(act, axes, [rows[i] for i in todo], n_heads, n_pos).to(patch.device)
         batch = small.clean.shape[0]
         chunk = config.chunk or chunk_size(model, batch, n_pos, config.max_memory, len(todo))
@@ -158,7 +162,7 @@ def activation_patch(
         def run(a: int, b: int, layer=layer, name=name, patch=patch, mask=mask) -> Tensor:
             n = b - a
             hooks = [(name, _swap_hook(mask[a:b], patch, n))]
-            start = repeat_variants(base_cache[starts[layer]], n)
+            start = repeat_variants(base_acts[starts[layer]], n)
             with torch.no_grad():
                 read = run_from_layer(model, start, repeat_variants(base_inputs, n), layer, small.positions, hooks)
             return metric_per_variant(small, read, n).cpu()

@@ -18,9 +18,9 @@ from einops import einsum
 from torch import Tensor
 
 from pathpatch.discovery.config import PatchConfig
-from pathpatch.discovery.edges import NOISE, collect_outputs, patch_edges
+from pathpatch.discovery.edges import NOISE, collect_outputs, patch_edges, prepare_edges
 from pathpatch.discovery.graph import ComputeGraph
-from pathpatch.discovery.runner import prepare, repeat_variants
+from pathpatch.discovery.runner import repeat_variants
 from pathpatch.models.tasks import Task
 from pathpatch.names import hook_name
 
@@ -62,9 +62,9 @@ def attribute_edges(
     if steps < 1:
         raise ValueError(f"steps={steps}; EAP-IG needs at least 1 interpolation step.")
     graph = ComputeGraph.from_model(model)
-    prep = prepare(model, task)
+    prep = prepare_edges(model, graph, task)
     small = prep.task
-    outputs = collect_outputs(model, graph, small, config)
+    outputs = collect_outputs(model, graph, prep, config)
     clean_embed, corrupt_embed = outputs.clean[0], outputs.corrupt[0]  # [batch pos d_model]
     if method == "eap":
         alphas = torch.ones(1)

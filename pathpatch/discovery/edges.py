@@ -90,14 +90,26 @@ def stack_sources(model: torch.nn.Module, graph: ComputeGraph, acts: dict[str, T
     return torch.cat(parts)
 
 
+def edge_hooks(graph: ComputeGraph) -> list[str]:
+    """Return every hook edge patching caches: source outputs and each layer's starting residual."""
+    return source_hooks(graph) + [hook_name("resid_pre", layer) for layer in range(1, graph.n_layers)]
+
+
+def prepare_edges(model: torch.nn.Module, graph: ComputeGraph, task: Task) -> Prepared:
+    """Prepare ``task`` with every activation edge patching reads cached from one forward pass."""
+    return prepare(model, task, edge_hooks(graph))
+
+
 @torch.no_grad()
-def collect_outputs(model: torch.nn.Module, graph: ComputeGraph, task: Task, config: PatchConfig) -> Outputs:
-    """Cache every source's clean and corrupt output and every layer's starting residual."""
+def collect_outputs(model: torch.nn.Module, graph: ComputeGraph, prep: Prepared, config: PatchConfig) -> Outputs:
+    """Return every source's clean and corrupt (or ablated) output and every layer's starting residual."""
     starts = [hook_name("resid_pre", layer) for layer in range(graph.n_layers)]
-    names = source_hooks(graph) + starts[1:]
-    clean = cache_activations(model, task.clean, names)
-    other = corrupt_inputs(task, config)
-    corrupt = cache_activations(model, other, names) if other is not None else None
+    clean = prep.clean_acts
+    if config.corruption == "paired":
+        corrupt = prep.corrupt_acts
+    else:
+        other = corrupt_inputs(prep.task, config)
+        corrupt = cache_activations(model, other, edge_hooks(graph)) if other is not None else None
     clean_out = stack_sources(model, graph, clean)
     corrupt_out = stack_sources(model, graph, corrupt) if corrupt is not None else None
     corrupt_out = ablate(clean_out.transpose(0, 1), None if corrupt_out is None else corrupt_out.transpose(0, 1), config.corruption).transpose(0, 1)
@@ -230,8 +242,8 @@ def patch_edges(
     chosen = graph.edges if edges is None else [graph.edge(e) if isinstance(e, str) else e for e in edges]
     if not chosen:
         raise ValueError("patch_edges got an empty edge list; pass None to score every edge.")
-    prep = prepare(model, task)
-    outputs = collect_outputs(model, graph, prep.task, config)
+    prep = prepare_edges(model, graph, task)
+    outputs = collect_outputs(model, graph, prep, config)
     n_pos = prep.task.clean.shape[1]
     positions = list(range(n_pos)) if by_pos else [None]
     variants = [Variant(e.name if p is None else f"{e.name}@{p}", (e,), p) for e in chosen for p in positions]
@@ -288,8 +300,8 @@ def path_patch(
     for sender in pool:
         edges = tuple(Edge(sender, d) for d in dests)
         variants.append(Variant(sender.name, edges))
-    prep = prepare(model, task)
-    outputs = collect_outputs(model, graph, prep.task, config)
+    prep = prepare_edges(model, graph, task)
+    outputs = collect_outputs(model, graph, prep, config)
     per_prompt = run_variants(model, graph, prep, outputs, variants, config)
     table = pd.DataFrame({"sender": [v.name for v in variants], "receivers": ",".join(receivers)})
     table = pd.concat([table, _score_table(prep, per_prompt.mean(1), config, task.name)], axis=1)
@@ -326,8 +338,8 @@ def run_circuits_per_prompt(
     expected = (len(graph.sources), len(graph.dests))
     if tuple(masks.shape[1:]) != expected:
         raise ValueError(f"Circuit masks are {tuple(masks.shape)}; this model needs [circuits {expected[0]} {expected[1]}] (circuits x sources x destinations).")
-    prep = prepare(model, task)
-    outputs = collect_outputs(model, graph, prep.task, config)
+    prep = prepare_edges(model, graph, task)
+    outputs = collect_outputs(model, graph, prep, config)
     cut = (graph.valid & ~masks.bool()).to(outputs.clean.device)  # [variant src dest]
     batch, n_pos = prep.task.clean.shape[:2]
     chunk = config.chunk or max(1, chunk_size(model, batch, n_pos, config.max_memory, len(cut)) // 4)

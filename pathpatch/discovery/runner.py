@@ -16,7 +16,7 @@ and retried, which gives identical results because variants never interact.
 """
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import torch
@@ -40,6 +40,8 @@ class Prepared:
         corrupt_metric: Task metric of the corrupt run.
         clean_per_prompt: The clean metric of each prompt ``[batch]`` (for bootstrap intervals).
         corrupt_per_prompt: The corrupt metric of each prompt ``[batch]``.
+        clean_acts: Activations asked for, on the clean inputs (hook name -> tensor).
+        corrupt_acts: The same activations on the corrupt inputs.
     """
 
     task: Task
@@ -47,6 +49,8 @@ class Prepared:
     corrupt_metric: float
     clean_per_prompt: Tensor
     corrupt_per_prompt: Tensor
+    clean_acts: dict[str, Tensor]
+    corrupt_acts: dict[str, Tensor]
 
 
 def trim_task(task: Task) -> Task:
@@ -95,13 +99,11 @@ def run_from_layer(
 def cache_activations(model: torch.nn.Module, inputs: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
     """Return the named activations of one plain forward pass on ``inputs``."""
     wanted = set(names)
-    _, cache = model.run_with_cache(inputs, names_filter=lambda name: name in wanted, return_type=None)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(inputs, names_filter=lambda name: name in wanted, return_type=None)
     missing = wanted - set(cache.keys())
     if missing:
-        raise ValueError(
-            f"Hooks {sorted(missing)} never ran; load the model via pathpatch.models.load_model(), which switches "
-            "on use_split_qkv_input and use_hook_mlp_in (for 'result' patching also call model.set_use_attn_result(True))."
-        )
+        raise ValueError(_missing_hooks(missing))
     return {name: cache[name] for name in names}
 
 
@@ -115,20 +117,29 @@ def metric_per_variant(task: Task, read: Tensor, n_variants: int) -> Float[Tenso
     return metric_per_prompt(task, read, n_variants).mean(-1)
 
 
-def prepare(model: torch.nn.Module, task: Task) -> Prepared:
-    """Trim ``task``, move it to the model's device, and measure clean and corrupt metrics."""
+def prepare(model: torch.nn.Module, task: Task, names: Sequence[str] = ()) -> Prepared:
+    """Trim ``task``, move it to the model's device, measure clean and corrupt metrics, cache ``names``.
+
+    Clean and corrupt inputs run as one batch of twice the size: one forward pass gives both metrics and
+    both sets of activations.
+    """
     task.check_model(model)
     device = next(model.parameters()).device
     task = trim_task(task).to(device)
     dtype = getattr(model.cfg, "dtype", torch.float32)
     if task.clean.is_floating_point() and task.clean.dtype != dtype:  # vector inputs follow a half-precision model
         task = replace(task, clean=task.clean.to(dtype), corrupt=task.corrupt.to(dtype))
+    batch = task.clean.shape[0]
+    wanted = set(names)
     with torch.no_grad():
-        clean_logits = model(task.clean)
-        if task.metric == "kl" and task.reference is None:
-            task = task.with_reference(clean_logits)
-        clean_each = task.score_read(clean_logits[:, task.positions])
-        corrupt_each = task.score_read(model(task.corrupt)[:, task.positions])
+        logits, cache = model.run_with_cache(torch.cat([task.clean, task.corrupt]), names_filter=lambda name: name in wanted)
+    missing = wanted - set(cache.keys())
+    if missing:
+        raise ValueError(_missing_hooks(missing))
+    if task.metric == "kl" and task.reference is None:
+        task = task.with_reference(logits[:batch])
+    read = logits[:, task.positions]
+    clean_each, corrupt_each = task.score_read(read[:batch]), task.score_read(read[batch:])
     clean, corrupt = clean_each.mean().item(), corrupt_each.mean().item()
     for label, value in (("clean", clean), ("corrupt", corrupt)):
         if value != value or value in (float("inf"), float("-inf")):
@@ -136,13 +147,17 @@ def prepare(model: torch.nn.Module, task: Task) -> Prepared:
                 f"Task '{task.name}': the {label} run's metric is {value}; check the inputs and the model "
                 "weights for NaN/inf (e.g. a half-precision overflow)."
             )
-    return Prepared(task, clean, corrupt, clean_each.cpu(), corrupt_each.cpu())
+    clean_acts = {name: cache[name][:batch] for name in names}
+    corrupt_acts = {name: cache[name][batch:] for name in names}
+    return Prepared(task, clean, corrupt, clean_each.cpu(), corrupt_each.cpu(), clean_acts, corrupt_acts)
 
 
-def variant_chunks(n_variants: int, chunk: int) -> Iterator[tuple[int, int]]:
-    """Yield ``(start, stop)`` ranges of at most ``chunk`` variants."""
-    for start in range(0, n_variants, chunk):
-        yield start, min(start + chunk, n_variants)
+def _missing_hooks(missing: set[str]) -> str:
+    """The message for hooks that never ran."""
+    return (
+        f"Hooks {sorted(missing)} never ran; load the model via pathpatch.models.load_model(), which switches "
+        "on use_split_qkv_input and use_hook_mlp_in (for 'result' patching also call model.set_use_attn_result(True))."
+    )
 
 
 def chunk_size(model: torch.nn.Module, batch: int, n_pos: int, max_memory: int | float, n_variants: int) -> int:
