@@ -353,6 +353,21 @@ def run_circuits_per_prompt(
     return run_chunked(len(cut), chunk, run, config.progress, "circuits")  # [circuit batch]
 
 
+def run_circuits_with_baselines(
+    model: torch.nn.Module, task: Task, masks: Tensor, config: PatchConfig = NOISE
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Return per-prompt metrics of ``masks`` ``[circuit batch]`` and of the full and empty circuits ``[batch]``.
+
+    The empty circuit is the baseline every faithfulness is measured from: the corrupt run for paired
+    corruption, the all-ablated run for mean/zero ablation. Both baselines run in the same batch.
+    """
+    graph = ComputeGraph.from_model(model)
+    masks = masks[None] if masks.ndim == 2 else masks
+    full, empty = graph.valid.to(masks.device), torch.zeros_like(graph.valid).to(masks.device)
+    values = run_circuits_per_prompt(model, task, torch.cat([masks.bool(), full[None], empty[None]]), config)
+    return values[:-2], values[-2], values[-1]
+
+
 def _circuit_hooks(model: torch.nn.Module, graph: ComputeGraph, cut: Tensor, outputs: Outputs) -> list[tuple[str, object]]:
     """Hooks that record each source's output and subtract cut edges' (output - corrupt) at readers."""
     n_variants = cut.shape[0]

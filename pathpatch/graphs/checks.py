@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from pathpatch.discovery.config import PatchConfig
-from pathpatch.discovery.edges import patch_edges, run_circuits_per_prompt
+from pathpatch.discovery.edges import patch_edges, run_circuits_with_baselines
 from pathpatch.discovery.graph import ComputeGraph
 from pathpatch.graphs.circuit import Circuit
 from pathpatch.graphs.hypotheses import Claim, Hypothesis
@@ -101,17 +101,16 @@ def check_effect(ctx: Context, claim: Claim) -> ClaimResult:
         node = ctx.graph.node(claim.params["node"])
         cut = torch.zeros(len(ctx.graph.sources), len(ctx.graph.dests), dtype=torch.bool)
         cut[ctx.graph.src_index(node)] = True
-        masks = torch.stack([ctx.graph.valid & ~cut, ctx.graph.valid, torch.zeros_like(ctx.graph.valid)])
-        patched, clean, corrupt = run_circuits_per_prompt(ctx.model, ctx.task, masks, ctx.config)
+        patched, clean, corrupt = run_circuits_with_baselines(ctx.model, ctx.task, ctx.graph.valid & ~cut, ctx.config)
+        patched = patched[0]
     return _threshold_result(ctx, claim, normalized_effect(patched, clean, corrupt), len(clean))
 
 
 def check_faithfulness(ctx: Context, claim: Claim) -> ClaimResult:
     if not ctx.circuit.scored_edges:
         raise ValueError("The circuit is empty; a faithfulness claim needs edges. Lower the threshold in [method].")
-    masks = torch.stack([ctx.circuit.mask(), ctx.graph.valid, torch.zeros_like(ctx.graph.valid)])
-    circuit, clean, corrupt = run_circuits_per_prompt(ctx.model, ctx.task, masks, ctx.config)
-    recovered = lambda idx: (circuit[idx].mean() - corrupt[idx].mean()) / (clean[idx].mean() - corrupt[idx].mean())  # noqa: E731
+    circuit, clean, corrupt = run_circuits_with_baselines(ctx.model, ctx.task, ctx.circuit.mask(), ctx.config)
+    recovered = lambda idx: (circuit[0, idx].mean() - corrupt[idx].mean()) / (clean[idx].mean() - corrupt[idx].mean())  # noqa: E731
     return _threshold_result(ctx, claim, recovered, len(clean))
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from pathpatch.discovery.config import PatchConfig, normalized
-from pathpatch.discovery.edges import NOISE, run_circuits
+from pathpatch.discovery.edges import NOISE, run_circuits_with_baselines
 from pathpatch.discovery.graph import ComputeGraph
 from pathpatch.discovery.prune import prune_top_k
 from pathpatch.graphs.circuit import Circuit
@@ -35,10 +35,9 @@ def faithfulness(circuit: Circuit, model: torch.nn.Module, task: Task, config: P
         raise ValueError("The circuit has no edges, so faithfulness is that of the corrupt run; lower the threshold.")
     graph = ComputeGraph.from_model(model)
     mask = circuit.mask()
-    full, empty = graph.valid, torch.zeros_like(graph.valid)
-    values = run_circuits(model, task, torch.stack([mask, graph.valid & ~mask, full, empty]), config)
-    circuit_m, complement_m, clean_m, corrupt_m = values.tolist()
-    scaled = normalized(values[:2] - corrupt_m, clean_m, corrupt_m, task.name).tolist()
+    values, clean, corrupt = run_circuits_with_baselines(model, task, torch.stack([mask, graph.valid & ~mask]), config)
+    (circuit_m, complement_m), clean_m, corrupt_m = values.mean(-1).tolist(), clean.mean().item(), corrupt.mean().item()
+    scaled = normalized(values.mean(-1) - corrupt_m, clean_m, corrupt_m, task.name).tolist()
     return {
         "metric": circuit_m,
         "clean_metric": clean_m,
@@ -56,10 +55,10 @@ def faithfulness_curve(
     graph = ComputeGraph.from_model(model)
     sizes = [max(1, round(f * len(scores))) for f in fractions]
     masks = [graph.mask(list(prune_top_k(scores, k)["edge"])) for k in sizes]
-    values = run_circuits(model, task, torch.stack([*masks, graph.valid, torch.zeros_like(graph.valid)]), config)
-    clean_m, corrupt_m = values[-2].item(), values[-1].item()
-    faith = normalized(values[:-2] - corrupt_m, clean_m, corrupt_m, task.name)
-    table = pd.DataFrame({"fraction": fractions, "n_edges": sizes, "metric": values[:-2].numpy(), "faithfulness": faith.numpy()})
+    per_prompt, clean, corrupt = run_circuits_with_baselines(model, task, torch.stack(masks), config)
+    values, clean_m, corrupt_m = per_prompt.mean(-1), clean.mean().item(), corrupt.mean().item()
+    faith = normalized(values - corrupt_m, clean_m, corrupt_m, task.name)
+    table = pd.DataFrame({"fraction": fractions, "n_edges": sizes, "metric": values.numpy(), "faithfulness": faith.numpy()})
     x = np.asarray(fractions)
     table.attrs["cpr"] = float(np.trapezoid(table["faithfulness"], x))
     table.attrs["cmd"] = float(np.trapezoid((1 - table["faithfulness"]).abs(), x))
