@@ -20,6 +20,7 @@ from torch import Tensor
 from pathpatch.discovery.config import PatchConfig
 from pathpatch.discovery.edges import NOISE, collect_outputs, patch_edges, prepare_edges
 from pathpatch.discovery.graph import ComputeGraph
+from pathpatch.discovery.prune import strongest
 from pathpatch.discovery.runner import repeat_variants
 from pathpatch.models.tasks import Task
 from pathpatch.names import hook_name
@@ -111,7 +112,7 @@ def verify(
     """
     if top_k < 1:
         raise ValueError(f"top_k={top_k}; verify at least one edge.")
-    top = scores.reindex(scores["score"].abs().sort_values(ascending=False).index).head(top_k)
+    top = strongest(scores, top_k)
     exact = patch_edges(model, task, list(top["edge"]), config=config)
     table = pd.DataFrame({"edge": top["edge"].values, "approx": top["score"].values, "exact": exact["score"].values})
     table.attrs["spearman"] = spearman(table["approx"], table["exact"]) if len(table) > 1 else 1.0

@@ -68,10 +68,15 @@ def prune(scores: pd.DataFrame, config: PruneConfig = PruneConfig()) -> pd.DataF
     return on_paths(kept)
 
 
-def prune_top_k(scores: pd.DataFrame, k: int) -> pd.DataFrame:
-    """Return the ``k`` rows with the largest ``|score|``; ties keep table order."""
+def strongest(scores: pd.DataFrame, k: int) -> pd.DataFrame:
+    """Return the ``k`` rows with the largest ``|score|``, strongest first; ties keep table order."""
     order = scores["score"].abs().sort_values(ascending=False, kind="stable").index
-    return scores.loc[order[:k]].sort_index()
+    return scores.loc[order[:k]]
+
+
+def prune_top_k(scores: pd.DataFrame, k: int) -> pd.DataFrame:
+    """Return the ``k`` rows with the largest ``|score|``, in table order."""
+    return strongest(scores, k).sort_index()
 
 
 def edge_graph(edges: pd.DataFrame) -> nx.DiGraph:

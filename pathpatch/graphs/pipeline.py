@@ -20,7 +20,7 @@ from pathpatch.discovery.attribution import attribute_edges
 from pathpatch.discovery.config import PatchConfig
 from pathpatch.discovery.edges import patch_edges
 from pathpatch.discovery.graph import ComputeGraph
-from pathpatch.discovery.prune import PruneConfig, acdc, prune
+from pathpatch.discovery.prune import PruneConfig, acdc, prune, strongest
 from pathpatch.files import write_atomic, write_text_atomic
 from pathpatch.graphs.checks import Context, check_claims
 from pathpatch.graphs.circuit import Circuit
@@ -119,7 +119,7 @@ def score_edges(model, task, config: DiscoverConfig, progress: bool = False) -> 
     if config.method == "acdc":
         return acdc(model, task, tau=config.threshold, config=patch)
     approx = attribute_edges(model, task, config.method, steps=config.steps, config=patch)
-    top = approx.reindex(approx["score"].abs().sort_values(ascending=False, kind="stable").index).head(max(CANDIDATES, 3 * (config.top_k or 0)))
+    top = strongest(approx, max(CANDIDATES, 3 * (config.top_k or 0)))
     exact = patch_edges(model, task, list(top["edge"]), config=patch)
     exact["approx_score"] = top["score"].values
     exact["method"] = f"{config.method}+exact"

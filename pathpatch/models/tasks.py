@@ -132,18 +132,9 @@ class Task:
 
     def to(self, device: torch.device | str) -> "Task":
         """Return a copy of this task with every tensor on ``device``."""
-        wrong = None if self.wrong_answers is None else self.wrong_answers.to(device)
-        return Task(
-            name=self.name,
-            clean=self.clean.to(device),
-            corrupt=self.corrupt.to(device),
-            answers=self.answers.to(device),
-            wrong_answers=wrong,
-            positions=self.positions.to(device),
-            metric=self.metric,
-            corruption=self.corruption,
-            reference=None if self.reference is None else self.reference.to(device),
-        )
+        moved = {f: getattr(self, f).to(device) for f in ("clean", "corrupt", "answers", "wrong_answers", "positions", "reference")
+                 if getattr(self, f) is not None}
+        return replace(self, **moved)
 
 
 def _checked_custom(task: Task, read: Tensor) -> Tensor:
