@@ -19,6 +19,7 @@ EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
 
 def cmd_models(args: argparse.Namespace) -> int:
     """Print the bundled models and tasks as a table."""
+    from pathpatch.models.planted import PLANTED
     from pathpatch.models.zoo import SEEDS, TASK_ONLY, read_card
 
     rows = []
@@ -32,6 +33,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         rows.append((name, spec.document, measured, target, spec.summary))
     for name in TASK_ONLY:
         rows.append((name, "001", "task only", "-", "next weekday; needs a GPT-2-tokenizer model directory"))
+    for name, planted in PLANTED.items():
+        rows.append((name, "-", "hand-set", "exact", f"{planted.summary}; true edges: {', '.join(planted.edges)}"))
     widths = [max(len(r[i]) for r in rows + [("name", "doc", "measured", "target", "")]) for i in range(4)]
     header = ("name", "doc", "measured", "target", "task / circuit")
     for row in [header, *rows]:

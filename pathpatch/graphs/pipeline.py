@@ -28,6 +28,7 @@ from pathpatch.graphs.export import write_diagram
 from pathpatch.graphs.faithfulness import faithfulness, faithfulness_curve
 from pathpatch.graphs.hypotheses import Hypothesis
 from pathpatch.models import Task, build_task, load_model
+from pathpatch.models.planted import PLANTED
 from pathpatch.models.zoo import SEEDS
 
 CANDIDATES = 50
@@ -54,7 +55,7 @@ class DiscoverConfig:
     def __post_init__(self) -> None:
         if self.method not in ("exact", "eap", "eap-ig", "acdc"):
             raise ValueError(f"Unknown method {self.method!r}; choose exact, eap, eap-ig or acdc.")
-        if self.task is None and self.model not in SEEDS:
+        if self.task is None and self.model not in SEEDS and self.model not in PLANTED:
             raise ValueError(f"Model {self.model!r} has no default task; pass --task (e.g. weekday for a GPT-2 directory).")
 
     @property

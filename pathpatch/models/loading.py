@@ -21,6 +21,7 @@ from typing import Literal
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
+from pathpatch.models.planted import PLANTED, build_planted
 from pathpatch.models.zoo import SEEDS, TASK_ONLY, load_bundled
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ def load_model(
     name = str(spec)
     if name in SEEDS:
         return enable_patching_hooks(load_bundled(name, device))
+    if name in PLANTED:
+        return build_planted(name, device)
     path = Path(name).expanduser()
     if path.exists():
         if not path.is_dir():
@@ -68,7 +71,7 @@ def load_model(
     if name in TASK_ONLY:
         raise KeyError(f"{name!r} is a task without a bundled model; give a Hugging Face directory, e.g. a GPT-2 on disk.")
     raise KeyError(
-        f"Unknown model {name!r}: not a bundled model ({', '.join(SEEDS)}) and no such directory. "
+        f"Unknown model {name!r}: not a bundled model ({', '.join([*SEEDS, *PLANTED])}) and no such directory. "
         "Give a bundled name or the path of a local Hugging Face model directory."
     )
 

@@ -22,6 +22,7 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from pathpatch.files import write_atomic, write_text_atomic
 from pathpatch.models.continuous import ContinuousInputTransformer
+from pathpatch.models.planted import PLANTED
 from pathpatch.models.seeds import permute, recurrence, sorted_list, trigrams, weekday
 from pathpatch.models.seeds.common import Batch
 from pathpatch.models.tasks import Task
@@ -141,6 +142,7 @@ TASK_ONLY: dict[str, Callable[..., Task]] = {"weekday": weekday.make_task}
 TASK_CORRUPTIONS: dict[str, tuple[str, ...]] = {
     **{name: spec.corruptions for name, spec in SEEDS.items()},
     "weekday": weekday.CORRUPTIONS,
+    **{name: ("paired",) for name in PLANTED},
 }
 
 
@@ -249,4 +251,6 @@ def build_task(
         raise ValueError(f"Task '{name}': unknown corruption {corruption!r}; choose one of {', '.join(known)}.")
     if name in TASK_ONLY:
         return TASK_ONLY[name](n, seed, corruption, model=model)
+    if name in PLANTED:
+        return PLANTED[name].make_task(n, seed)
     return SEEDS[name].make_task(n, seed, corruption)
