@@ -13,6 +13,7 @@ swap each variant's slice. The returned tensor has TransformerLens' shape for th
 function, so the two can be compared element by element, plus a tidy table with one row per patch.
 """
 
+from collections import Counter
 from dataclasses import dataclass
 from itertools import product
 
@@ -23,13 +24,20 @@ from torch import Tensor
 
 from pathpatch.discovery.config import PatchConfig, ablate, corrupt_inputs, normalized
 from pathpatch.discovery.runner import (
+    CALL_COST_FLOPS,
     cache_activations,
     chunk_size,
     metric_per_variant,
     prepare,
     repeat_variants,
+    kv_hooks,
+    metrics_from_reads,
     run_chunked,
     run_from_layer,
+    supports_prefix_reuse,
+    supports_suffix_reuse,
+    token_flops,
+    merge_suffixes,
 )
 from pathpatch.models.tasks import Task
 from pathpatch.names import hook_name
@@ -130,7 +138,9 @@ def activation_patch(
     full_pos = task.clean.shape[1]
     names = [hook_name(act, layer) for layer in range(cfg.n_layers)]
     starts = [hook_name("resid_pre", layer) for layer in range(cfg.n_layers)]
-    prep = prepare(model, task, starts + names)
+    suffix = per_pos and act != "pattern" and supports_suffix_reuse(model)
+    cached = starts + names + (kv_hooks(cfg.n_layers) if suffix else [])
+    prep = prepare(model, task, list(dict.fromkeys(cached)))
     small = prep.task
     n_pos, n_heads = small.clean.shape[1], cfg.n_heads
     denoise = config.direction == "denoise"
@@ -138,7 +148,7 @@ def activation_patch(
     if config.corruption == "paired":
         other_acts = prep.corrupt_acts
     else:
-        other_acts = cache_activations(model, other, starts + names) if other is not None else None
+        other_acts = cache_activations(model, other, list(dict.fromkeys(cached))) if other is not None else None
     base_inputs, base_acts = (other, other_acts) if denoise else (small.clean, prep.clean_acts)
     base_metric = prep.corrupt_metric if denoise else prep.clean_metric
     if denoise and config.corruption == "resample":
@@ -148,26 +158,38 @@ def activation_patch(
     sizes = {"layer": cfg.n_layers, "pos": full_pos, "head": n_heads}
     rows = list(product(*(range(sizes[a]) for a in axes)))
     values = torch.full((len(rows),), base_metric)
+    first_read = int(small.positions.min())
+    batch = small.clean.shape[0]
+    deferred = supports_prefix_reuse(model)  # unembed every variant's read residual at the end, in one pass
+    done, reads = [], []
     for layer in range(cfg.n_layers):
         todo = [i for i, row in enumerate(rows) if row[0] == layer and dict(zip(axes, row)).get("pos", 0) < n_pos]
-        if not todo:
-            continue
         name = names[layer]
         clean_act = prep.clean_acts[name]
         patch = clean_act if denoise else ablate(clean_act, other_acts and other_acts[name], config.corruption)
-        mask = patch_mask(act, axes, [rows[i] for i in todo], n_heads, n_pos).to(patch.device)
-        batch = small.clean.shape[0]
-        chunk = config.chunk or chunk_size(model, batch, n_pos, config.max_memory, len(todo))
+        # Variants that first act at position p run positions >= min(p, first read position) only,
+        # unless the saving is smaller than the cost of another forward call.
+        firsts = [min(dict(zip(axes, rows[i]))["pos"], first_read) if suffix else 0 for i in todo]
+        position_cost = batch * token_flops(model, cfg.n_layers - layer)
+        merged = merge_suffixes(Counter(firsts), position_cost, CALL_COST_FLOPS.get(patch.device.type, CALL_COST_FLOPS["cuda"]))
+        firsts = [merged[f] for f in firsts]
+        for first in sorted(set(firsts)):
+            group = [i for i, f in zip(todo, firsts) if f == first]
+            mask = patch_mask(act, axes, [rows[i] for i in group], n_heads, n_pos).to(patch.device)[:, first:]
+            chunk = config.chunk or chunk_size(model, batch, n_pos - first, config.max_memory, len(group))
 
-        def run(a: int, b: int, layer=layer, name=name, patch=patch, mask=mask) -> Tensor:
-            n = b - a
-            hooks = [(name, _swap_hook(mask[a:b], patch, n))]
-            start = repeat_variants(base_acts[starts[layer]], n)
-            with torch.no_grad():
-                read = run_from_layer(model, start, repeat_variants(base_inputs, n), layer, small.positions, hooks)
-            return metric_per_variant(small, read, n).cpu()
+            def run(a: int, b: int, layer=layer, name=name, patch=patch[:, first:], mask=mask, first=first) -> Tensor:
+                n = b - a
+                hooks = [(name, _swap_hook(mask[a:b], patch, n))]
+                start = repeat_variants(base_acts[starts[layer]], n)
+                with torch.no_grad():
+                    read = run_from_layer(model, start, repeat_variants(base_inputs, n), layer, small.positions, hooks, first, base_acts, not deferred)
+                return read if deferred else metric_per_variant(small, read, n).cpu()
 
-        values[todo] = run_chunked(len(todo), chunk, run, config.progress, f"patch {act} L{layer}")
+            done += group
+            reads.append(run_chunked(len(group), chunk, run, config.progress, f"patch {act} L{layer}"))
+    if done:
+        values[done] = metrics_from_reads(small, model, torch.cat(reads), len(done), config.chunk or chunk_size(model, batch, 1, config.max_memory, len(done))) if deferred else torch.cat(reads)
     raw = values - base_metric if denoise else base_metric - values
     table = pd.DataFrame(rows, columns=list(axes))
     table.insert(0, "act", act)

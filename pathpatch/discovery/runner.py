@@ -9,7 +9,9 @@ and the metric is read per variant. Three savings make a variant cheaper than a 
 - *causal trimming*: positions after the last position the metric reads cannot affect it, so
   inputs are cut there;
 - *reading only what the metric reads*: the final LayerNorm and unembedding run only at the read
-  positions.
+  positions;
+- *suffix reuse*: a patch at position ``p`` cannot change earlier positions, so only positions
+  ``>= p`` run, with earlier keys and values from the unpatched run as a frozen key/value cache.
 
 Chunks of variants are sized from a memory budget; on a CUDA out-of-memory error the chunk is halved
 and retried, which gives identical results because variants never interact.
@@ -24,6 +26,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from pathpatch.models.tasks import Task
+from pathpatch.names import hook_name
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +71,97 @@ def supports_prefix_reuse(model: torch.nn.Module) -> bool:
     return isinstance(model, HookedTransformer)
 
 
+def final_resid(model: torch.nn.Module, resid: Float[Tensor, "batch pos d_model"], positions: Tensor) -> Tensor:
+    """Return the final residual stream at ``positions`` after the final LayerNorm ``[batch pos d_model]``."""
+    x = resid[:, positions]
+    return model.ln_final(x) if model.cfg.normalization_type is not None else x
+
+
+def unembed(model: torch.nn.Module, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_vocab"]:
+    """Logits of a final residual. Not ``model.unembed(x)``: TransformerLens 3.9 copies ``W_U.T`` into a
+    contiguous tensor on every call (154 MB for GPT-2), which dominated small patching runs."""
+    return x @ model.unembed.W_U + model.unembed.b_U
+
+
 def read_logits(model: torch.nn.Module, resid: Float[Tensor, "batch pos d_model"], positions: Tensor) -> Tensor:
     """Return logits ``[batch pos d_vocab]`` at ``positions`` from the final residual stream."""
-    x = resid[:, positions]  # [batch pos d_model]
-    if model.cfg.normalization_type is not None:
-        x = model.ln_final(x)
-    return model.unembed(x)
+    return unembed(model, final_resid(model, resid, positions))
+
+
+def metrics_from_reads(task: Task, model: torch.nn.Module, reads: Tensor, n_variants: int, chunk: int) -> Float[Tensor, " variant"]:
+    """Unembed final residuals ``[variant * batch pos d_model]`` (variant-major) ``chunk`` variants at a time; return each variant's metric.
+
+    Deferring the unembedding lets many small patching runs share one pass over ``W_U``.
+    """
+    batch = task.clean.shape[0]
+    with torch.no_grad():
+        out = [metric_per_variant(task, unembed(model, reads[a * batch : min(a + chunk, n_variants) * batch]), min(chunk, n_variants - a)).cpu()
+               for a in range(0, n_variants, chunk)]
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def supports_suffix_reuse(model: torch.nn.Module) -> bool:
+    """Whether earlier positions' keys and values can be fed as a frozen cache (HookedTransformer with
+    absolute or rotary positions and one key/value head per query head)."""
+    cfg = model.cfg
+    return (
+        supports_prefix_reuse(model)
+        and cfg.positional_embedding_type in ("standard", "rotary")
+        and getattr(cfg, "n_key_value_heads", None) in (None, cfg.n_heads)
+    )
+
+
+def kv_hooks(n_layers: int) -> list[str]:
+    """Hook names of every layer's keys and values (what a suffix run needs of earlier positions)."""
+    return [hook_name(act, layer) for layer in range(n_layers) for act in ("k", "v")]
+
+
+def frozen_cache(model: torch.nn.Module, acts: dict[str, Tensor], first: int, n_variants: int, layer: int):
+    """A frozen TransformerLens key/value cache of positions ``< first`` of ``acts``, once per variant.
+
+    Layers before ``layer`` are never run, so their entries stay empty.
+    """
+    from transformer_lens.cache.key_value_cache import TransformerLensKeyValueCache
+    from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry
+
+    entries = []
+    for index in range(model.cfg.n_layers):
+        stop = first if index >= layer else 0
+        k, v = (repeat_variants(acts[hook_name(a, index)][:, :stop], n_variants) for a in ("k", "v"))
+        entries.append(TransformerLensKeyValueCacheEntry(k, v, frozen=True))
+    mask = torch.ones(entries[-1].past_keys.shape[:2], dtype=torch.long, device=entries[-1].past_keys.device)
+    return TransformerLensKeyValueCache(entries, mask, frozen=True)
+
+
+# What one extra forward call costs, in floating-point operations of useful work it could have done
+# (CPU: ~5 ms of Python and hook overhead at ~40 GFLOP/s; CUDA: ~2 ms of launches at ~25 TFLOP/s).
+CALL_COST_FLOPS = {"cpu": 2e8, "cuda": 5e10}
+
+
+def token_flops(model: torch.nn.Module, layers: int) -> float:
+    """Approximate floating-point operations to run one token through ``layers`` blocks."""
+    cfg = model.cfg
+    return 2.0 * layers * (4 * cfg.d_model * cfg.n_heads * cfg.d_head + 2 * cfg.d_model * (cfg.d_mlp or 0))
+
+
+def merge_suffixes(counts: dict[int, int], position_cost: float, call_cost: float) -> dict[int, int]:
+    """Map each suffix start to the start its variants run from.
+
+    ``counts`` holds how many variants start at each position. Going from the latest start down, a
+    start joins the next earlier one while the extra positions its variants would then run cost less
+    (``position_cost`` per variant and position) than one more forward call (``call_cost``).
+    """
+    starts = sorted(counts, reverse=True)
+    mapping: dict[int, int] = {}
+    group = [starts[0]] if starts else []
+    for start in starts[1:]:
+        extra = sum(counts[m] * (m - start) for m in group) * position_cost
+        if extra >= call_cost:
+            mapping.update({m: group[-1] for m in group})
+            group = []
+        group.append(start)
+    mapping.update({m: group[-1] for m in group})
+    return mapping
 
 
 def run_from_layer(
@@ -83,16 +171,29 @@ def run_from_layer(
     layer: int,
     positions: Tensor,
     hooks: Sequence[Hook],
+    first: int = 0,
+    past: dict[str, Tensor] | None = None,
+    logits: bool = True,
 ) -> Tensor:
     """Run the model from ``blocks.{layer}.hook_resid_pre`` = ``start`` with ``hooks``; return read logits.
 
+    With ``first > 0`` only positions ``>= first`` run: earlier positions cannot change (attention is
+    causal), so their keys and values come from ``past`` (``hook_k``/``hook_v`` of the unpatched run,
+    ``[batch pos head d_head]`` per variant-free batch) as a frozen cache, and hooks see activations of
+    positions ``first..`` only. ``positions`` must then all be ``>= first``. With ``logits=False``
+    (models with prefix reuse only) the final residual at ``positions`` is returned, to unembed later.
     Models that cannot start mid-way (TransformerBridge) run from ``inputs`` instead, which gives the same
     result because every hook acts at ``layer`` or later.
     """
     with model.hooks(fwd_hooks=list(hooks)):
         if start is not None and supports_prefix_reuse(model):
-            resid = model(start, start_at_layer=layer, stop_at_layer=model.cfg.n_layers)
-            return read_logits(model, resid, positions)
+            if first > 0:
+                cache = frozen_cache(model, past, first, start.shape[0] // past[hook_name("k", 0)].shape[0], layer)
+                resid = model(start[:, first:], start_at_layer=layer, stop_at_layer=model.cfg.n_layers, past_kv_cache=cache)
+                positions = positions - first
+            else:
+                resid = model(start, start_at_layer=layer, stop_at_layer=model.cfg.n_layers)
+            return read_logits(model, resid, positions) if logits else final_resid(model, resid, positions)
         return model(inputs)[:, positions]
 
 
@@ -131,14 +232,19 @@ def prepare(model: torch.nn.Module, task: Task, names: Sequence[str] = ()) -> Pr
         task = replace(task, clean=task.clean.to(dtype), corrupt=task.corrupt.to(dtype))
     batch = task.clean.shape[0]
     wanted = set(names)
+    both = torch.cat([task.clean, task.corrupt])
     with torch.no_grad():
-        logits, cache = model.run_with_cache(torch.cat([task.clean, task.corrupt]), names_filter=lambda name: name in wanted)
+        if supports_prefix_reuse(model):  # unembed only the read positions
+            resid, cache = model.run_with_cache(both, names_filter=lambda name: name in wanted, stop_at_layer=model.cfg.n_layers)
+            read = read_logits(model, resid, task.positions)
+        else:
+            logits, cache = model.run_with_cache(both, names_filter=lambda name: name in wanted)
+            read = logits[:, task.positions]
     missing = wanted - set(cache.keys())
     if missing:
         raise ValueError(_missing_hooks(missing))
     if task.metric == "kl" and task.reference is None:
-        task = task.with_reference(logits[:batch])
-    read = logits[:, task.positions]
+        task = replace(task, reference=read[:batch].log_softmax(-1))
     clean_each, corrupt_each = task.score_read(read[:batch]), task.score_read(read[batch:])
     clean, corrupt = clean_each.mean().item(), corrupt_each.mean().item()
     for label, value in (("clean", clean), ("corrupt", corrupt)):

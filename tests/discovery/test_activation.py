@@ -26,6 +26,14 @@ TL = {
 }
 
 
+@pytest.fixture(autouse=True)
+def every_suffix_separately(monkeypatch):
+    """Tiny test models would merge every suffix into one full-length run; split them so tests cover suffix runs."""
+    from pathpatch.discovery import runner
+
+    monkeypatch.setitem(runner.CALL_COST_FLOPS, "cpu", 0.0)
+
+
 def reference(model, task, act, per_pos):
     _, clean_cache = model.run_with_cache(task.clean)
     return TL[(act, per_pos)](model, task.corrupt, clean_cache, task.score)
@@ -127,3 +135,57 @@ def test_same_clean_and_corrupt_metric_is_explained(random_model, random_task):
     with pytest.raises(ValueError, match="clean and corrupt give the same metric"):
         activation_patch(random_model, same, "z")
     assert (activation_patch(random_model, same, "z", config=PatchConfig(normalize=False)).table["score"].abs() < 1e-5).all()
+
+
+@pytest.mark.parametrize("act", ["z", "k", "resid_mid"])
+def test_rotary_model_by_position_matches_transformer_lens(random_task, act):
+    """Rotary positions: the suffix run's frozen key/value cache must apply the right position offsets."""
+    from pathpatch.models.loading import enable_patching_hooks
+    from tests.conftest import make_random_model
+
+    model = enable_patching_hooks(make_random_model(positional_embedding_type="rotary", rotary_dim=4))
+    ours = activation_patch(model, random_task, act, per_pos=True)
+    torch.testing.assert_close(ours.values, reference(model, random_task, act, True), atol=1e-5, rtol=0)
+
+
+def test_mean_ablation_by_position_matches_a_loop(random_model, random_task):
+    """Noising with mean ablation, one position at a time: earlier positions come from the clean cache."""
+    ours = activation_patch(random_model, random_task, "attn_out", per_pos=True, config=PatchConfig(direction="noise", corruption="mean"))
+
+    def hook(act, hook, pos):
+        act = act.clone()
+        act[:, pos] = act[:, pos].mean(0, keepdim=True)
+        return act
+
+    for layer, pos in [(0, 0), (0, 4), (1, 2), (1, 5)]:
+        logits = random_model.run_with_hooks(random_task.clean, fwd_hooks=[(f"blocks.{layer}.hook_attn_out", partial(hook, pos=pos))])
+        assert ours.values[layer, pos].item() == pytest.approx(random_task.score(logits).item(), abs=1e-5)
+
+
+def test_suffix_reuse_is_used_and_agrees_with_full_runs(random_model, random_task, monkeypatch):
+    """Switching suffix reuse off (full-length runs) gives the same values: the saving changes nothing."""
+    import pathpatch.discovery.activation as activation
+
+    firsts = []
+    original = activation.run_from_layer
+
+    def spy(*args):
+        firsts.append(args[6])
+        return original(*args)
+
+    monkeypatch.setattr(activation, "run_from_layer", spy)
+    fast = activation_patch(random_model, random_task, "z", per_pos=True).values
+    assert sorted(set(firsts)) == [0, 1, 2, 3], "positions 0..3 start their own suffix; later ones start at the first read (3)"
+    monkeypatch.setattr(activation, "supports_suffix_reuse", lambda model: False)
+    slow = activation_patch(random_model, random_task, "z", per_pos=True).values
+    torch.testing.assert_close(fast, slow, atol=1e-6, rtol=0)
+
+
+def test_suffix_starts_merge_when_a_call_costs_more_than_the_positions_saved():
+    from pathpatch.discovery.runner import merge_suffixes
+
+    counts = {0: 2, 1: 2, 2: 2, 5: 2}
+    assert merge_suffixes(counts, position_cost=1.0, call_cost=0.0) == {0: 0, 1: 1, 2: 2, 5: 5}
+    assert merge_suffixes(counts, position_cost=1.0, call_cost=1e9) == {0: 0, 1: 0, 2: 0, 5: 0}
+    # 5 -> 2 costs 2 * 3 = 6 >= 5: kept apart; 2 -> 1 costs 2 < 5: merged; {2, 1} -> 0 costs 2*2 + 2*1 = 6: apart.
+    assert merge_suffixes(counts, position_cost=1.0, call_cost=5.0) == {0: 0, 1: 1, 2: 1, 5: 5}
