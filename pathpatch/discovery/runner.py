@@ -209,8 +209,11 @@ def cache_activations(model: torch.nn.Module, inputs: Tensor, names: Sequence[st
 
 
 def metric_per_prompt(task: Task, read: Tensor, n_variants: int) -> Tensor:
-    """Return the task metric ``[variant batch]`` of each prompt of each variant from stacked read logits."""
-    return task.score_read(read).view(n_variants, -1)  # [variant batch]
+    """Return the task metric ``[variant batch]`` of each prompt of each variant from stacked read logits.
+
+    Metrics are computed in float32 whatever the model's dtype (half-precision logits are upcast).
+    """
+    return task.score_read(read.float()).view(n_variants, -1)  # [variant batch]
 
 
 def metric_per_variant(task: Task, read: Tensor, n_variants: int) -> Float[Tensor, " batch"]:
@@ -240,6 +243,7 @@ def prepare(model: torch.nn.Module, task: Task, names: Sequence[str] = ()) -> Pr
         else:
             logits, cache = model.run_with_cache(both, names_filter=lambda name: name in wanted)
             read = logits[:, task.positions]
+    read = read.float()
     missing = wanted - set(cache.keys())
     if missing:
         raise ValueError(_missing_hooks(missing))
