@@ -98,6 +98,24 @@ def patch_mask(act: str, axes: tuple[str, ...], rows: list[tuple[int, ...]], n_h
     return mask
 
 
+# Activations that change only their own position's residual stream in the layer they belong to.
+OWN_POSITION = ("z", "q", "result", "pattern", "attn_out", "mlp_out", "resid_mid", "resid_post")
+
+
+def _can_reach(act: str, layer: int, pos: int | None, n_layers: int, n_pos: int, read: set[int]) -> bool:
+    """Whether patching ``act`` at ``layer`` (and ``pos``) can change the logits the metric reads.
+
+    Positions after the last read one cannot (attention is causal; the task is cut there), nor can an
+    own-position activation of the last layer at a position the metric does not read. Such variants
+    keep the unpatched metric without a forward pass.
+    """
+    if pos is None:
+        return True
+    if pos >= n_pos:
+        return False
+    return not (layer == n_layers - 1 and act in OWN_POSITION and pos not in read)
+
+
 def _swap_hook(mask: Tensor, patch: Tensor, n_variants: int):
     """Return a hook setting each variant's masked slice to ``patch`` (``[batch ...]``)."""
 
@@ -162,8 +180,9 @@ def activation_patch(
     batch = small.clean.shape[0]
     deferred = supports_prefix_reuse(model)  # unembed every variant's read residual at the end, in one pass
     done, reads = [], []
+    read = set(small.positions.tolist())
     for layer in range(cfg.n_layers):
-        todo = [i for i, row in enumerate(rows) if row[0] == layer and dict(zip(axes, row)).get("pos", 0) < n_pos]
+        todo = [i for i, row in enumerate(rows) if row[0] == layer and _can_reach(act, layer, dict(zip(axes, row)).get("pos"), cfg.n_layers, n_pos, read)]
         name = names[layer]
         clean_act = prep.clean_acts[name]
         patch = clean_act if denoise else ablate(clean_act, other_acts and other_acts[name], config.corruption)
@@ -183,13 +202,18 @@ def activation_patch(
                 hooks = [(name, _swap_hook(mask[a:b], patch, n))]
                 start = repeat_variants(base_acts[starts[layer]], n)
                 with torch.no_grad():
-                    read = run_from_layer(model, start, repeat_variants(base_inputs, n), layer, small.positions, hooks, first, base_acts, not deferred)
-                return read if deferred else metric_per_variant(small, read, n).cpu()
+                    read = run_from_layer(model, start, repeat_variants(base_inputs, n), layer, small.positions, hooks, first, base_acts,
+                                          not deferred, prep.read_tokens)
+                return read if deferred else metric_per_variant(prep.read_task, read, n).cpu()
 
             done += group
             reads.append(run_chunked(len(group), chunk, run, config.progress, f"patch {act} L{layer}"))
     if done:
-        values[done] = metrics_from_reads(small, model, torch.cat(reads), len(done), config.chunk or chunk_size(model, batch, 1, config.max_memory, len(done))) if deferred else torch.cat(reads)
+        if deferred:
+            chunk = config.chunk or chunk_size(model, batch, 1, config.max_memory, len(done))
+            values[done] = metrics_from_reads(prep.read_task, model, torch.cat(reads), len(done), chunk, prep.read_tokens)
+        else:
+            values[done] = torch.cat(reads)
     raw = values - base_metric if denoise else base_metric - values
     table = pd.DataFrame(rows, columns=list(axes))
     table.insert(0, "act", act)

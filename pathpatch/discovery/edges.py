@@ -202,8 +202,9 @@ def run_variants(
             hooks = _variant_hooks(graph, chosen, delta)
             with torch.no_grad():
                 start = repeat_variants(starts[layer], len(chosen))
-                read = run_from_layer(model, start, repeat_variants(base_inputs, len(chosen)), layer, prep.task.positions, hooks)
-            return metric_per_prompt(prep.task, read, len(chosen)).cpu()
+                read = run_from_layer(model, start, repeat_variants(base_inputs, len(chosen)), layer, prep.task.positions, hooks,
+                                      tokens=prep.read_tokens)
+            return metric_per_prompt(prep.read_task, read, len(chosen)).cpu()
 
         values[todo] = run_chunked(len(todo), chunk, run, config.progress, f"edges into layer {layer}")
     return values
@@ -347,8 +348,8 @@ def run_circuits_per_prompt(
     def run(a: int, b: int) -> Tensor:
         hooks = _circuit_hooks(model, graph, cut[a:b], outputs)
         with torch.no_grad():
-            read = run_from_layer(model, None, repeat_variants(prep.task.clean, b - a), 0, prep.task.positions, hooks)
-        return metric_per_prompt(prep.task, read, b - a).cpu()
+            read = run_from_layer(model, None, repeat_variants(prep.task.clean, b - a), 0, prep.task.positions, hooks, tokens=prep.read_tokens)
+        return metric_per_prompt(prep.read_task, read, b - a).cpu()
 
     return run_chunked(len(cut), chunk, run, config.progress, "circuits")  # [circuit batch]
 

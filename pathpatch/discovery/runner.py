@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import torch
+from einops import einsum
 from jaxtyping import Float
 from torch import Tensor
 
@@ -45,6 +46,9 @@ class Prepared:
         corrupt_per_prompt: The corrupt metric of each prompt ``[batch]``.
         clean_acts: Activations asked for, on the clean inputs (hook name -> tensor).
         corrupt_acts: The same activations on the corrupt inputs.
+        read_task: The task that scores patched runs' read logits: for ``logit_diff`` a compact copy
+            over two columns (``Task.compact``), else ``task`` itself.
+        read_tokens: The vocabulary columns patched runs unembed ``[batch pos 2]``; None for all.
     """
 
     task: Task
@@ -54,6 +58,15 @@ class Prepared:
     corrupt_per_prompt: Tensor
     clean_acts: dict[str, Tensor]
     corrupt_acts: dict[str, Tensor]
+    read_task: Task | None = None
+    read_tokens: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.read_task is None:
+            compact = self.task.compact()
+            read_task, tokens = compact if compact is not None else (self.task, None)
+            object.__setattr__(self, "read_task", read_task)
+            object.__setattr__(self, "read_tokens", tokens)
 
 
 def trim_task(task: Task) -> Task:
@@ -77,25 +90,44 @@ def final_resid(model: torch.nn.Module, resid: Float[Tensor, "batch pos d_model"
     return model.ln_final(x) if model.cfg.normalization_type is not None else x
 
 
-def unembed(model: torch.nn.Module, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_vocab"]:
-    """Logits of a final residual. Not ``model.unembed(x)``: TransformerLens 3.9 copies ``W_U.T`` into a
-    contiguous tensor on every call (154 MB for GPT-2), which dominated small patching runs."""
-    return x @ model.unembed.W_U + model.unembed.b_U
+def unembed(model: torch.nn.Module, x: Float[Tensor, "batch pos d_model"], tokens: Tensor | None = None) -> Tensor:
+    """Logits ``[batch pos d_vocab]`` of a final residual, or only columns ``tokens`` ``[prompt pos k]``.
+
+    ``x`` may stack several copies of the prompts variant-major; ``tokens`` holds one row per prompt.
+    Not ``model.unembed(x)``: TransformerLens 3.9 copies ``W_U.T`` into a contiguous tensor on every
+    call (154 MB for GPT-2), which dominated small patching runs.
+    """
+    W_U, b_U = model.unembed.W_U, model.unembed.b_U
+    if tokens is None:
+        return x @ W_U + b_U
+    columns = W_U.T[tokens]  # [prompt pos k d_model]
+    stacked = x.view(-1, *columns.shape[:2], x.shape[-1])  # [variant prompt pos d_model]
+    out = einsum(stacked, columns, "variant prompt pos d_model, prompt pos k d_model -> variant prompt pos k") + b_U[tokens]
+    return out.flatten(0, 1)
 
 
-def read_logits(model: torch.nn.Module, resid: Float[Tensor, "batch pos d_model"], positions: Tensor) -> Tensor:
-    """Return logits ``[batch pos d_vocab]`` at ``positions`` from the final residual stream."""
-    return unembed(model, final_resid(model, resid, positions))
+def read_logits(model: torch.nn.Module, resid: Float[Tensor, "batch pos d_model"], positions: Tensor, tokens: Tensor | None = None) -> Tensor:
+    """Return logits ``[batch pos d_vocab]`` (or columns ``tokens``) at ``positions`` from the final residual stream."""
+    return unembed(model, final_resid(model, resid, positions), tokens)
 
 
-def metrics_from_reads(task: Task, model: torch.nn.Module, reads: Tensor, n_variants: int, chunk: int) -> Float[Tensor, " variant"]:
+def take_columns(logits: Tensor, tokens: Tensor | None) -> Tensor:
+    """Columns ``tokens`` ``[prompt pos k]`` of full read logits ``[variant * prompt pos d_vocab]``."""
+    if tokens is None:
+        return logits
+    return logits.gather(-1, tokens.repeat(logits.shape[0] // tokens.shape[0], 1, 1))
+
+
+def metrics_from_reads(
+    task: Task, model: torch.nn.Module, reads: Tensor, n_variants: int, chunk: int, tokens: Tensor | None = None
+) -> Float[Tensor, " variant"]:
     """Unembed final residuals ``[variant * batch pos d_model]`` (variant-major) ``chunk`` variants at a time; return each variant's metric.
 
     Deferring the unembedding lets many small patching runs share one pass over ``W_U``.
     """
     batch = task.clean.shape[0]
     with torch.no_grad():
-        out = [metric_per_variant(task, unembed(model, reads[a * batch : min(a + chunk, n_variants) * batch]), min(chunk, n_variants - a)).cpu()
+        out = [metric_per_variant(task, unembed(model, reads[a * batch : min(a + chunk, n_variants) * batch], tokens), min(chunk, n_variants - a)).cpu()
                for a in range(0, n_variants, chunk)]
     return torch.cat(out) if out else torch.zeros(0)
 
@@ -174,6 +206,7 @@ def run_from_layer(
     first: int = 0,
     past: dict[str, Tensor] | None = None,
     logits: bool = True,
+    tokens: Tensor | None = None,
 ) -> Tensor:
     """Run the model from ``blocks.{layer}.hook_resid_pre`` = ``start`` with ``hooks``; return read logits.
 
@@ -181,7 +214,8 @@ def run_from_layer(
     causal), so their keys and values come from ``past`` (``hook_k``/``hook_v`` of the unpatched run,
     ``[batch pos head d_head]`` per variant-free batch) as a frozen cache, and hooks see activations of
     positions ``first..`` only. ``positions`` must then all be ``>= first``. With ``logits=False``
-    (models with prefix reuse only) the final residual at ``positions`` is returned, to unembed later.
+    (models with prefix reuse only) the final residual at ``positions`` is returned, to unembed later;
+    ``tokens`` ``[prompt pos k]`` limits the logits to those vocabulary columns (``Prepared.read_tokens``).
     Models that cannot start mid-way (TransformerBridge) run from ``inputs`` instead, which gives the same
     result because every hook acts at ``layer`` or later.
     """
@@ -193,8 +227,8 @@ def run_from_layer(
                 positions = positions - first
             else:
                 resid = model(start, start_at_layer=layer, stop_at_layer=model.cfg.n_layers)
-            return read_logits(model, resid, positions) if logits else final_resid(model, resid, positions)
-        return model(inputs)[:, positions]
+            return read_logits(model, resid, positions, tokens) if logits else final_resid(model, resid, positions)
+        return take_columns(model(inputs)[:, positions], tokens)
 
 
 def cache_activations(model: torch.nn.Module, inputs: Tensor, names: Sequence[str]) -> dict[str, Tensor]:

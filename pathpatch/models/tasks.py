@@ -130,6 +130,17 @@ class Task:
             assert self.wrong_answers is not None
             _check_tokens_in_vocab(self.name, "wrong_answers", self.wrong_answers, cfg.d_vocab_out)
 
+    def compact(self) -> "tuple[Task, Tensor] | None":
+        """For ``logit_diff``, the two logit columns it reads: a task over that 2-column readout and the
+        token ids of the columns ``[batch pos 2]`` (answer, wrong answer); None for other metrics.
+
+        Patching runs then unembed two columns instead of the whole vocabulary.
+        """
+        if self.metric != "logit_diff" or self.wrong_answers is None or self.answers.is_floating_point():
+            return None
+        tokens = torch.stack([self.answers, self.wrong_answers], dim=-1)
+        return replace(self, answers=torch.zeros_like(self.answers), wrong_answers=torch.ones_like(self.wrong_answers)), tokens
+
     def to(self, device: torch.device | str) -> "Task":
         """Return a copy of this task with every tensor on ``device``."""
         moved = {f: getattr(self, f).to(device) for f in ("clean", "corrupt", "answers", "wrong_answers", "positions", "reference")

@@ -35,3 +35,25 @@ def test_trimming_cuts_after_the_last_read_position(random_task):
     small = trim_task(task)
     assert small.positions.tolist() == [3, 1] and small.clean.shape[1] == 4
     assert torch.equal(small.clean, task.clean[:, :4])
+
+
+def test_two_column_readout_equals_the_full_unembedding(random_model, random_task):
+    """logit_diff reads only answer and wrong-answer columns; they equal the full logits' columns."""
+    from pathpatch.discovery.runner import prepare, unembed
+
+    prep = prepare(random_model, random_task)
+    assert prep.read_tokens is not None and prep.read_tokens.shape == (*random_task.answers.shape, 2)
+    x = torch.randn(3 * random_task.clean.shape[0], len(random_task.positions), random_model.cfg.d_model)  # three variants
+    full = random_model.unembed(x)
+    compact = unembed(random_model, x, prep.read_tokens)
+    torch.testing.assert_close(compact, full.gather(-1, prep.read_tokens.repeat(3, 1, 1)), atol=1e-5, rtol=0)
+    torch.testing.assert_close(prep.read_task.score_read(compact), random_task.score_read(full), atol=1e-5, rtol=0)
+
+
+def test_metrics_needing_every_logit_keep_the_full_readout(random_model, random_task):
+    from dataclasses import replace
+
+    from pathpatch.discovery.runner import prepare
+
+    prep = prepare(random_model, replace(random_task, metric="loss"))
+    assert prep.read_tokens is None and prep.read_task is prep.task
