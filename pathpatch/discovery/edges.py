@@ -348,7 +348,8 @@ def run_circuits_per_prompt(
     def run(a: int, b: int) -> Tensor:
         hooks = _circuit_hooks(model, graph, cut[a:b], outputs)
         with torch.no_grad():
-            read = run_from_layer(model, None, repeat_variants(prep.task.clean, b - a), 0, prep.task.positions, hooks, tokens=prep.read_tokens)
+            start = repeat_variants(outputs.clean[0], b - a)  # the clean embedding: blocks.0.hook_resid_pre
+            read = run_from_layer(model, start, repeat_variants(prep.task.clean, b - a), 0, prep.task.positions, hooks, tokens=prep.read_tokens)
         return metric_per_prompt(prep.read_task, read, b - a).cpu()
 
     return run_chunked(len(cut), chunk, run, config.progress, "circuits")  # [circuit batch]
