@@ -19,6 +19,7 @@ from transformer_lens import HookedTransformer, patching
 from benchmarks.common import machine, measure, random_model, random_task
 
 from pathpatch.discovery.activation import activation_patch
+from pathpatch.discovery.activation import block_every as patch_block_every
 from pathpatch.discovery.attribution import attribute_edges
 from pathpatch.discovery.config import PatchConfig
 from pathpatch.discovery.edges import patch_edges
@@ -70,8 +71,7 @@ def block_every(model: HookedTransformer, task: Task, device: str, label: str) -
     """resid_pre / attn_out / mlp_out by position: TransformerLens' block_every vs pathpatch."""
     _, cache = model.run_with_cache(task.clean)
     theirs = measure(lambda: patching.get_act_patch_block_every(model, task.corrupt, cache, task.score), device)
-    config = PatchConfig(normalize=False)
-    ours = measure(lambda: torch.stack([activation_patch(model, task, a, True, config).values for a in ("resid_pre", "attn_out", "mlp_out")]), device)
+    ours = measure(lambda: patch_block_every(model, task, True, PatchConfig(normalize=False)).values, device)
     diff = (theirs.out.cpu() - ours.out).abs().max().item()
     return Row(f"{label}: block every by pos ({ours.out.numel()} patches)", ours.seconds, theirs.seconds, "TL patching", diff, ours.peak_mb)
 

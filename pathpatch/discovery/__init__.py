@@ -4,7 +4,7 @@ Data flow: ``Task`` -> ``activation_patch`` / ``patch_edges`` / ``path_patch`` /
 -> a pandas table of scores (one row per component or edge) -> pruning and graphs (``pathpatch.graphs``).
 """
 
-from pathpatch.discovery.activation import ACTS, ActivationPatchResult, activation_patch
+from pathpatch.discovery.activation import ACTS, ActivationPatchResult, activation_patch, block_every
 from pathpatch.discovery.attribution import attribute_edges, verify
 from pathpatch.discovery.config import PatchConfig
 from pathpatch.discovery.edges import patch_edges, path_patch, run_circuits
@@ -16,6 +16,7 @@ __all__ = [
     "ComputeGraph",
     "PatchConfig",
     "activation_patch",
+    "block_every",
     "attribute_edges",
     "check_supported",
     "patch_edges",

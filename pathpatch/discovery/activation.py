@@ -148,17 +148,52 @@ def activation_patch(
     Raises:
         ValueError: Unknown activation, attention-only model asked for MLP activations, or bad inputs.
     """
-    cfg = model.cfg
+    _check_act(model, act)
+    return _patch(model, task, prepare(model, task, _cached_hooks(model, act, per_pos)), act, per_pos, config)
+
+
+def block_every(model: torch.nn.Module, task: Task, per_pos: bool = True, config: PatchConfig = PatchConfig()) -> ActivationPatchResult:
+    """Patch ``resid_pre``, ``attn_out`` and ``mlp_out`` (like TransformerLens' ``get_act_patch_block_every``).
+
+    One clean/corrupt pass serves all three. ``values`` is ``[3 layer pos]`` (``[3 layer]`` without
+    ``per_pos``; two rows for attention-only models); the table's ``act`` column tells the rows apart.
+    """
+    acts = ("resid_pre", "attn_out") if model.cfg.attn_only else ("resid_pre", "attn_out", "mlp_out")
+    names = list(dict.fromkeys(name for act in acts for name in _cached_hooks(model, act, per_pos)))
+    prep = prepare(model, task, names)
+    results = [_patch(model, task, prep, act, per_pos, config) for act in acts]
+    table = pd.concat([r.table for r in results], ignore_index=True)
+    return ActivationPatchResult(torch.stack([r.values for r in results]), table, prep.clean_metric, prep.corrupt_metric)
+
+
+def _check_act(model: torch.nn.Module, act: str) -> None:
+    """Raise ValueError for an unknown activation or one the model does not have."""
     if act not in ACTS:
         raise ValueError(f"Unknown activation {act!r}; choose one of {', '.join(ACTS)}.")
-    if cfg.attn_only and act in ("resid_mid", "mlp_out"):
+    if model.cfg.attn_only and act in ("resid_mid", "mlp_out"):
         raise ValueError(f"This attention-only model has no {act!r}; patch 'resid_pre', 'attn_out' or a head activation.")
+
+
+def _suffix(model: torch.nn.Module, act: str, per_pos: bool) -> bool:
+    """Whether per-position variants of ``act`` run only positions from the patch on."""
+    return per_pos and act != "pattern" and supports_suffix_reuse(model)
+
+
+def _cached_hooks(model: torch.nn.Module, act: str, per_pos: bool) -> list[str]:
+    """Hooks a patching run of ``act`` reads from the unpatched runs: layer starts, ``act``, and keys/values for suffix runs."""
+    n_layers = model.cfg.n_layers
+    names = [hook_name("resid_pre", layer) for layer in range(n_layers)] + [hook_name(act, layer) for layer in range(n_layers)]
+    return list(dict.fromkeys(names + (kv_hooks(n_layers) if _suffix(model, act, per_pos) else [])))
+
+
+def _patch(model: torch.nn.Module, task: Task, prep, act: str, per_pos: bool, config: PatchConfig) -> ActivationPatchResult:
+    """Patch ``act`` everywhere, given the prepared clean/corrupt pass (which cached ``_cached_hooks``)."""
+    cfg = model.cfg
     full_pos = task.clean.shape[1]
     names = [hook_name(act, layer) for layer in range(cfg.n_layers)]
     starts = [hook_name("resid_pre", layer) for layer in range(cfg.n_layers)]
-    suffix = per_pos and act != "pattern" and supports_suffix_reuse(model)
-    cached = starts + names + (kv_hooks(cfg.n_layers) if suffix else [])
-    prep = prepare(model, task, list(dict.fromkeys(cached)))
+    suffix = _suffix(model, act, per_pos)
+    cached = _cached_hooks(model, act, per_pos)
     small = prep.task
     n_pos, n_heads = small.clean.shape[1], cfg.n_heads
     denoise = config.direction == "denoise"
@@ -166,7 +201,7 @@ def activation_patch(
     if config.corruption == "paired":
         other_acts = prep.corrupt_acts
     else:
-        other_acts = cache_activations(model, other, list(dict.fromkeys(cached))) if other is not None else None
+        other_acts = cache_activations(model, other, cached) if other is not None else None
     base_inputs, base_acts = (other, other_acts) if denoise else (small.clean, prep.clean_acts)
     base_metric = prep.corrupt_metric if denoise else prep.clean_metric
     if denoise and config.corruption == "resample":

@@ -270,20 +270,23 @@ def prepare(model: torch.nn.Module, task: Task, names: Sequence[str] = ()) -> Pr
     batch = task.clean.shape[0]
     wanted = set(names)
     both = torch.cat([task.clean, task.corrupt])
+    compact = task.compact() if task.metric != "kl" else None
+    scorer, tokens = compact if compact is not None else (task, None)
     with torch.no_grad():
-        if supports_prefix_reuse(model):  # unembed only the read positions
+        if supports_prefix_reuse(model):  # unembed only the read positions (and columns)
             resid, cache = model.run_with_cache(both, names_filter=lambda name: name in wanted, stop_at_layer=model.cfg.n_layers)
-            read = read_logits(model, resid, task.positions)
+            read = read_logits(model, resid, task.positions, tokens)
         else:
             logits, cache = model.run_with_cache(both, names_filter=lambda name: name in wanted)
-            read = logits[:, task.positions]
+            read = take_columns(logits[:, task.positions], tokens)
     read = read.float()
     missing = wanted - set(cache.keys())
     if missing:
         raise ValueError(_missing_hooks(missing))
     if task.metric == "kl" and task.reference is None:
         task = replace(task, reference=read[:batch].log_softmax(-1))
-    clean_each, corrupt_each = task.score_read(read[:batch]), task.score_read(read[batch:])
+    scorer = scorer if tokens is not None else task  # kl: the task now holding its reference
+    clean_each, corrupt_each = scorer.score_read(read[:batch]), scorer.score_read(read[batch:])
     clean, corrupt = clean_each.mean().item(), corrupt_each.mean().item()
     for label, value in (("clean", clean), ("corrupt", corrupt)):
         if value != value or value in (float("inf"), float("-inf")):

@@ -189,3 +189,14 @@ def test_suffix_starts_merge_when_a_call_costs_more_than_the_positions_saved():
     assert merge_suffixes(counts, position_cost=1.0, call_cost=1e9) == {0: 0, 1: 0, 2: 0, 5: 0}
     # 5 -> 2 costs 2 * 3 = 6 >= 5: kept apart; 2 -> 1 costs 2 < 5: merged; {2, 1} -> 0 costs 2*2 + 2*1 = 6: apart.
     assert merge_suffixes(counts, position_cost=1.0, call_cost=5.0) == {0: 0, 1: 1, 2: 1, 5: 5}
+
+
+def test_block_every_matches_transformer_lens(random_model, random_task):
+    """One shared clean/corrupt pass for resid_pre, attn_out and mlp_out; same numbers as TL's block_every."""
+    from pathpatch.discovery import block_every
+
+    ours = block_every(random_model, random_task)
+    _, clean_cache = random_model.run_with_cache(random_task.clean)
+    theirs = patching.get_act_patch_block_every(random_model, random_task.corrupt, clean_cache, random_task.score)
+    torch.testing.assert_close(ours.values, theirs, atol=1e-5, rtol=0)
+    assert list(ours.table["act"].unique()) == ["resid_pre", "attn_out", "mlp_out"]
