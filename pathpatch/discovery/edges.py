@@ -17,6 +17,7 @@ cut exactly: ``dest`` reads ``input - out_src + corrupt_src``. Three uses:
   the corrupt metric. Many circuits run as variants of one batch.
 """
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pandas as pd
@@ -36,6 +37,7 @@ from pathpatch.discovery.runner import (
     repeat_variants,
     run_chunked,
     run_from_layer,
+    supports_prefix_reuse,
 )
 from pathpatch.models.tasks import Task
 from pathpatch.names import Edge, Node, hook_name
@@ -158,21 +160,88 @@ class Variant:
     pos: int | None = None
 
 
-def _variant_hooks(graph: ComputeGraph, variants: list[Variant], delta: Tensor) -> list[tuple[str, object]]:
-    """Build one hook per destination hook, adding each variant's source deltas at its destinations."""
+def shared_head_inputs(model: torch.nn.Module) -> bool:
+    """Whether single-edge variants can run without per-head input copies (see ``_recompute_hook``).
+
+    TransformerLens' ``use_split_qkv_input`` gives every head its own copy of the residual stream and
+    LayerNorms each copy, ``3 * n_heads`` LayerNorms per token and layer; an edge variant changes one
+    head's input only, so it is cheaper to run the shared path and recompute that head's q, k or v.
+    """
+    from transformer_lens.components.transformer_block import POST_NORM_ARCHITECTURES
+
+    cfg = model.cfg
+    return (
+        supports_prefix_reuse(model)
+        and not getattr(cfg, "use_attn_in", False)
+        and getattr(cfg, "n_key_value_heads", None) in (None, cfg.n_heads)
+        and getattr(cfg, "original_architecture", None) not in POST_NORM_ARCHITECTURES
+    )
+
+
+@contextmanager
+def split_inputs(model: torch.nn.Module, on: bool):
+    """Set ``use_split_qkv_input`` to ``on`` for the duration, then restore it."""
+    before = bool(model.cfg.use_split_qkv_input)
+    if before != on:
+        model.set_use_split_qkv_input(on)
+    try:
+        yield
+    finally:
+        if before != on:
+            model.set_use_split_qkv_input(before)
+
+
+def _recompute_hook(model: torch.nn.Module, layer: int, channel: str, rows: Tensor, heads: Tensor, positions: Tensor | None,
+                    deltas: Tensor, n_variants: int, resid: dict[int, Tensor]):
+    """Return a ``hook_q``/``hook_k``/``hook_v`` hook that recomputes head ``heads[i]`` of variant ``rows[i]``
+    from ``ln1(resid_pre + deltas[i])``: what the split per-head input path computes for that head."""
+    attn, ln1 = model.blocks[layer].attn, model.blocks[layer].ln1
+    W = {"q": attn.W_Q, "k": attn.W_K, "v": attn.W_V}[channel][heads]  # [n d_model d_head]
+    b = {"q": attn.b_Q, "k": attn.b_K, "v": attn.b_V}[channel][heads]  # [n d_head]
+
+    def hook(act: Tensor, hook) -> Tensor:
+        view = act.clone().view(n_variants, -1, *act.shape[1:])  # [variant batch pos head d_head]
+        base = resid[layer].view(n_variants, -1, *resid[layer].shape[1:])  # [variant batch pos d_model]
+        if positions is None:
+            x = ln1(base[rows] + deltas)  # [n batch pos d_model]
+            view[rows, :, :, heads] = einsum(x, W, "n batch pos d_model, n d_model d_head -> n batch pos d_head") + b[:, None, None]
+        else:
+            x = ln1(base[rows, :, positions] + deltas)  # [n batch d_model]
+            view[rows, :, positions, heads] = einsum(x, W, "n batch d_model, n d_model d_head -> n batch d_head") + b[:, None]
+        return view.view(act.shape)
+
+    return hook
+
+
+def _variant_hooks(graph: ComputeGraph, variants: list[Variant], delta: Tensor, model: torch.nn.Module | None = None) -> list[tuple[str, object]]:
+    """Build one hook per destination hook, adding each variant's source deltas at its destinations.
+
+    With ``model`` (shared head inputs, ``shared_head_inputs``), head-input destinations instead get
+    their q, k or v recomputed at ``hook_q``/``hook_k``/``hook_v`` from the layer's recorded input.
+    """
     groups: dict[str, list[tuple[int, int | None, int | None, int]]] = {}
     for row, variant in enumerate(variants):
         for edge in variant.edges:
             head = edge.dest.head if edge.dest.kind == "head_input" else None
             groups.setdefault(edge.dest.hook_in, []).append((row, head, variant.pos, graph.src_index(edge.src)))
-    hooks = []
+    hooks, resid, recorded = [], {}, set()
     for name, items in groups.items():
         rows, heads, poss, srcs = zip(*items)
         src = torch.tensor(srcs, device=delta.device)
         pos = None if poss[0] is None else torch.tensor(poss, device=delta.device)
         deltas = delta[src] if pos is None else delta[src, :, pos]  # [n batch (pos) d_model]
         head = None if heads[0] is None else torch.tensor(heads, device=delta.device)
-        hooks.append((name, _add_hook(torch.tensor(rows, device=delta.device), head, pos, deltas, len(variants))))
+        row = torch.tensor(rows, device=delta.device)
+        if model is None or head is None:
+            hooks.append((name, _add_hook(row, head, pos, deltas, len(variants))))
+            continue
+        if len(set(zip(rows, heads))) < len(rows):
+            raise ValueError("A variant patches one head input from several sources; run it with run_circuits().")
+        layer, channel = int(name.split(".")[1]), name.split("hook_")[-1][0]  # blocks.{l}.hook_{q|k|v}_input
+        if layer not in recorded:
+            recorded.add(layer)
+            hooks.append((hook_name("resid_pre", layer), lambda act, hook, layer=layer: resid.__setitem__(layer, act)))
+        hooks.append((hook_name(channel, layer), _recompute_hook(model, layer, channel, row, head, pos, deltas, len(variants), resid)))
     return hooks
 
 
@@ -191,6 +260,7 @@ def run_variants(
                 "use run_circuits() for such edge sets."
             )
     layer_of = [min(min(e.dest.layer for e in v.edges), graph.n_layers - 1) for v in variants]
+    shared = shared_head_inputs(model)
     batch, n_pos = prep.task.clean.shape[:2]
     values = torch.zeros(len(variants), batch)
     for layer in sorted(set(layer_of)):
@@ -199,14 +269,15 @@ def run_variants(
 
         def run(a: int, b: int, todo=todo, layer=layer) -> Tensor:
             chosen = [variants[i] for i in todo[a:b]]
-            hooks = _variant_hooks(graph, chosen, delta)
+            hooks = _variant_hooks(graph, chosen, delta, model if shared else None)
             with torch.no_grad():
                 start = repeat_variants(starts[layer], len(chosen))
                 read = run_from_layer(model, start, repeat_variants(base_inputs, len(chosen)), layer, prep.task.positions, hooks,
                                       tokens=prep.read_tokens)
             return metric_per_prompt(prep.read_task, read, len(chosen)).cpu()
 
-        values[todo] = run_chunked(len(todo), chunk, run, config.progress, f"edges into layer {layer}")
+        with split_inputs(model, not shared):
+            values[todo] = run_chunked(len(todo), chunk, run, config.progress, f"edges into layer {layer}")
     return values
 
 

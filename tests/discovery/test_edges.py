@@ -260,3 +260,16 @@ def test_nan_metric_is_reported(random_model, random_task):
     )
     with pytest.raises(ValueError, match="clean run's metric is nan"):
         patch_edges(random_model, nan_task)
+
+
+def test_shared_head_inputs_agree_with_split_inputs_and_restore_the_flag(random_model, random_task, monkeypatch):
+    """Recomputing one head's q/k/v from the shared input equals TransformerLens' per-head input copies."""
+    import pathpatch.discovery.edges as edges
+
+    fast = patch_edges(random_model, random_task)["score"].to_numpy()
+    fast_pos = patch_edges(random_model, random_task, ["embed->L1H0.q", "L0H1->L1H1.v"], by_pos=True)["score"].to_numpy()
+    assert random_model.cfg.use_split_qkv_input, "the model's flag is restored after the shared-input run"
+    monkeypatch.setattr(edges, "shared_head_inputs", lambda model: False)
+    slow = patch_edges(random_model, random_task)["score"].to_numpy()
+    slow_pos = patch_edges(random_model, random_task, ["embed->L1H0.q", "L0H1->L1H1.v"], by_pos=True)["score"].to_numpy()
+    assert abs(fast - slow).max() <= 1e-5 and abs(fast_pos - slow_pos).max() <= 1e-5
