@@ -21,18 +21,21 @@ from pathpatch.discovery.config import PatchConfig
 from pathpatch.discovery.edges import NOISE, collect_outputs, patch_edges, prepare_edges
 from pathpatch.discovery.graph import ComputeGraph
 from pathpatch.discovery.prune import strongest
-from pathpatch.discovery.runner import repeat_variants
+from pathpatch.discovery.runner import Prepared, read_logits, repeat_variants, supports_prefix_reuse
 from pathpatch.models.tasks import Task
 from pathpatch.names import hook_name
 
 def _dest_gradients(
-    model: torch.nn.Module, graph: ComputeGraph, task: Task, embed: Tensor, copies: int
+    model: torch.nn.Module, graph: ComputeGraph, prep: Prepared, embed: Tensor, copies: int
 ) -> dict[str, Tensor]:
     """Return d(metric)/d(input) at every destination hook, summed over ``copies`` stacked inputs.
 
     ``embed`` ``[copies * batch pos d_model]`` replaces ``blocks.0.hook_resid_pre``; the loss is the
     task metric averaged over prompts and divided by ``copies``, so summed gradients are averages.
+    Models with prefix reuse start at layer 0 from ``embed`` and unembed only the read positions
+    (and, for ``logit_diff``, the two columns read).
     """
+    task = prep.task
     names = sorted({node.hook_in for node in graph.dests})
     grads: dict[str, Tensor] = {}
 
@@ -43,8 +46,12 @@ def _dest_gradients(
         return embed
 
     with torch.enable_grad(), model.hooks(fwd_hooks=[(hook_name("resid_pre", 0), replace)], bwd_hooks=[(n, save) for n in names]):
-        read = model(repeat_variants(task.clean, copies))[:, task.positions]
-        loss = task.score_read(read).sum() / task.clean.shape[0] / copies
+        if supports_prefix_reuse(model):
+            resid = model(embed, start_at_layer=0, stop_at_layer=model.cfg.n_layers)
+            scores = prep.read_task.score_read(read_logits(model, resid, task.positions, prep.read_tokens).float())
+        else:
+            scores = task.score_read(model(repeat_variants(task.clean, copies))[:, task.positions].float())
+        loss = scores.sum() / task.clean.shape[0] / copies
         loss.backward()
     return grads
 
@@ -73,7 +80,7 @@ def attribute_edges(
         alphas = torch.arange(1, steps + 1, dtype=clean_embed.dtype) / steps
     alphas = alphas.to(clean_embed.device)[:, None, None, None]
     embed = (corrupt_embed[None] + alphas * (clean_embed - corrupt_embed)[None]).flatten(0, 1)  # [copies * batch pos d_model]
-    grads = _dest_gradients(model, graph, small, embed.detach().requires_grad_(True), len(alphas))
+    grads = _dest_gradients(model, graph, prep, embed.detach().requires_grad_(True), len(alphas))
     delta = outputs.clean - outputs.corrupt  # [src batch pos d_model]
     scores = torch.zeros(len(graph.sources), len(graph.dests), device=delta.device)
     for j, node in enumerate(graph.dests):
