@@ -37,6 +37,7 @@ METHODS = (*SCORE_METHODS, "acdc")
 TAUS = (0.0, 0.001, 0.003, 0.01, 0.03, 0.05, 0.1, 0.2, 0.4, 0.7, 1.0)
 QUICK_TAUS = (0.0, 0.05, 1.0)
 CUT = 0.05  # the CLI's default relative threshold
+STYLES = {"exact": "-", "eap": "--", "eap-ig": ":", "acdc": "-.o"}  # overlapping curves stay visible
 IG_STEPS = 10
 
 # The seed documents' circuits, as edges of our graph. sorted-list (8 of its 9 edges) and recurrence
@@ -179,7 +180,7 @@ def plot(result: AccuracyResult, out_dir, caption: str) -> list:
         for method in METHODS:
             curve = result.roc_curves[name, method]
             value = result.roc.set_index(["model", "method"]).loc[(name, method), "ROC AUC"]
-            ax.plot(curve["fpr"], curve["tpr"], marker="o" if method == "acdc" else None, ms=3, label=f"{method} {value:.2f}")
+            ax.plot(curve["fpr"], curve["tpr"], STYLES[method], ms=3, lw=1.2, alpha=0.85, label=f"{method} {value:.2f}")
         ax.plot([0, 1], [0, 1], color="0.8", lw=0.8)
         ax.set(title=name, xlabel="false positive rate", ylabel="true positive rate", xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
         ax.legend(fontsize=7, loc="lower right", title="AUC", title_fontsize=7)
@@ -189,7 +190,7 @@ def plot(result: AccuracyResult, out_dir, caption: str) -> list:
     for ax, name in zip(axes[0], models):
         for method in SCORE_METHODS:
             curve = result.faithfulness_curves[name, method]
-            ax.plot(curve["fraction"], curve["faithfulness"], marker="o", ms=3, label=method)
+            ax.plot(curve["fraction"], curve["faithfulness"], STYLES[method], ms=3, lw=1.2, alpha=0.85, label=method)
         ax.axhline(1.0, color="0.8", lw=0.8)
         ax.set(title=name, xscale="log", xlabel="fraction of edges kept", ylabel="faithfulness")
         ax.legend(fontsize=7)

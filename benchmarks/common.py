@@ -117,6 +117,7 @@ def save_figure(fig, path: Path, caption: str) -> Path:
     """Label ``fig`` with ``caption`` (machine, date, command) and write it as PNG atomically."""
     import matplotlib.pyplot as plt
 
+    fig.tight_layout(rect=(0, 0.06, 1, 1))  # room for the caption under the axis labels
     fig.text(0.01, 0.005, caption, fontsize=7, color="0.35", ha="left", va="bottom")
     write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
     plt.close(fig)
