@@ -25,6 +25,7 @@ from torch import Tensor
 from pathpatch.discovery.config import PatchConfig, ablate, corrupt_inputs, normalized
 from pathpatch.discovery.runner import (
     CALL_COST_FLOPS,
+    Prepared,
     cache_activations,
     chunk_size,
     metric_per_variant,
@@ -186,7 +187,7 @@ def _cached_hooks(model: torch.nn.Module, act: str, per_pos: bool) -> list[str]:
     return list(dict.fromkeys(names + (kv_hooks(n_layers) if _suffix(model, act, per_pos) else [])))
 
 
-def _patch(model: torch.nn.Module, task: Task, prep, act: str, per_pos: bool, config: PatchConfig) -> ActivationPatchResult:
+def _patch(model: torch.nn.Module, task: Task, prep: Prepared, act: str, per_pos: bool, config: PatchConfig) -> ActivationPatchResult:
     """Patch ``act`` everywhere, given the prepared clean/corrupt pass (which cached ``_cached_hooks``)."""
     cfg = model.cfg
     full_pos = task.clean.shape[1]

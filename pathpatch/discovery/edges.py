@@ -220,10 +220,12 @@ def _variant_hooks(graph: ComputeGraph, variants: list[Variant], delta: Tensor, 
     their q, k or v recomputed at ``hook_q``/``hook_k``/``hook_v`` from the layer's recorded input.
     """
     groups: dict[str, list[tuple[int, int | None, int | None, int]]] = {}
+    where: dict[str, tuple[int, str | None]] = {}  # hook -> (layer, q/k/v channel) of its destinations
     for row, variant in enumerate(variants):
         for edge in variant.edges:
             head = edge.dest.head if edge.dest.kind == "head_input" else None
             groups.setdefault(edge.dest.hook_in, []).append((row, head, variant.pos, graph.src_index(edge.src)))
+            where[edge.dest.hook_in] = (edge.dest.layer, edge.dest.channel)
     hooks, resid, recorded = [], {}, set()
     for name, items in groups.items():
         rows, heads, poss, srcs = zip(*items)
@@ -237,7 +239,7 @@ def _variant_hooks(graph: ComputeGraph, variants: list[Variant], delta: Tensor, 
             continue
         if len(set(zip(rows, heads))) < len(rows):
             raise ValueError("A variant patches one head input from several sources; run it with run_circuits().")
-        layer, channel = int(name.split(".")[1]), name.split("hook_")[-1][0]  # blocks.{l}.hook_{q|k|v}_input
+        layer, channel = where[name]
         if layer not in recorded:
             recorded.add(layer)
             hooks.append((hook_name("resid_pre", layer), lambda act, hook, layer=layer: resid.__setitem__(layer, act)))
