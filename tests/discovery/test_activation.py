@@ -200,3 +200,16 @@ def test_block_every_matches_transformer_lens(random_model, random_task):
     theirs = patching.get_act_patch_block_every(random_model, random_task.corrupt, clean_cache, random_task.score)
     torch.testing.assert_close(ours.values, theirs, atol=1e-5, rtol=0)
     assert list(ours.table["act"].unique()) == ["resid_pre", "attn_out", "mlp_out"]
+
+
+def test_transformer_bridge_activation_patching_matches_hooked_transformer(tiny_gpt2_dir):
+    """The bridge runs full forwards (no prefix or suffix reuse, full logits); the numbers must not change."""
+    from pathpatch.models import Task
+
+    hooked, bridge = load_model(tiny_gpt2_dir), load_model(tiny_gpt2_dir, backend="bridge")
+    g = torch.Generator().manual_seed(0)
+    tokens = lambda: torch.randint(0, hooked.cfg.d_vocab, (3, 6), generator=g)  # noqa: E731
+    task = Task("tiny", tokens(), tokens(), tokens()[:, :1], tokens()[:, :1], torch.tensor([5]))
+    for act in ("z", "resid_pre"):
+        a, b = activation_patch(hooked, task, act, per_pos=True), activation_patch(bridge, task, act, per_pos=True)
+        torch.testing.assert_close(a.values, b.values, atol=1e-5, rtol=0)
