@@ -13,7 +13,6 @@ grown along one axis at a time. At each point, in the same run:
 """
 
 import argparse
-from dataclasses import replace
 
 import pandas as pd
 import torch
