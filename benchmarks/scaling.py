@@ -15,7 +15,6 @@ grown along one axis at a time. At each point, in the same run:
 import argparse
 
 import pandas as pd
-import torch
 from transformer_lens import patching
 
 from benchmarks.common import measure, random_model, random_task, save_figure
