@@ -265,20 +265,20 @@ def run_variants(
     shared = shared_head_inputs(model)
     batch, n_pos = prep.task.clean.shape[:2]
     values = torch.zeros(len(variants), batch)
-    for layer in sorted(set(layer_of)):
-        todo = [i for i, lay in enumerate(layer_of) if lay == layer]
-        chunk = config.chunk or chunk_size(model, batch, n_pos, config.max_memory, len(todo))
+    with split_inputs(model, not shared):
+        for layer in sorted(set(layer_of)):
+            todo = [i for i, lay in enumerate(layer_of) if lay == layer]
+            chunk = config.chunk or chunk_size(model, batch, n_pos, config.max_memory, len(todo))
 
-        def run(a: int, b: int, todo=todo, layer=layer) -> Tensor:
-            chosen = [variants[i] for i in todo[a:b]]
-            hooks = _variant_hooks(graph, chosen, delta, model if shared else None)
-            with torch.no_grad():
-                start = repeat_variants(starts[layer], len(chosen))
-                read = run_from_layer(model, start, repeat_variants(base_inputs, len(chosen)), layer, prep.task.positions, hooks,
-                                      tokens=prep.read_tokens)
-            return metric_per_prompt(prep.read_task, read, len(chosen)).cpu()
+            def run(a: int, b: int, todo=todo, layer=layer) -> Tensor:
+                chosen = [variants[i] for i in todo[a:b]]
+                hooks = _variant_hooks(graph, chosen, delta, model if shared else None)
+                with torch.no_grad():
+                    start = repeat_variants(starts[layer], len(chosen))
+                    read = run_from_layer(model, start, repeat_variants(base_inputs, len(chosen)), layer, prep.task.positions, hooks,
+                                          tokens=prep.read_tokens)
+                return metric_per_prompt(prep.read_task, read, len(chosen)).cpu()
 
-        with split_inputs(model, not shared):
             values[todo] = run_chunked(len(todo), chunk, run, config.progress, f"edges into layer {layer}")
     return values
 

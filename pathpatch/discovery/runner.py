@@ -308,9 +308,13 @@ def _missing_hooks(missing: set[str]) -> str:
 
 
 def chunk_size(model: torch.nn.Module, batch: int, n_pos: int, max_memory: int | float, n_variants: int) -> int:
-    """Return how many variants fit in ``max_memory`` bytes, from a per-sequence activation estimate."""
+    """Return how many variants fit in ``max_memory`` bytes, from a per-sequence activation estimate.
+
+    Per-head input copies (``use_split_qkv_input``) count only while the flag is on.
+    """
     cfg = model.cfg
-    per_layer = n_pos * (4 * cfg.n_heads * cfg.d_model + cfg.n_heads * (n_pos + 4 * cfg.d_head) + 4 * (cfg.d_mlp or 0) + 8 * cfg.d_model)
+    copies = cfg.n_heads if getattr(cfg, "use_split_qkv_input", False) else 1
+    per_layer = n_pos * (4 * copies * cfg.d_model + cfg.n_heads * (n_pos + 4 * cfg.d_head) + 4 * (cfg.d_mlp or 0) + 8 * cfg.d_model)
     bytes_per_variant = 4 * batch * per_layer * 3  # three layers' worth live at once, float32
     return max(1, min(n_variants, int(max_memory // max(bytes_per_variant, 1))))
 
