@@ -17,6 +17,7 @@ cut exactly: ``dest`` reads ``input - out_src + corrupt_src``. Three uses:
   the corrupt metric. Many circuits run as variants of one batch.
 """
 
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -29,15 +30,20 @@ from torch import Tensor
 from pathpatch.discovery.config import PatchConfig, ablate, corrupt_inputs, normalized
 from pathpatch.discovery.graph import ComputeGraph
 from pathpatch.discovery.runner import (
+    CALL_COST_FLOPS,
     Prepared,
     cache_activations,
     chunk_size,
+    kv_hooks,
+    merge_suffixes,
     metric_per_prompt,
     prepare,
     repeat_variants,
     run_chunked,
     run_from_layer,
     supports_prefix_reuse,
+    supports_suffix_reuse,
+    token_flops,
 )
 from pathpatch.models.tasks import Task
 from pathpatch.names import Edge, Node, hook_name
@@ -97,9 +103,10 @@ def edge_hooks(graph: ComputeGraph) -> list[str]:
     return source_hooks(graph) + [hook_name("resid_pre", layer) for layer in range(1, graph.n_layers)]
 
 
-def prepare_edges(model: torch.nn.Module, graph: ComputeGraph, task: Task) -> Prepared:
-    """Prepare ``task`` with every activation edge patching reads cached from one forward pass."""
-    return prepare(model, task, edge_hooks(graph))
+def prepare_edges(model: torch.nn.Module, graph: ComputeGraph, task: Task, keys_values: bool = False) -> Prepared:
+    """Prepare ``task`` with every activation edge patching reads cached from one forward pass
+    (and every layer's keys and values, for position-wise variants that run a suffix only)."""
+    return prepare(model, task, edge_hooks(graph) + (kv_hooks(graph.n_layers) if keys_values else []))
 
 
 @torch.no_grad()
@@ -213,11 +220,14 @@ def _recompute_hook(model: torch.nn.Module, layer: int, channel: str, rows: Tens
     return hook
 
 
-def _variant_hooks(graph: ComputeGraph, variants: list[Variant], delta: Tensor, model: torch.nn.Module | None = None) -> list[tuple[str, object]]:
+def _variant_hooks(
+    graph: ComputeGraph, variants: list[Variant], delta: Tensor, model: torch.nn.Module | None = None, first: int = 0
+) -> list[tuple[str, object]]:
     """Build one hook per destination hook, adding each variant's source deltas at its destinations.
 
     With ``model`` (shared head inputs, ``shared_head_inputs``), head-input destinations instead get
     their q, k or v recomputed at ``hook_q``/``hook_k``/``hook_v`` from the layer's recorded input.
+    Runs of positions ``first..`` only (suffix reuse) see activations shifted by ``first``.
     """
     groups: dict[str, list[tuple[int, int | None, int | None, int]]] = {}
     where: dict[str, tuple[int, str | None]] = {}  # hook -> (layer, q/k/v channel) of its destinations
@@ -232,6 +242,7 @@ def _variant_hooks(graph: ComputeGraph, variants: list[Variant], delta: Tensor, 
         src = torch.tensor(srcs, device=delta.device)
         pos = None if poss[0] is None else torch.tensor(poss, device=delta.device)
         deltas = delta[src] if pos is None else delta[src, :, pos]  # [n batch (pos) d_model]
+        pos = None if pos is None else pos - first  # index into the suffix run's activations
         head = None if heads[0] is None else torch.tensor(heads, device=delta.device)
         row = torch.tensor(rows, device=delta.device)
         if model is None or head is None:
@@ -265,21 +276,30 @@ def run_variants(
     shared = shared_head_inputs(model)
     batch, n_pos = prep.task.clean.shape[:2]
     values = torch.zeros(len(variants), batch)
+    # Position-wise variants run positions >= min(pos, first read) only, earlier keys/values from the base run.
+    past = prep.clean_acts if noise else prep.corrupt_acts if config.corruption == "paired" else {}
+    suffix = shared and hook_name("k", 0) in past
+    first_read = int(prep.task.positions.min())
+    firsts = [min(v.pos, first_read) if suffix and v.pos is not None else 0 for v in variants]
     with split_inputs(model, not shared):
         for layer in sorted(set(layer_of)):
-            todo = [i for i, lay in enumerate(layer_of) if lay == layer]
-            chunk = config.chunk or chunk_size(model, batch, n_pos, config.max_memory, len(todo))
+            in_layer = [i for i, lay in enumerate(layer_of) if lay == layer]
+            cost = batch * token_flops(model, graph.n_layers - layer)
+            merged = merge_suffixes(Counter(firsts[i] for i in in_layer), cost, CALL_COST_FLOPS.get(delta.device.type, CALL_COST_FLOPS["cuda"]))
+            for first in sorted({merged[firsts[i]] for i in in_layer}):
+                todo = [i for i in in_layer if merged[firsts[i]] == first]
+                chunk = config.chunk or chunk_size(model, batch, n_pos - first, config.max_memory, len(todo))
 
-            def run(a: int, b: int, todo=todo, layer=layer) -> Tensor:
-                chosen = [variants[i] for i in todo[a:b]]
-                hooks = _variant_hooks(graph, chosen, delta, model if shared else None)
-                with torch.no_grad():
-                    start = repeat_variants(starts[layer], len(chosen))
-                    read = run_from_layer(model, start, repeat_variants(base_inputs, len(chosen)), layer, prep.task.positions, hooks,
-                                          tokens=prep.read_tokens)
-                return metric_per_prompt(prep.read_task, read, len(chosen)).cpu()
+                def run(a: int, b: int, todo=todo, layer=layer, first=first) -> Tensor:
+                    chosen = [variants[i] for i in todo[a:b]]
+                    hooks = _variant_hooks(graph, chosen, delta, model if shared else None, first)
+                    with torch.no_grad():
+                        start = repeat_variants(starts[layer], len(chosen))
+                        read = run_from_layer(model, start, repeat_variants(base_inputs, len(chosen)), layer, prep.task.positions, hooks,
+                                              first, past, tokens=prep.read_tokens)
+                    return metric_per_prompt(prep.read_task, read, len(chosen)).cpu()
 
-            values[todo] = run_chunked(len(todo), chunk, run, config.progress, f"edges into layer {layer}")
+                values[todo] = run_chunked(len(todo), chunk, run, config.progress, f"edges into layer {layer}")
     return values
 
 
@@ -316,7 +336,7 @@ def patch_edges(
     chosen = graph.edges if edges is None else [graph.edge(e) if isinstance(e, str) else e for e in edges]
     if not chosen:
         raise ValueError("patch_edges got an empty edge list; pass None to score every edge.")
-    prep = prepare_edges(model, graph, task)
+    prep = prepare_edges(model, graph, task, keys_values=by_pos and supports_suffix_reuse(model))
     outputs = collect_outputs(model, graph, prep, config)
     n_pos = prep.task.clean.shape[1]
     positions = list(range(n_pos)) if by_pos else [None]

@@ -273,3 +273,26 @@ def test_shared_head_inputs_agree_with_split_inputs_and_restore_the_flag(random_
     slow = patch_edges(random_model, random_task)["score"].to_numpy()
     slow_pos = patch_edges(random_model, random_task, ["embed->L1H0.q", "L0H1->L1H1.v"], by_pos=True)["score"].to_numpy()
     assert abs(fast - slow).max() <= 1e-5 and abs(fast_pos - slow_pos).max() <= 1e-5
+
+
+@pytest.mark.parametrize("direction", ["noise", "denoise"])
+def test_edges_by_position_with_every_suffix_apart_match_full_runs(random_model, random_task, monkeypatch, direction):
+    """Position-wise edge variants run positions >= p only (frozen keys/values); forced apart, they equal full-length runs."""
+    import pathpatch.discovery.edges as edges
+    from pathpatch.discovery import runner
+
+    config = PatchConfig(direction=direction)
+    monkeypatch.setitem(runner.CALL_COST_FLOPS, "cpu", 0.0)
+    firsts = []
+    original = edges.run_from_layer
+
+    def spy(*args, **kwargs):
+        firsts.append(args[6] if len(args) > 6 else 0)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(edges, "run_from_layer", spy)
+    fast = patch_edges(random_model, random_task, by_pos=True, config=config)["score"].to_numpy()
+    assert max(firsts) == 3, "positions 1..3 start their own suffix (3 is the first read position)"
+    monkeypatch.setattr(edges, "supports_suffix_reuse", lambda model: False)
+    slow = patch_edges(random_model, random_task, by_pos=True, config=config)["score"].to_numpy()
+    assert abs(fast - slow).max() <= 1e-5
