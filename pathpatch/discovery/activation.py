@@ -13,7 +13,6 @@ swap each variant's slice. The returned tensor has TransformerLens' shape for th
 function, so the two can be compared element by element, plus a tidy table with one row per patch.
 """
 
-from collections import Counter
 from dataclasses import dataclass
 from itertools import product
 
@@ -24,21 +23,19 @@ from torch import Tensor
 
 from pathpatch.discovery.config import PatchConfig, ablate, corrupt_inputs, normalized
 from pathpatch.discovery.runner import (
-    CALL_COST_FLOPS,
     Prepared,
     cache_activations,
     chunk_size,
+    kv_hooks,
     metric_per_variant,
+    metrics_from_reads,
     prepare,
     repeat_variants,
-    kv_hooks,
-    metrics_from_reads,
     run_chunked,
     run_from_layer,
+    suffix_groups,
     supports_prefix_reuse,
     supports_suffix_reuse,
-    token_flops,
-    merge_suffixes,
 )
 from pathpatch.models.tasks import Task
 from pathpatch.names import hook_name
@@ -225,11 +222,8 @@ def _patch(model: torch.nn.Module, task: Task, prep: Prepared, act: str, per_pos
         # Variants that first act at position p run positions >= min(p, first read position) only,
         # unless the saving is smaller than the cost of another forward call.
         firsts = [min(dict(zip(axes, rows[i]))["pos"], first_read) if suffix else 0 for i in todo]
-        position_cost = batch * token_flops(model, cfg.n_layers - layer)
-        merged = merge_suffixes(Counter(firsts), position_cost, CALL_COST_FLOPS.get(patch.device.type, CALL_COST_FLOPS["cuda"]))
-        firsts = [merged[f] for f in firsts]
-        for first in sorted(set(firsts)):
-            group = [i for i, f in zip(todo, firsts) if f == first]
+        for first, members in suffix_groups(model, firsts, batch, layer, patch.device).items():
+            group = [todo[i] for i in members]
             mask = patch_mask(act, axes, [rows[i] for i in group], n_heads, n_pos).to(patch.device)[:, first:]
             chunk = config.chunk or chunk_size(model, batch, n_pos - first, config.max_memory, len(group))
 

@@ -17,7 +17,6 @@ cut exactly: ``dest`` reads ``input - out_src + corrupt_src``. Three uses:
   the corrupt metric. Many circuits run as variants of one batch.
 """
 
-from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -30,20 +29,18 @@ from torch import Tensor
 from pathpatch.discovery.config import PatchConfig, ablate, corrupt_inputs, normalized
 from pathpatch.discovery.graph import ComputeGraph
 from pathpatch.discovery.runner import (
-    CALL_COST_FLOPS,
     Prepared,
     cache_activations,
     chunk_size,
     kv_hooks,
-    merge_suffixes,
     metric_per_prompt,
     prepare,
     repeat_variants,
     run_chunked,
     run_from_layer,
+    suffix_groups,
     supports_prefix_reuse,
     supports_suffix_reuse,
-    token_flops,
 )
 from pathpatch.models.tasks import Task
 from pathpatch.names import Edge, Node, hook_name
@@ -284,10 +281,8 @@ def run_variants(
     with split_inputs(model, not shared):
         for layer in sorted(set(layer_of)):
             in_layer = [i for i, lay in enumerate(layer_of) if lay == layer]
-            cost = batch * token_flops(model, graph.n_layers - layer)
-            merged = merge_suffixes(Counter(firsts[i] for i in in_layer), cost, CALL_COST_FLOPS.get(delta.device.type, CALL_COST_FLOPS["cuda"]))
-            for first in sorted({merged[firsts[i]] for i in in_layer}):
-                todo = [i for i in in_layer if merged[firsts[i]] == first]
+            for first, members in suffix_groups(model, [firsts[i] for i in in_layer], batch, layer, delta.device).items():
+                todo = [in_layer[i] for i in members]
                 chunk = config.chunk or chunk_size(model, batch, n_pos - first, config.max_memory, len(todo))
 
                 def run(a: int, b: int, todo=todo, layer=layer, first=first) -> Tensor:

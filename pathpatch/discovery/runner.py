@@ -18,6 +18,7 @@ and retried, which gives identical results because variants never interact.
 """
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -194,6 +195,18 @@ def merge_suffixes(counts: dict[int, int], position_cost: float, call_cost: floa
         group.append(start)
     mapping.update({m: group[-1] for m in group})
     return mapping
+
+
+def suffix_groups(model: torch.nn.Module, firsts: list[int], batch: int, layer: int, device: torch.device) -> dict[int, list[int]]:
+    """Group variants (indices into ``firsts``, each variant's first patched position) by the position
+    their run starts from, in increasing order; starts that save less than a forward call are merged
+    (``merge_suffixes``, priced for runs from ``layer`` on ``device``)."""
+    call_cost = CALL_COST_FLOPS.get(device.type, CALL_COST_FLOPS["cuda"])
+    merged = merge_suffixes(Counter(firsts), batch * token_flops(model, model.cfg.n_layers - layer), call_cost)
+    groups: dict[int, list[int]] = {}
+    for i, first in enumerate(firsts):
+        groups.setdefault(merged[first], []).append(i)
+    return dict(sorted(groups.items()))
 
 
 def run_from_layer(
