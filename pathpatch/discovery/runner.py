@@ -59,15 +59,8 @@ class Prepared:
     corrupt_per_prompt: Tensor
     clean_acts: dict[str, Tensor]
     corrupt_acts: dict[str, Tensor]
-    read_task: Task | None = None
-    read_tokens: Tensor | None = None
-
-    def __post_init__(self) -> None:
-        if self.read_task is None:
-            compact = self.task.compact()
-            read_task, tokens = compact if compact is not None else (self.task, None)
-            object.__setattr__(self, "read_task", read_task)
-            object.__setattr__(self, "read_tokens", tokens)
+    read_task: Task
+    read_tokens: Tensor | None
 
 
 def trim_task(task: Task) -> Task:
@@ -283,8 +276,8 @@ def prepare(model: torch.nn.Module, task: Task, names: Sequence[str] = ()) -> Pr
     batch = task.clean.shape[0]
     wanted = set(names)
     both = torch.cat([task.clean, task.corrupt])
-    compact = task.compact() if task.metric != "kl" else None
-    scorer, tokens = compact if compact is not None else (task, None)
+    compact = task.compact()  # None for every metric but logit_diff
+    tokens = compact[1] if compact is not None else None
     with torch.no_grad():
         if supports_prefix_reuse(model):  # unembed only the read positions (and columns)
             resid, cache = model.run_with_cache(both, names_filter=lambda name: name in wanted, stop_at_layer=model.cfg.n_layers)
@@ -298,8 +291,8 @@ def prepare(model: torch.nn.Module, task: Task, names: Sequence[str] = ()) -> Pr
         raise ValueError(_missing_hooks(missing))
     if task.metric == "kl" and task.reference is None:
         task = replace(task, reference=read[:batch].log_softmax(-1))
-    scorer = scorer if tokens is not None else task  # kl: the task now holding its reference
-    clean_each, corrupt_each = scorer.score_read(read[:batch]), scorer.score_read(read[batch:])
+    read_task = compact[0] if compact is not None else task  # kl: the task now holding its reference
+    clean_each, corrupt_each = read_task.score_read(read[:batch]), read_task.score_read(read[batch:])
     clean, corrupt = clean_each.mean().item(), corrupt_each.mean().item()
     for label, value in (("clean", clean), ("corrupt", corrupt)):
         if value != value or value in (float("inf"), float("-inf")):
@@ -309,7 +302,7 @@ def prepare(model: torch.nn.Module, task: Task, names: Sequence[str] = ()) -> Pr
             )
     clean_acts = {name: cache[name][:batch] for name in names}
     corrupt_acts = {name: cache[name][batch:] for name in names}
-    return Prepared(task, clean, corrupt, clean_each.cpu(), corrupt_each.cpu(), clean_acts, corrupt_acts)
+    return Prepared(task, clean, corrupt, clean_each.cpu(), corrupt_each.cpu(), clean_acts, corrupt_acts, read_task, tokens)
 
 
 def _missing_hooks(missing: set[str]) -> str:
