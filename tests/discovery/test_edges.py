@@ -296,3 +296,15 @@ def test_edges_by_position_with_every_suffix_apart_match_full_runs(random_model,
     monkeypatch.setattr(edges, "supports_suffix_reuse", lambda model: False)
     slow = patch_edges(random_model, random_task, by_pos=True, config=config)["score"].to_numpy()
     assert abs(fast - slow).max() <= 1e-5
+
+
+def test_one_head_input_from_several_sources_in_one_variant_is_refused(random_model, random_task):
+    """Shared head inputs recompute a head from one delta; two sources into one head input must go through run_circuits."""
+    from pathpatch.discovery.edges import NOISE, Variant, collect_outputs, prepare_edges, run_variants
+
+    graph = ComputeGraph.from_model(random_model)
+    prep = prepare_edges(random_model, graph, random_task)
+    outputs = collect_outputs(random_model, graph, prep, NOISE)
+    variant = Variant("two sources", (graph.edge("embed->L1H0.q"), graph.edge("L0H1->L1H0.q")))
+    with pytest.raises(ValueError, match="run_circuits"):
+        run_variants(random_model, graph, prep, outputs, [variant], NOISE)
