@@ -103,7 +103,7 @@ OWN_POSITION = ("z", "q", "result", "pattern", "attn_out", "mlp_out", "resid_mid
 def _can_reach(act: str, layer: int, pos: int | None, n_layers: int, n_pos: int, read: set[int]) -> bool:
     """Whether patching ``act`` at ``layer`` (and ``pos``) can change the logits the metric reads.
 
-    Positions after the last read one cannot (attention is causal; the task is cut there), nor can an
+    Positions after the last read one cannot (causal models: the task is cut there), nor can an
     own-position activation of the last layer at a position the metric does not read. Such variants
     keep the unpatched metric without a forward pass.
     """

@@ -63,12 +63,21 @@ class Prepared:
     read_tokens: Tensor | None
 
 
-def trim_task(task: Task) -> Task:
-    """Return ``task`` with non-negative read positions and inputs cut after the last one."""
+def trim_task(task: Task, cut: bool = True) -> Task:
+    """Return ``task`` with non-negative read positions and, with ``cut``, inputs cut after the last one
+    (only right for causal attention: see ``is_causal``)."""
     n_pos = task.clean.shape[1]
     positions = task.positions % n_pos
-    end = int(positions.max()) + 1
+    end = int(positions.max()) + 1 if cut else n_pos
     return replace(task, clean=task.clean[:, :end], corrupt=task.corrupt[:, :end], positions=positions)
+
+
+def is_causal(model: torch.nn.Module) -> bool:
+    """Whether attention looks only backwards, so later positions cannot change earlier ones.
+
+    Causal trimming and suffix reuse rely on it; a bidirectional model runs every position.
+    """
+    return getattr(model.cfg, "attention_dir", "causal") == "causal"
 
 
 def supports_prefix_reuse(model: torch.nn.Module) -> bool:
@@ -126,14 +135,24 @@ def metrics_from_reads(
     return torch.cat(out) if out else torch.zeros(0)
 
 
+# Architectures whose attention normalises q and k after ``hook_q``/``hook_k`` (TransformerLens' OLMo path).
+QK_NORM_ARCHITECTURES = ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM")
+
+
 def supports_suffix_reuse(model: torch.nn.Module) -> bool:
-    """Whether earlier positions' keys and values can be fed as a frozen cache (HookedTransformer with
-    absolute or rotary positions and one key/value head per query head)."""
+    """Whether earlier positions' keys and values can be fed as a frozen cache: a causal
+    HookedTransformer with absolute or rotary positions, one key/value head per query head, and keys
+    and values cached as ``hook_k``/``hook_v`` record them (no q/k norm or clipping after the hooks,
+    which TransformerLens applies before it caches)."""
     cfg = model.cfg
     return (
         supports_prefix_reuse(model)
+        and is_causal(model)
         and cfg.positional_embedding_type in ("standard", "rotary")
         and getattr(cfg, "n_key_value_heads", None) in (None, cfg.n_heads)
+        and not getattr(cfg, "use_qk_norm", False)
+        and getattr(cfg, "clip_qkv", None) is None
+        and getattr(cfg, "original_architecture", None) not in QK_NORM_ARCHITECTURES
     )
 
 
@@ -269,7 +288,7 @@ def prepare(model: torch.nn.Module, task: Task, names: Sequence[str] = ()) -> Pr
     """
     task.check_model(model)
     device = next(model.parameters()).device
-    task = trim_task(task).to(device)
+    task = trim_task(task, cut=is_causal(model)).to(device)
     dtype = getattr(model.cfg, "dtype", torch.float32)
     if task.clean.is_floating_point() and task.clean.dtype != dtype:  # vector inputs follow a half-precision model
         task = replace(task, clean=task.clean.to(dtype), corrupt=task.corrupt.to(dtype))

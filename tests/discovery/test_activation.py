@@ -181,6 +181,25 @@ def test_suffix_reuse_is_used_and_agrees_with_full_runs(random_model, random_tas
     torch.testing.assert_close(fast, slow, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize(
+    "overrides", [dict(use_qk_norm=True, normalization_type="RMS"), dict(attention_dir="bidirectional")], ids=["qk-norm", "bidirectional"]
+)
+@pytest.mark.parametrize("act", ["z", "k"])
+def test_models_that_rule_out_suffix_reuse_match_transformer_lens(random_task, overrides, act):
+    """TransformerLens caches keys after q/k normalisation (``hook_k`` is before it), and bidirectional
+    attention lets later positions change earlier ones: neither may use a frozen key/value cache or
+    cut the inputs after the last read position."""
+    from dataclasses import replace
+
+    from pathpatch.models.loading import enable_patching_hooks
+    from tests.conftest import make_random_model
+
+    model = enable_patching_hooks(make_random_model(**overrides))
+    task = replace(random_task, answers=random_task.answers[:, :1], wrong_answers=random_task.wrong_answers[:, :1], positions=torch.tensor([3]))
+    ours = activation_patch(model, task, act, per_pos=True)
+    torch.testing.assert_close(ours.values, reference(model, task, act, True), atol=1e-5, rtol=0)
+
+
 def test_suffix_starts_merge_when_a_call_costs_more_than_the_positions_saved():
     from pathpatch.discovery.runner import merge_suffixes
 

@@ -67,6 +67,36 @@ def test_edges_by_position_match_hand_built_hooks(random_model, reference_model,
         assert table.loc[f"{edge}@{pos}", "metric"] == pytest.approx(expected, abs=1e-5)
 
 
+@pytest.mark.parametrize(
+    "overrides", [dict(use_qk_norm=True, normalization_type="RMS"), dict(attention_dir="bidirectional")], ids=["qk-norm", "bidirectional"]
+)
+def test_edges_on_models_that_rule_out_suffix_reuse_match_hand_built_hooks(random_task, overrides, monkeypatch):
+    """q/k-normalised keys and bidirectional attention: no frozen key/value cache, no cut after the read position."""
+    from dataclasses import replace
+
+    from pathpatch.discovery import runner
+    from pathpatch.models.loading import enable_patching_hooks
+
+    monkeypatch.setitem(runner.CALL_COST_FLOPS, "cpu", 0.0)  # would-be suffix runs stay apart
+
+    model = enable_patching_hooks(make_random_model(**overrides))
+    task = replace(random_task, answers=random_task.answers[:, :1], wrong_answers=random_task.wrong_answers[:, :1], positions=torch.tensor([3]))
+    edges = ["L0H1->L1H1.k", "embed->L1H0.q", "MLP0->logits"]
+    table = patch_edges(model, task, edges, by_pos=True).set_index("edge")
+    whole = patch_edges(model, task, edges).set_index("edge")
+    reference = with_result_hook(model)
+    checks = [("L0H1->L1H1.k", 2), ("embed->L1H0.q", 3), ("MLP0->logits", 3)]
+    if "attention_dir" in overrides:  # a key after the read position still counts
+        checks.append(("L0H1->L1H1.k", 5))
+    for edge, pos in checks:
+        src, dest = edge.split("->")
+        expected = hand_patched_metric(reference, task, src, dest, pos=pos)
+        assert table.loc[f"{edge}@{pos}", "metric"] == pytest.approx(expected, abs=1e-5), (edge, pos)
+    for edge in edges:
+        src, dest = edge.split("->")
+        assert whole.loc[edge, "metric"] == pytest.approx(hand_patched_metric(reference, task, src, dest), abs=1e-5), edge
+
+
 def test_every_edge_is_scored_once(random_model, random_task):
     table = patch_edges(random_model, random_task)
     graph = ComputeGraph.from_model(random_model)
