@@ -233,7 +233,7 @@ def _patch(model: torch.nn.Module, task: Task, prep: Prepared, act: str, per_pos
                 start = repeat_variants(base_acts[starts[layer]], n)
                 with torch.no_grad():
                     read = run_from_layer(model, start, repeat_variants(base_inputs, n), layer, small.positions, hooks, first, base_acts,
-                                          not deferred, prep.read_tokens)
+                                          not deferred, prep.read_tokens, last_free=layer < cfg.n_layers - 1)
                 return read if deferred else metric_per_variant(prep.read_task, read, n).cpu()
 
             done += group

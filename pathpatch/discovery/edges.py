@@ -288,10 +288,11 @@ def run_variants(
                 def run(a: int, b: int, todo=todo, layer=layer, first=first) -> Tensor:
                     chosen = [variants[i] for i in todo[a:b]]
                     hooks = _variant_hooks(graph, chosen, delta, model if shared else None, first)
+                    last_free = all(e.dest.layer < graph.n_layers - 1 for v in chosen for e in v.edges)  # no hook in the last layer
                     with torch.no_grad():
                         start = repeat_variants(starts[layer], len(chosen))
                         read = run_from_layer(model, start, repeat_variants(base_inputs, len(chosen)), layer, prep.task.positions, hooks,
-                                              first, past, tokens=prep.read_tokens)
+                                              first, past, tokens=prep.read_tokens, last_free=last_free)
                     return metric_per_prompt(prep.read_task, read, len(chosen)).cpu()
 
                 values[todo] = run_chunked(len(todo), chunk, run, config.progress, f"edges into layer {layer}")

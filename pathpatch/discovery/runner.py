@@ -11,7 +11,9 @@ and the metric is read per variant. Three savings make a variant cheaper than a 
 - *reading only what the metric reads*: the final LayerNorm and unembedding run only at the read
   positions;
 - *suffix reuse*: a patch at position ``p`` cannot change earlier positions, so only positions
-  ``>= p`` run, with earlier keys and values from the unpatched run as a frozen key/value cache.
+  ``>= p`` run, with earlier keys and values from the unpatched run as a frozen key/value cache;
+- *a read-only last layer*: when no patch acts in the last layer, its queries run at the read
+  positions only; the positions before them contribute just their keys and values.
 
 Chunks of variants are sized from a memory budget; on a CUDA out-of-memory error the chunk is halved
 and retried, which gives identical results because variants never interact.
@@ -221,6 +223,41 @@ def suffix_groups(model: torch.nn.Module, firsts: list[int], batch: int, layer: 
     return dict(sorted(groups.items()))
 
 
+def supports_read_suffix(model: torch.nn.Module, layer: int, first: int, positions: Tensor) -> bool:
+    """Whether a run from ``layer`` (positions ``first..``) can run its last layer at the read positions only:
+    the frozen-cache conditions hold, a layer precedes the last, and some position before the first read runs."""
+    return supports_suffix_reuse(model) and layer < model.cfg.n_layers - 1 and int(positions.min()) > first
+
+
+def keys_values(model: torch.nn.Module, layer: int, resid: Float[Tensor, "batch pos d_model"]) -> tuple[Tensor, Tensor]:
+    """Keys and values ``[batch pos head d_head]`` that ``layer`` computes from ``resid``, as ``hook_k``/``hook_v`` record them."""
+    block = model.blocks[layer]
+    attn, x = block.attn, block.ln1(resid)
+    return tuple(
+        einsum(x, W, "batch pos d_model, head d_model d_head -> batch pos head d_head") + b for W, b in ((attn.W_K, attn.b_K), (attn.W_V, attn.b_V))
+    )
+
+
+def read_suffix(
+    model: torch.nn.Module, start: Float[Tensor, "batch pos d_model"], layer: int, first: int, tail: int, past: dict[str, Tensor] | None
+) -> Float[Tensor, "batch tail_pos d_model"]:
+    """Run from ``layer`` (positions ``first..``), with the last layer at positions ``tail..`` only; return its residual output.
+
+    The last layer's queries at positions before ``tail`` (the first read position) feed nothing the
+    metric reads, so that layer needs only their keys and values: they are projected here and handed
+    to TransformerLens' block as a frozen cache, in front of the read positions.
+    """
+    from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry
+
+    last = model.cfg.n_layers - 1
+    cache = frozen_cache(model, past, first, start.shape[0] // past[hook_name("k", 0)].shape[0], layer) if first > 0 else None
+    resid = model(start[:, first:], start_at_layer=layer, stop_at_layer=last, past_kv_cache=cache)  # [batch pos-first d_model]
+    keys, values = keys_values(model, last, resid[:, : tail - first])
+    if cache is not None:
+        keys, values = torch.cat([cache[last].past_keys, keys], 1), torch.cat([cache[last].past_values, values], 1)
+    return model.blocks[last](resid[:, tail - first :], past_kv_cache_entry=TransformerLensKeyValueCacheEntry(keys, values, frozen=True))
+
+
 def run_from_layer(
     model: torch.nn.Module,
     start: Float[Tensor, "batch pos d_model"] | None,
@@ -232,6 +269,7 @@ def run_from_layer(
     past: dict[str, Tensor] | None = None,
     logits: bool = True,
     tokens: Tensor | None = None,
+    last_free: bool = False,
 ) -> Tensor:
     """Run the model from ``blocks.{layer}.hook_resid_pre`` = ``start`` with ``hooks``; return read logits.
 
@@ -242,9 +280,14 @@ def run_from_layer(
     (models with prefix reuse only) the final residual at ``positions`` is returned, to unembed later;
     ``tokens`` ``[prompt pos k]`` limits the logits to those vocabulary columns (``Prepared.read_tokens``).
     Models that cannot start mid-way (TransformerBridge) run from ``inputs`` instead, which gives the same
-    result because every hook acts at ``layer`` or later.
+    result because every hook acts at ``layer`` or later. ``last_free`` says no hook acts in the last
+    layer, which then runs the read positions only (``read_suffix``).
     """
     with model.hooks(fwd_hooks=list(hooks)):
+        if start is not None and last_free and supports_read_suffix(model, layer, first, positions):
+            resid = read_suffix(model, start, layer, first, int(positions.min()), past)
+            positions = positions - int(positions.min())
+            return read_logits(model, resid, positions, tokens) if logits else final_resid(model, resid, positions)
         if start is not None and supports_prefix_reuse(model):
             if first > 0:
                 cache = frozen_cache(model, past, first, start.shape[0] // past[hook_name("k", 0)].shape[0], layer)

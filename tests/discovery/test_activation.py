@@ -169,15 +169,34 @@ def test_suffix_reuse_is_used_and_agrees_with_full_runs(random_model, random_tas
     firsts = []
     original = activation.run_from_layer
 
-    def spy(*args):
+    def spy(*args, **kwargs):
         firsts.append(args[6])
-        return original(*args)
+        return original(*args, **kwargs)
 
     monkeypatch.setattr(activation, "run_from_layer", spy)
     fast = activation_patch(random_model, random_task, "z", per_pos=True).values
     assert sorted(set(firsts)) == [0, 1, 2, 3], "positions 0..3 start their own suffix; later ones start at the first read (3)"
     monkeypatch.setattr(activation, "supports_suffix_reuse", lambda model: False)
     slow = activation_patch(random_model, random_task, "z", per_pos=True).values
+    torch.testing.assert_close(fast, slow, atol=1e-6, rtol=0)
+
+
+def test_last_layer_runs_only_the_read_positions_when_no_patch_acts_there(random_model, random_task, monkeypatch):
+    """Layer-0 patches run the last layer from the first read position (3); the values equal full last-layer runs."""
+    from pathpatch.discovery import runner
+
+    tails = []
+    original = runner.read_suffix
+
+    def spy(model, start, layer, first, tail, past):
+        tails.append((layer, tail))
+        return original(model, start, layer, first, tail, past)
+
+    monkeypatch.setattr(runner, "read_suffix", spy)
+    fast = activation_patch(random_model, random_task, "resid_pre", per_pos=True).values
+    assert tails and set(tails) == {(0, 3)}
+    monkeypatch.setattr(runner, "supports_read_suffix", lambda *args: False)
+    slow = activation_patch(random_model, random_task, "resid_pre", per_pos=True).values
     torch.testing.assert_close(fast, slow, atol=1e-6, rtol=0)
 
 
