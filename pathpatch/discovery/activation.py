@@ -9,7 +9,10 @@ direction the model runs on the clean input and one activation is corrupted (or 
 
 Here every activation of one layer is a variant of one batched forward pass that starts at that
 layer from the cached residual stream, reads logits only where the metric reads, and uses a mask to
-swap each variant's slice. The returned tensor has TransformerLens' shape for the same patching
+swap each variant's slice. Activations that only add to the residual stream (head outputs,
+``attn_out``, ``mlp_out``, ``resid_post``) skip their own layer: the patch's difference is added to the
+cached residual stream after it (the MLP reruns at the changed positions where needed) and the run
+starts at the next layer. The returned tensor has TransformerLens' shape for the same patching
 function, so the two can be compared element by element, plus a tidy table with one row per patch.
 """
 
@@ -18,7 +21,8 @@ from itertools import product
 
 import pandas as pd
 import torch
-from jaxtyping import Bool
+from einops import einsum
+from jaxtyping import Bool, Float
 from torch import Tensor
 
 from pathpatch.discovery.config import PatchConfig, ablate, corrupt_inputs, normalized
@@ -26,6 +30,7 @@ from pathpatch.discovery.runner import (
     Prepared,
     cache_activations,
     chunk_size,
+    final_resid,
     kv_hooks,
     metric_per_variant,
     metrics_from_reads,
@@ -124,6 +129,57 @@ def _swap_hook(mask: Tensor, patch: Tensor, n_variants: int):
     return hook
 
 
+# Activations that only add to the residual stream, and the hook where their sum is first complete.
+ADDITIVE = {"z": "resid_mid", "result": "resid_mid", "attn_out": "resid_mid", "mlp_out": "resid_post", "resid_post": "resid_post"}
+
+
+def _after(model: torch.nn.Module, layer: int) -> str:
+    """The hook holding the residual stream after ``layer``: the next layer's ``resid_pre``, or the last ``resid_post``."""
+    last = model.cfg.n_layers - 1
+    return hook_name("resid_post", layer) if layer == last else hook_name("resid_pre", layer + 1)
+
+
+def _injects(model: torch.nn.Module, act: str) -> bool:
+    """Whether patches of ``act`` can skip their layer (``_inject``): a pre-LN block whose attention
+    output is added as is (no parallel MLP, no norm after attention) and a model that can start mid-way."""
+    from transformer_lens.components.transformer_block import POST_NORM_ARCHITECTURES
+
+    cfg = model.cfg
+    return (
+        act in ADDITIVE
+        and supports_suffix_reuse(model)
+        and not cfg.parallel_attn_mlp
+        and not cfg.use_normalization_before_and_after
+        and getattr(cfg, "original_architecture", None) not in POST_NORM_ARCHITECTURES
+    )
+
+
+def _inject(
+    model: torch.nn.Module, act: str, layer: int, mask: Tensor, patch: Tensor, base: Tensor, acts: dict[str, Tensor]
+) -> Float[Tensor, "batch pos d_model"]:
+    """The residual stream after ``layer`` ``[variant * batch pos d_model]`` with each variant's masked slice of ``act`` set to ``patch``.
+
+    ``base`` is ``act`` in the run being patched and ``acts`` that run's cached residual streams. The
+    patch's difference is added where ``act`` enters the residual stream; after an attention output
+    the layer's MLP reruns at the changed positions. Unchanged positions keep their cached values.
+    """
+    block, n = model.blocks[layer], mask.shape[0]
+    variant, pos = mask.flatten(2).any(-1).nonzero(as_tuple=True)  # each variant's changed positions
+    diff = torch.where(mask[variant, pos][:, None], (patch - base)[:, pos].transpose(0, 1), 0.0)  # [changed batch ...]
+    if act == "z":
+        delta = einsum(diff, block.attn.W_O, "changed batch head d_head, head d_head d_model -> changed batch d_model")
+    else:
+        delta = diff.sum(-2) if act == "result" else diff  # [changed batch d_model]
+    post = _after(model, layer)
+    out = repeat_variants(acts[post], n).view(n, -1, *acts[post].shape[1:])  # [variant batch pos d_model]
+    if ADDITIVE[act] == "resid_post" or model.cfg.attn_only:  # nothing in the layer reads the change
+        out[variant, :, pos] = acts[post][:, pos].transpose(0, 1) + delta
+    else:
+        mid = (acts[hook_name("resid_mid", layer)][:, pos].transpose(0, 1) + delta).contiguous()  # [changed batch d_model]
+        out[variant, :, pos] = mid + block.mlp(block.ln2(mid))
+    return out.flatten(0, 1)
+
+
 def activation_patch(
     model: torch.nn.Module,
     task: Task,
@@ -181,6 +237,10 @@ def _cached_hooks(model: torch.nn.Module, act: str, per_pos: bool) -> list[str]:
     """Hooks a patching run of ``act`` reads from the unpatched runs: layer starts, ``act``, and keys/values for suffix runs."""
     n_layers = model.cfg.n_layers
     names = [hook_name("resid_pre", layer) for layer in range(n_layers)] + [hook_name(act, layer) for layer in range(n_layers)]
+    if _injects(model, act):  # the residual stream where the patch is added (``_inject``)
+        names += [_after(model, n_layers - 1)]
+        if ADDITIVE[act] == "resid_mid" and not model.cfg.attn_only:
+            names += [hook_name("resid_mid", layer) for layer in range(n_layers)]
     return list(dict.fromkeys(names + (kv_hooks(n_layers) if _suffix(model, act, per_pos) else [])))
 
 
@@ -191,6 +251,7 @@ def _patch(model: torch.nn.Module, task: Task, prep: Prepared, act: str, per_pos
     names = [hook_name(act, layer) for layer in range(cfg.n_layers)]
     starts = [hook_name("resid_pre", layer) for layer in range(cfg.n_layers)]
     suffix = _suffix(model, act, per_pos)
+    inject = _injects(model, act)
     cached = _cached_hooks(model, act, per_pos)
     small = prep.task
     n_pos, n_heads = small.clean.shape[1], cfg.n_heads
@@ -222,16 +283,22 @@ def _patch(model: torch.nn.Module, task: Task, prep: Prepared, act: str, per_pos
         # Variants that first act at position p run positions >= min(p, first read position) only,
         # unless the saving is smaller than the cost of another forward call.
         firsts = [min(dict(zip(axes, rows[i]))["pos"], first_read) if suffix else 0 for i in todo]
-        for first, members in suffix_groups(model, firsts, batch, layer, patch.device).items():
+        for first, members in suffix_groups(model, firsts, batch, layer + inject, patch.device).items():  # injected runs start a layer later
             group = [todo[i] for i in members]
-            mask = patch_mask(act, axes, [rows[i] for i in group], n_heads, n_pos).to(patch.device)[:, first:]
+            mask = patch_mask(act, axes, [rows[i] for i in group], n_heads, n_pos).to(patch.device)
             chunk = config.chunk or chunk_size(model, batch, n_pos - first, config.max_memory, len(group))
 
-            def run(a: int, b: int, layer=layer, name=name, patch=patch[:, first:], mask=mask, first=first) -> Tensor:
+            def run(a: int, b: int, layer=layer, name=name, patch=patch, mask=mask, first=first) -> Tensor:
                 n = b - a
-                hooks = [(name, _swap_hook(mask[a:b], patch, n))]
-                start = repeat_variants(base_acts[starts[layer]], n)
                 with torch.no_grad():
+                    if inject:  # start after the layer, the patch added to its output
+                        start = _inject(model, act, layer, mask[a:b], patch, base_acts[name], base_acts)
+                        if layer == cfg.n_layers - 1:
+                            return final_resid(model, start, small.positions)
+                        return run_from_layer(model, start, None, layer + 1, small.positions, [], first, base_acts, False, prep.read_tokens,
+                                              last_free=True)
+                    hooks = [(name, _swap_hook(mask[a:b, first:], patch[:, first:], n))]
+                    start = repeat_variants(base_acts[starts[layer]], n)
                     read = run_from_layer(model, start, repeat_variants(base_inputs, n), layer, small.positions, hooks, first, base_acts,
                                           not deferred, prep.read_tokens, last_free=layer < cfg.n_layers - 1)
                 return read if deferred else metric_per_variant(prep.read_task, read, n).cpu()

@@ -223,10 +223,10 @@ def suffix_groups(model: torch.nn.Module, firsts: list[int], batch: int, layer: 
     return dict(sorted(groups.items()))
 
 
-def supports_read_suffix(model: torch.nn.Module, layer: int, first: int, positions: Tensor) -> bool:
-    """Whether a run from ``layer`` (positions ``first..``) can run its last layer at the read positions only:
-    the frozen-cache conditions hold, a layer precedes the last, and some position before the first read runs."""
-    return supports_suffix_reuse(model) and layer < model.cfg.n_layers - 1 and int(positions.min()) > first
+def supports_read_suffix(model: torch.nn.Module, first: int, positions: Tensor) -> bool:
+    """Whether a run of positions ``first..`` can run its last layer at the read positions only (given
+    no hook acts there): the frozen-cache conditions hold and some position before the first read runs."""
+    return supports_suffix_reuse(model) and int(positions.min()) > first
 
 
 def keys_values(model: torch.nn.Module, layer: int, resid: Float[Tensor, "batch pos d_model"]) -> tuple[Tensor, Tensor]:
@@ -261,7 +261,7 @@ def read_suffix(
 def run_from_layer(
     model: torch.nn.Module,
     start: Float[Tensor, "batch pos d_model"] | None,
-    inputs: Tensor,
+    inputs: Tensor | None,
     layer: int,
     positions: Tensor,
     hooks: Sequence[Hook],
@@ -284,7 +284,7 @@ def run_from_layer(
     layer, which then runs the read positions only (``read_suffix``).
     """
     with model.hooks(fwd_hooks=list(hooks)):
-        if start is not None and last_free and supports_read_suffix(model, layer, first, positions):
+        if start is not None and last_free and supports_read_suffix(model, first, positions):
             resid = read_suffix(model, start, layer, first, int(positions.min()), past)
             positions = positions - int(positions.min())
             return read_logits(model, resid, positions, tokens) if logits else final_resid(model, resid, positions)

@@ -181,6 +181,35 @@ def test_suffix_reuse_is_used_and_agrees_with_full_runs(random_model, random_tas
     torch.testing.assert_close(fast, slow, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("act, per_pos", [("z", True), ("attn_out", True), ("mlp_out", True), ("resid_post", True), ("z", False)])
+def test_outputs_added_after_their_layer_equal_patching_inside_it(random_model, random_task, monkeypatch, act, per_pos):
+    """Head outputs, attn_out, mlp_out and resid_post start at the next layer with the patch added to the
+    residual stream (the MLP rerun where it reads the change); hooking the activation gives the same values."""
+    import pathpatch.discovery.activation as activation
+
+    calls = []
+    original = activation._inject
+    monkeypatch.setattr(activation, "_inject", lambda *args: calls.append(args[2]) or original(*args))
+    fast = activation_patch(random_model, random_task, act, per_pos).values
+    assert set(calls) == {0, 1}, "both layers' patches are added to the residual stream"
+    monkeypatch.setattr(activation, "_injects", lambda model, act: False)
+    slow = activation_patch(random_model, random_task, act, per_pos).values
+    torch.testing.assert_close(fast, slow, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("overrides", [dict(parallel_attn_mlp=True), dict(use_normalization_before_and_after=True, normalization_type="RMS")], ids=["parallel", "post-attn-norm"])
+@pytest.mark.parametrize("act", ["z", "attn_out"])
+def test_blocks_whose_attention_output_is_not_simply_added_match_transformer_lens(random_task, overrides, act):
+    """A parallel MLP reads resid_pre, and a norm after attention makes z's effect non-additive: those
+    models patch inside the layer instead of adding the patch after it."""
+    from pathpatch.models.loading import enable_patching_hooks
+    from tests.conftest import make_random_model
+
+    model = enable_patching_hooks(make_random_model(**overrides))
+    ours = activation_patch(model, random_task, act, per_pos=True)
+    torch.testing.assert_close(ours.values, reference(model, random_task, act, True), atol=1e-5, rtol=0)
+
+
 def test_last_layer_runs_only_the_read_positions_when_no_patch_acts_there(random_model, random_task, monkeypatch):
     """Layer-0 patches run the last layer from the first read position (3); the values equal full last-layer runs."""
     from pathpatch.discovery import runner
