@@ -78,6 +78,12 @@ def measure(fn: Callable[[], object], device: str) -> Measured:
     return Measured(out, seconds, peak / 2**20)
 
 
+def best_of(fn: Callable[[], object], device: str, repeats: int) -> Measured:
+    """``measure`` ``repeats`` times: the last result, the fastest time, the largest peak (steadier for short calls)."""
+    runs = [measure(fn, device) for _ in range(repeats)]
+    return Measured(runs[-1].out, min(r.seconds for r in runs), max(r.peak_mb for r in runs))
+
+
 def machine(device: str) -> str:
     """One line naming the machine, thread count and library versions."""
     from importlib.metadata import version
