@@ -13,7 +13,7 @@ def quick(tmp_path_factory):
 
 def test_patching_rows_agree_with_transformer_lens(quick):
     results, _ = quick
-    assert len(results.rows) == 6
+    assert len(results.rows) == 7
     for row in results.rows:
         if row.max_diff is not None:
             assert row.max_diff <= 1e-5, row.work
