@@ -36,13 +36,17 @@ exact truth). Scaling grows one axis of a small random model at a time.
 
 Where pathpatch's time goes, and why ratios differ by model: a patched variant skips the layers
 before its patch (cached residual stream), the positions before it (frozen key/value cache), the
-positions after the last one read, every vocabulary column but the answer's and the wrong answer's
-(`logit_diff`), and, for an edge variant, the per-head input copies TransformerLens makes for
-`use_split_qkv_input` (one head's q/k/v is recomputed instead). On a wide model with GPT-2's
-vocabulary these skips remove most of the work of TransformerLens' one-forward-per-patch loop. On S0
-(2 layers x 1 head, d_model 128, vocabulary 53) there is little to skip: TransformerLens' 24
-forwards cost about 5 ms each and are mostly arithmetic that patching must redo, so the ratio is
-bounded by the skipped layers and positions (a few x), not by batching.
+positions after the last one read, the queries of the last layer except at read positions, the
+patched layer itself when the patch is an output added to the residual stream (z, result, attn_out,
+mlp_out, resid_post), every vocabulary column but the answer's and the wrong answer's (`logit_diff`),
+and, for an edge variant, the per-head input copies TransformerLens makes for `use_split_qkv_input`
+(one head's q/k/v is recomputed instead). On a wide model with GPT-2's vocabulary these skips remove
+most of the work of TransformerLens' one-forward-per-patch loop. On S0 (2 layers x 1 head, d_model
+128, vocabulary 53) TransformerLens' 24 forwards cost about 5 ms each, while any exact method must
+itself run clean and corrupt once: the "ceiling" row times that one forward, and TransformerLens'
+patching time over it bounds the ratio any exact method running TransformerLens' forward can reach
+(about 15-22x on this machine, depending on the run); the rest of pathpatch's S0 time is the
+variants and the per-call overhead of TransformerLens' blocks.
 
 Notes that stay true across runs:
 - TransformerLens' `use_attn_result` computes `hook_result` as a broadcast `[batch pos head d_head
