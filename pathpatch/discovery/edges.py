@@ -102,7 +102,7 @@ def edge_hooks(graph: ComputeGraph) -> list[str]:
 
 def prepare_edges(model: torch.nn.Module, graph: ComputeGraph, task: Task, keys_values: bool = False) -> Prepared:
     """Prepare ``task`` with every activation edge patching reads cached from one forward pass
-    (and every layer's keys and values, for position-wise variants that run a suffix only)."""
+    (and every layer's keys and values, for variants that run a suffix of positions only)."""
     return prepare(model, task, edge_hooks(graph) + (kv_hooks(graph.n_layers) if keys_values else []))
 
 
@@ -238,7 +238,7 @@ def _variant_hooks(
         rows, heads, poss, srcs = zip(*items)
         src = torch.tensor(srcs, device=delta.device)
         pos = None if poss[0] is None else torch.tensor(poss, device=delta.device)
-        deltas = delta[src] if pos is None else delta[src, :, pos]  # [n batch (pos) d_model]
+        deltas = delta[src, :, first:] if pos is None else delta[src, :, pos]  # [n batch (pos) d_model]
         pos = None if pos is None else pos - first  # index into the suffix run's activations
         head = None if heads[0] is None else torch.tensor(heads, device=delta.device)
         row = torch.tensor(rows, device=delta.device)
@@ -253,6 +253,20 @@ def _variant_hooks(
             hooks.append((hook_name("resid_pre", layer), lambda act, hook, layer=layer: resid.__setitem__(layer, act)))
         hooks.append((hook_name(channel, layer), _recompute_hook(model, layer, channel, row, head, pos, deltas, len(variants), resid)))
     return hooks
+
+
+def _reads_own_position(dest: Node, n_layers: int) -> bool:
+    """Whether a destination changes only its own position's output of the last layer: the last layer's
+    queries and MLP, and the logits (an edge into them cannot reach another position)."""
+    return dest.kind == "logits" or (dest.layer == n_layers - 1 and dest.channel in ("q", None))
+
+
+def _first_position(variant: Variant, first_read: int, n_layers: int) -> int:
+    """The first position a variant's run needs: its patched position (or the first read one, if
+    earlier); the first read position for edges that change only their own position of the last layer."""
+    if variant.pos is not None:
+        return min(variant.pos, first_read)
+    return first_read if all(_reads_own_position(e.dest, n_layers) for e in variant.edges) else 0
 
 
 def run_variants(
@@ -273,11 +287,11 @@ def run_variants(
     shared = shared_head_inputs(model)
     batch, n_pos = prep.task.clean.shape[:2]
     values = torch.zeros(len(variants), batch)
-    # Position-wise variants run positions >= min(pos, first read) only, earlier keys/values from the base run.
+    # Variants run positions >= _first_position only, earlier keys/values from the base run.
     past = prep.clean_acts if noise else prep.corrupt_acts if config.corruption == "paired" else {}
     suffix = shared and hook_name("k", 0) in past
     first_read = int(prep.task.positions.min())
-    firsts = [min(v.pos, first_read) if suffix and v.pos is not None else 0 for v in variants]
+    firsts = [_first_position(v, first_read, graph.n_layers) if suffix else 0 for v in variants]
     with split_inputs(model, not shared):
         for layer in sorted(set(layer_of)):
             in_layer = [i for i, lay in enumerate(layer_of) if lay == layer]
@@ -332,7 +346,7 @@ def patch_edges(
     chosen = graph.edges if edges is None else [graph.edge(e) if isinstance(e, str) else e for e in edges]
     if not chosen:
         raise ValueError("patch_edges got an empty edge list; pass None to score every edge.")
-    prep = prepare_edges(model, graph, task, keys_values=by_pos and supports_suffix_reuse(model))
+    prep = prepare_edges(model, graph, task, keys_values=supports_suffix_reuse(model))
     outputs = collect_outputs(model, graph, prep, config)
     n_pos = prep.task.clean.shape[1]
     positions = list(range(n_pos)) if by_pos else [None]
@@ -390,7 +404,7 @@ def path_patch(
     for sender in pool:
         edges = tuple(Edge(sender, d) for d in dests)
         variants.append(Variant(sender.name, edges))
-    prep = prepare_edges(model, graph, task)
+    prep = prepare_edges(model, graph, task, keys_values=supports_suffix_reuse(model))
     outputs = collect_outputs(model, graph, prep, config)
     per_prompt = run_variants(model, graph, prep, outputs, variants, config)
     table = pd.DataFrame({"sender": [v.name for v in variants], "receivers": ",".join(receivers)})

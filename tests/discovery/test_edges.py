@@ -338,3 +338,36 @@ def test_one_head_input_from_several_sources_in_one_variant_is_refused(random_mo
     variant = Variant("two sources", (graph.edge("embed->L1H0.q"), graph.edge("L0H1->L1H0.q")))
     with pytest.raises(ValueError, match="run_circuits"):
         run_variants(random_model, graph, prep, outputs, [variant], NOISE)
+
+
+@pytest.mark.parametrize("direction", ["noise", "denoise"])
+def test_edges_into_the_last_layers_queries_mlp_and_logits_run_from_the_first_read_position(
+    random_model, reference_model, random_task, monkeypatch, direction
+):
+    """Those inputs change only their own position's output, so earlier positions keep the base run's keys
+    and values; every edge (and path patching) still equals full-length runs and hand-built hooks."""
+    import pathpatch.discovery.edges as edges
+    from pathpatch.discovery import runner
+
+    config = PatchConfig(direction=direction)
+    monkeypatch.setitem(runner.CALL_COST_FLOPS, "cpu", 0.0)
+    firsts = []
+    original = edges.run_from_layer
+
+    def spy(*args, **kwargs):
+        firsts.append((args[3], args[6]))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(edges, "run_from_layer", spy)
+    fast = patch_edges(random_model, random_task, config=config).set_index("edge")
+    paths = path_patch(random_model, random_task, receivers=["L1H0.q", "MLP1"], config=config)["score"].to_numpy()
+    assert (1, 3) in firsts and (1, 0) in firsts, "last-layer q/MLP/logits edges start at position 3, k/v edges at 0"
+    for edge in ["embed->L1H0.q", "L0H1->MLP1", "MLP0->logits"]:
+        src, dest = edge.split("->")
+        expected = hand_patched_metric(reference_model, random_task, src, dest, noise=direction == "noise")
+        assert fast.loc[edge, "metric"] == pytest.approx(expected, abs=1e-5), edge
+    monkeypatch.setattr(edges, "supports_suffix_reuse", lambda model: False)
+    slow = patch_edges(random_model, random_task, config=config).set_index("edge")
+    slow_paths = path_patch(random_model, random_task, receivers=["L1H0.q", "MLP1"], config=config)["score"].to_numpy()
+    assert abs(fast["score"] - slow["score"]).max() <= 1e-5
+    assert abs(paths - slow_paths).max() <= 1e-5
