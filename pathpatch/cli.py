@@ -140,8 +140,8 @@ def cmd_draw(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Return the argument parser with one sub-command per stage."""
-    from pathpatch.models.zoo import SEEDS
+    """Return the argument parser with one sub-command per stage (without importing TransformerLens)."""
+    from pathpatch.models.seeds import SEED_NAMES as SEEDS
 
     parser = argparse.ArgumentParser(prog="pathpatch", description="Automated circuit discovery on TransformerLens models.")
     parser.add_argument("--version", action="version", version=f"pathpatch {__version__}")

@@ -16,6 +16,19 @@ def test_every_command_has_help(command, capsys):
     assert "usage: pathpatch" in capsys.readouterr().out
 
 
+def test_help_is_quick_because_it_does_not_import_transformer_lens():
+    """Importing TransformerLens takes seconds; --help must not wait for it."""
+    code = "import sys; from pathpatch.cli import build_parser; build_parser(); assert 'transformer_lens' not in sys.modules, 'imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_help_lists_the_seed_models_the_zoo_trains():
+    from pathpatch.models.seeds import SEED_NAMES
+    from pathpatch.models.zoo import SEEDS
+
+    assert SEED_NAMES == tuple(SEEDS)
+
+
 def test_models_lists_every_model_and_task_with_its_accuracy(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
