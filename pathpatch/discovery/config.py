@@ -33,6 +33,8 @@ class PatchConfig:
         corruption: What patched-out activations carry (``paired``, ``resample``, ``mean``, ``zero``).
         direction: ``denoise`` (patch clean into corrupt) or ``noise`` (patch corrupt into clean).
         max_memory: Activation memory budget per forward pass, in bytes; sets variants per chunk.
+            None (default): half the free memory of a CUDA device at call time, 2 GiB on CPU
+            (``runner.memory_budget``); a chunk that still runs out of CUDA memory is halved and retried.
         chunk: Variants per forward pass; overrides ``max_memory`` when given.
         normalize: Add ``normalized`` = score / (clean - corrupt metric) to score tables.
         seed: Seed of the ``resample`` permutation.
@@ -41,7 +43,7 @@ class PatchConfig:
 
     corruption: Corruption = "paired"
     direction: Direction = "denoise"
-    max_memory: int | float = 2 * 2**30
+    max_memory: int | float | None = None
     chunk: int | None = None
     normalize: bool = True
     seed: int = 0
@@ -59,7 +61,7 @@ class PatchConfig:
             )
         if self.chunk is not None and self.chunk < 1:
             raise ValueError(f"chunk={self.chunk}; give at least 1 variant per forward pass, or None for automatic.")
-        if self.max_memory <= 0:
+        if self.max_memory is not None and self.max_memory <= 0:
             raise ValueError(f"max_memory={self.max_memory} bytes; give a positive budget.")
 
 

@@ -375,8 +375,23 @@ def _missing_hooks(missing: set[str]) -> str:
     )
 
 
-def chunk_size(model: torch.nn.Module, batch: int, n_pos: int, max_memory: int | float, n_variants: int) -> int:
-    """Return how many variants fit in ``max_memory`` bytes, from a per-sequence activation estimate.
+CPU_MEMORY_BUDGET = 2 * 2**30  # bytes of activations per forward pass on CPU, unless told otherwise
+
+
+def memory_budget(max_memory: int | float | None, device: torch.device) -> int | float:
+    """Bytes one forward pass may use: ``max_memory``, or by default half the free memory of a CUDA
+    device (what is free when asked) and ``CPU_MEMORY_BUDGET`` elsewhere."""
+    if max_memory is not None:
+        return max_memory
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free / 2
+    return CPU_MEMORY_BUDGET
+
+
+def chunk_size(model: torch.nn.Module, batch: int, n_pos: int, max_memory: int | float | None, n_variants: int) -> int:
+    """Return how many variants fit in ``max_memory`` bytes (None: ``memory_budget``'s default), from a
+    per-sequence activation estimate.
 
     Per-head input copies (``use_split_qkv_input``) count only while the flag is on.
     """
@@ -384,7 +399,8 @@ def chunk_size(model: torch.nn.Module, batch: int, n_pos: int, max_memory: int |
     copies = cfg.n_heads if getattr(cfg, "use_split_qkv_input", False) else 1
     per_layer = n_pos * (4 * copies * cfg.d_model + cfg.n_heads * (n_pos + 4 * cfg.d_head) + 4 * (cfg.d_mlp or 0) + 8 * cfg.d_model)
     bytes_per_variant = 4 * batch * per_layer * 3  # three layers' worth live at once, float32
-    return max(1, min(n_variants, int(max_memory // max(bytes_per_variant, 1))))
+    budget = memory_budget(max_memory, next(model.parameters()).device)
+    return max(1, min(n_variants, int(budget // max(bytes_per_variant, 1))))
 
 
 def run_chunked(
