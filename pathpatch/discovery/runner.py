@@ -2,7 +2,7 @@
 
 Many patched variants of one task run as one forward pass: the variants are stacked along the batch
 dimension (variant-major, ``[variant * batch, ...]``), each variant's hooks edit only its own slice,
-and the metric is read per variant. Three savings make a variant cheaper than a plain forward:
+and the metric is read per variant. These savings make a variant cheaper than a plain forward:
 
 - *prefix reuse*: a patch that first acts at layer ``l`` starts from the cached residual stream at
   ``blocks.{l}.hook_resid_pre`` (TransformerLens' ``start_at_layer``), skipping layers ``< l``;
@@ -155,6 +155,7 @@ def supports_suffix_reuse(model: torch.nn.Module) -> bool:
         and not getattr(cfg, "use_qk_norm", False)
         and getattr(cfg, "clip_qkv", None) is None
         and getattr(cfg, "original_architecture", None) not in QK_NORM_ARCHITECTURES
+        and not getattr(cfg, "load_in_4bit", False)  # keys_values() projects with plain weights
     )
 
 
