@@ -9,10 +9,10 @@ direction the model runs on the clean input and one activation is corrupted (or 
 
 Here every activation of one layer is a variant of one batched forward pass that starts at that
 layer from the cached residual stream, reads logits only where the metric reads, and uses a mask to
-swap each variant's slice. Activations that only add to the residual stream (head outputs,
-``attn_out``, ``mlp_out``, ``resid_post``) skip their own layer: the patch's difference is added to the
-cached residual stream after it (the MLP reruns at the changed positions where needed) and the run
-starts at the next layer. The returned tensor has TransformerLens' shape for the same patching
+swap each variant's slice. Activations that live in the residual stream or only add to it need no
+hook: ``resid_pre``/``resid_mid``/``resid_post`` replace the cached stream where they sit, head outputs,
+``attn_out`` and ``mlp_out`` add their difference to it (the MLP reruns at the changed positions where
+it reads the change), and the run starts there, after the patched layer for all but ``resid_pre``. The returned tensor has TransformerLens' shape for the same patching
 function, so the two can be compared element by element, plus a tidy table with one row per patch.
 """
 
@@ -129,8 +129,18 @@ def _swap_hook(mask: Tensor, patch: Tensor, n_variants: int):
     return hook
 
 
-# Activations that only add to the residual stream, and the hook where their sum is first complete.
-ADDITIVE = {"z": "resid_mid", "result": "resid_mid", "attn_out": "resid_mid", "mlp_out": "resid_post", "resid_post": "resid_post"}
+# Activations patched without a hook (``_inject``): where each enters the residual stream of its layer
+# (``pre``: the layer's input, ``mid``: before its MLP, ``post``: its output) and whether a patch
+# replaces the stream there (``set``) or adds its difference to it (``add``).
+ENTRY = {
+    "resid_pre": ("pre", "set"),
+    "z": ("mid", "add"),
+    "result": ("mid", "add"),
+    "attn_out": ("mid", "add"),
+    "resid_mid": ("mid", "set"),
+    "mlp_out": ("post", "add"),
+    "resid_post": ("post", "set"),
+}
 
 
 def _after(model: torch.nn.Module, layer: int) -> str:
@@ -140,13 +150,13 @@ def _after(model: torch.nn.Module, layer: int) -> str:
 
 
 def _injects(model: torch.nn.Module, act: str) -> bool:
-    """Whether patches of ``act`` can skip their layer (``_inject``): a pre-LN block whose attention
+    """Whether patches of ``act`` run without hooks (``_inject``): a pre-LN block whose attention
     output is added as is (no parallel MLP, no norm after attention) and a model that can start mid-way."""
     from transformer_lens.components.transformer_block import POST_NORM_ARCHITECTURES
 
     cfg = model.cfg
     return (
-        act in ADDITIVE
+        act in ENTRY
         and supports_suffix_reuse(model)
         and not cfg.parallel_attn_mlp
         and not cfg.use_normalization_before_and_after
@@ -154,29 +164,40 @@ def _injects(model: torch.nn.Module, act: str) -> bool:
     )
 
 
+def _start_layer(act: str, layer: int) -> int:
+    """The layer an injected patch of ``act`` at ``layer`` starts from: the layer itself for its input, else the next."""
+    return layer if ENTRY[act][0] == "pre" else layer + 1
+
+
 def _inject(
     model: torch.nn.Module, act: str, layer: int, mask: Tensor, patch: Tensor, base: Tensor, acts: dict[str, Tensor]
 ) -> Float[Tensor, "batch pos d_model"]:
-    """The residual stream after ``layer`` ``[variant * batch pos d_model]`` with each variant's masked slice of ``act`` set to ``patch``.
+    """The residual stream ``[variant * batch pos d_model]`` a patched run of ``act`` starts from
+    (``_start_layer``), each variant's masked slice of ``act`` set to ``patch``.
 
     ``base`` is ``act`` in the run being patched and ``acts`` that run's cached residual streams. The
-    patch's difference is added where ``act`` enters the residual stream; after an attention output
-    the layer's MLP reruns at the changed positions. Unchanged positions keep their cached values.
+    patch replaces the stream, or its difference is added to it, where ``act`` enters; after a change
+    before the MLP, the MLP reruns at the changed positions. Unchanged positions keep their cached values.
     """
-    block, n = model.blocks[layer], mask.shape[0]
+    block, n, cfg = model.blocks[layer], mask.shape[0], model.cfg
+    where, how = ENTRY[act]
     variant, pos = mask.flatten(2).any(-1).nonzero(as_tuple=True)  # each variant's changed positions
-    diff = torch.where(mask[variant, pos][:, None], (patch - base)[:, pos].transpose(0, 1), 0.0)  # [changed batch ...]
-    if act == "z":
-        delta = einsum(diff, block.attn.W_O, "changed batch head d_head, head d_head d_model -> changed batch d_model")
+    if how == "set":
+        new = patch[:, pos].transpose(0, 1)  # [changed batch d_model]
     else:
-        delta = diff.sum(-2) if act == "result" else diff  # [changed batch d_model]
-    post = _after(model, layer)
-    out = repeat_variants(acts[post], n).view(n, -1, *acts[post].shape[1:])  # [variant batch pos d_model]
-    if ADDITIVE[act] == "resid_post" or model.cfg.attn_only:  # nothing in the layer reads the change
-        out[variant, :, pos] = acts[post][:, pos].transpose(0, 1) + delta
-    else:
-        mid = (acts[hook_name("resid_mid", layer)][:, pos].transpose(0, 1) + delta).contiguous()  # [changed batch d_model]
-        out[variant, :, pos] = mid + block.mlp(block.ln2(mid))
+        diff = torch.where(mask[variant, pos][:, None], (patch - base)[:, pos].transpose(0, 1), 0.0)  # [changed batch ...]
+        if act == "z":
+            delta = einsum(diff, block.attn.W_O, "changed batch head d_head, head d_head d_model -> changed batch d_model")
+        else:
+            delta = diff.sum(-2) if act == "result" else diff  # [changed batch d_model]
+        stream = hook_name("resid_mid", layer) if where == "mid" and not cfg.attn_only else _after(model, layer)  # attn-only: mid is post
+        new = acts[stream][:, pos].transpose(0, 1) + delta
+    if where == "mid" and not cfg.attn_only:  # the MLP reads the change
+        new = new.contiguous()
+        new = new + block.mlp(block.ln2(new))
+    start = hook_name("resid_pre", layer) if where == "pre" else _after(model, layer)
+    out = repeat_variants(acts[start], n).view(n, -1, *acts[start].shape[1:])  # [variant batch pos d_model]
+    out[variant, :, pos] = new
     return out.flatten(0, 1)
 
 
@@ -237,9 +258,9 @@ def _cached_hooks(model: torch.nn.Module, act: str, per_pos: bool) -> list[str]:
     """Hooks a patching run of ``act`` reads from the unpatched runs: layer starts, ``act``, and keys/values for suffix runs."""
     n_layers = model.cfg.n_layers
     names = [hook_name("resid_pre", layer) for layer in range(n_layers)] + [hook_name(act, layer) for layer in range(n_layers)]
-    if _injects(model, act):  # the residual stream where the patch is added (``_inject``)
+    if _injects(model, act):  # the residual streams ``_inject`` starts from or adds to
         names += [_after(model, n_layers - 1)]
-        if ADDITIVE[act] == "resid_mid" and not model.cfg.attn_only:
+        if ENTRY[act] == ("mid", "add") and not model.cfg.attn_only:
             names += [hook_name("resid_mid", layer) for layer in range(n_layers)]
     return list(dict.fromkeys(names + (kv_hooks(n_layers) if _suffix(model, act, per_pos) else [])))
 
@@ -283,19 +304,20 @@ def _patch(model: torch.nn.Module, task: Task, prep: Prepared, act: str, per_pos
         # Variants that first act at position p run positions >= min(p, first read position) only,
         # unless the saving is smaller than the cost of another forward call.
         firsts = [min(dict(zip(axes, rows[i]))["pos"], first_read) if suffix else 0 for i in todo]
-        for first, members in suffix_groups(model, firsts, batch, layer + inject, patch.device).items():  # injected runs start a layer later
+        run_layer = _start_layer(act, layer) if inject else layer
+        for first, members in suffix_groups(model, firsts, batch, run_layer, patch.device).items():
             group = [todo[i] for i in members]
             mask = patch_mask(act, axes, [rows[i] for i in group], n_heads, n_pos).to(patch.device)
             chunk = config.chunk or chunk_size(model, batch, n_pos - first, config.max_memory, len(group))
 
-            def run(a: int, b: int, layer=layer, name=name, patch=patch, mask=mask, first=first) -> Tensor:
+            def run(a: int, b: int, layer=layer, name=name, patch=patch, mask=mask, first=first, run_layer=run_layer) -> Tensor:
                 n = b - a
                 with torch.no_grad():
-                    if inject:  # start after the layer, the patch added to its output
+                    if inject:  # no hook: start from the residual stream with the patch in it
                         start = _inject(model, act, layer, mask[a:b], patch, base_acts[name], base_acts)
-                        if layer == cfg.n_layers - 1:
+                        if run_layer == cfg.n_layers:
                             return final_resid(model, start, small.positions)
-                        return run_from_layer(model, start, None, layer + 1, small.positions, [], first, base_acts, False, prep.read_tokens,
+                        return run_from_layer(model, start, None, run_layer, small.positions, [], first, base_acts, False, prep.read_tokens,
                                               last_free=True)
                     hooks = [(name, _swap_hook(mask[a:b, first:], patch[:, first:], n))]
                     start = repeat_variants(base_acts[starts[layer]], n)

@@ -181,10 +181,13 @@ def test_suffix_reuse_is_used_and_agrees_with_full_runs(random_model, random_tas
     torch.testing.assert_close(fast, slow, atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("act, per_pos", [("z", True), ("attn_out", True), ("mlp_out", True), ("resid_post", True), ("z", False)])
-def test_outputs_added_after_their_layer_equal_patching_inside_it(random_model, random_task, monkeypatch, act, per_pos):
-    """Head outputs, attn_out, mlp_out and resid_post start at the next layer with the patch added to the
-    residual stream (the MLP rerun where it reads the change); hooking the activation gives the same values."""
+@pytest.mark.parametrize(
+    "act, per_pos", [("z", True), ("attn_out", True), ("mlp_out", True), ("resid_post", True), ("resid_pre", True), ("resid_mid", True), ("z", False)]
+)
+def test_residual_stream_patches_without_hooks_equal_patching_inside_the_layer(random_model, random_task, monkeypatch, act, per_pos):
+    """Head outputs, attn_out and mlp_out add their difference to the residual stream, resid_pre/mid/post
+    replace it (the MLP rerun where it reads the change), and the run starts there; hooking the
+    activation gives the same values."""
     import pathpatch.discovery.activation as activation
 
     calls = []
@@ -211,7 +214,7 @@ def test_blocks_whose_attention_output_is_not_simply_added_match_transformer_len
 
 
 def test_last_layer_runs_only_the_read_positions_when_no_patch_acts_there(random_model, random_task, monkeypatch):
-    """Layer-0 patches run the last layer from the first read position (3); the values equal full last-layer runs."""
+    """Layer-0 key patches (hooked) run the last layer from the first read position (3); the values equal full last-layer runs."""
     from pathpatch.discovery import runner
 
     tails = []
@@ -222,10 +225,10 @@ def test_last_layer_runs_only_the_read_positions_when_no_patch_acts_there(random
         return original(model, start, layer, first, tail, past)
 
     monkeypatch.setattr(runner, "read_suffix", spy)
-    fast = activation_patch(random_model, random_task, "resid_pre", per_pos=True).values
+    fast = activation_patch(random_model, random_task, "k", per_pos=True).values
     assert tails and set(tails) == {(0, 3)}
     monkeypatch.setattr(runner, "supports_read_suffix", lambda *args: False)
-    slow = activation_patch(random_model, random_task, "resid_pre", per_pos=True).values
+    slow = activation_patch(random_model, random_task, "k", per_pos=True).values
     torch.testing.assert_close(fast, slow, atol=1e-6, rtol=0)
 
 
