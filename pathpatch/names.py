@@ -16,8 +16,6 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from transformer_lens.utilities import get_act_name
-
 NodeKind = Literal["embed", "head", "head_input", "mlp", "logits"]
 Channel = Literal["q", "k", "v"]
 CHANNELS: tuple[Channel, ...] = ("q", "k", "v")
@@ -26,7 +24,13 @@ _NODE = re.compile(r"^(?:(embed|logits)|L(\d+)H(\d+)(?:\.([qkv]))?|MLP(\d+))(?:@
 
 
 def hook_name(act: str, layer: int) -> str:
-    """Return TransformerLens' hook name for activation ``act`` (``result``, ``q_input``, ...) at ``layer``."""
+    """Return TransformerLens' hook name for activation ``act`` (``result``, ``q_input``, ...) at ``layer``.
+
+    TransformerLens is imported here, on first use, so that reading and drawing saved circuits does
+    not wait seconds for it.
+    """
+    from transformer_lens.utilities import get_act_name
+
     return get_act_name(act, layer)
 
 

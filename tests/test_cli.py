@@ -84,6 +84,16 @@ def test_draw_missing_file_exits_2(tmp_path, capsys):
     assert "No circuit file" in capsys.readouterr().err
 
 
+def test_draw_works_on_a_saved_circuit_without_importing_transformer_lens(tmp_path):
+    """Drawing needs only the circuit file: it must not wait for TransformerLens' import."""
+    assert main(["discover", "--model", "permute", "--n", "16", "--out", str(tmp_path)]) == 0
+    circuit, out = tmp_path / "circuit.json", tmp_path / "again.dot"
+    code = (f"import sys; from pathpatch.cli import main; assert main(['draw', {str(circuit)!r}, '-o', {str(out)!r}]) == 0; "
+            "assert 'transformer_lens' not in sys.modules, 'imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert "L0H0" in out.read_text()
+
+
 @pytest.mark.parametrize("method", ["acdc", "eap-ig"])
 def test_discover_other_methods_find_the_same_path(method, tmp_path):
     from pathpatch.graphs.circuit import from_json

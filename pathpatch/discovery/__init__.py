@@ -4,23 +4,21 @@ Data flow: ``Task`` -> ``activation_patch`` / ``patch_edges`` / ``path_patch`` /
 -> a pandas table of scores (one row per component or edge) -> pruning and graphs (``pathpatch.graphs``).
 """
 
-from pathpatch.discovery.activation import ACTS, ActivationPatchResult, activation_patch, block_every
-from pathpatch.discovery.attribution import attribute_edges, verify
-from pathpatch.discovery.config import PatchConfig
-from pathpatch.discovery.edges import patch_edges, path_patch, run_circuits
-from pathpatch.discovery.graph import ComputeGraph, check_supported
+from importlib import import_module
 
-__all__ = [
-    "ACTS",
-    "ActivationPatchResult",
-    "ComputeGraph",
-    "PatchConfig",
-    "activation_patch",
-    "block_every",
-    "attribute_edges",
-    "check_supported",
-    "patch_edges",
-    "path_patch",
-    "run_circuits",
-    "verify",
-]
+_HOMES = {
+    **{name: "pathpatch.discovery.activation" for name in ("ACTS", "ActivationPatchResult", "activation_patch", "block_every")},
+    **{name: "pathpatch.discovery.attribution" for name in ("attribute_edges", "verify")},
+    "PatchConfig": "pathpatch.discovery.config",
+    **{name: "pathpatch.discovery.edges" for name in ("patch_edges", "path_patch", "run_circuits")},
+    **{name: "pathpatch.discovery.graph" for name in ("ComputeGraph", "check_supported")},
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    """Import members on first use (PEP 562): saved circuits can be read without TransformerLens."""
+    if name not in _HOMES:
+        raise AttributeError(f"module 'pathpatch.discovery' has no attribute {name!r}")
+    return getattr(import_module(_HOMES[name]), name)
