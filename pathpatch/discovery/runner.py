@@ -240,9 +240,10 @@ def keys_values(model: torch.nn.Module, layer: int, resid: Float[Tensor, "batch 
 
 
 def read_suffix(
-    model: torch.nn.Module, start: Float[Tensor, "batch pos d_model"], layer: int, first: int, tail: int, past: dict[str, Tensor] | None
+    model: torch.nn.Module, start: Float[Tensor, "batch pos d_model"], layer: int, first: int, tail: int, cache
 ) -> Float[Tensor, "batch tail_pos d_model"]:
-    """Run from ``layer`` (positions ``first..``), with the last layer at positions ``tail..`` only; return its residual output.
+    """Run ``start`` (positions ``first..``, earlier ones in the frozen ``cache`` or None) from ``layer``,
+    with the last layer at positions ``tail..`` only; return its residual output.
 
     The last layer's queries at positions before ``tail`` (the first read position) feed nothing the
     metric reads, so that layer needs only their keys and values: they are projected here and handed
@@ -251,8 +252,7 @@ def read_suffix(
     from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry
 
     last = model.cfg.n_layers - 1
-    cache = frozen_cache(model, past, first, start.shape[0] // past[hook_name("k", 0)].shape[0], layer) if first > 0 else None
-    resid = model(start[:, first:], start_at_layer=layer, stop_at_layer=last, past_kv_cache=cache)  # [batch pos-first d_model]
+    resid = model(start, start_at_layer=layer, stop_at_layer=last, past_kv_cache=cache)  # [batch pos-first d_model]
     keys, values = keys_values(model, last, resid[:, : tail - first])
     if cache is not None:
         keys, values = torch.cat([cache[last].past_keys, keys], 1), torch.cat([cache[last].past_values, values], 1)
@@ -285,17 +285,15 @@ def run_from_layer(
     layer, which then runs the read positions only (``read_suffix``).
     """
     with model.hooks(fwd_hooks=list(hooks)):
-        if start is not None and last_free and supports_read_suffix(model, first, positions):
-            resid = read_suffix(model, start, layer, first, int(positions.min()), past)
-            positions = positions - int(positions.min())
-            return read_logits(model, resid, positions, tokens) if logits else final_resid(model, resid, positions)
         if start is not None and supports_prefix_reuse(model):
-            if first > 0:
-                cache = frozen_cache(model, past, first, start.shape[0] // past[hook_name("k", 0)].shape[0], layer)
-                resid = model(start[:, first:], start_at_layer=layer, stop_at_layer=model.cfg.n_layers, past_kv_cache=cache)
-                positions = positions - first
+            cache = frozen_cache(model, past, first, start.shape[0] // past[hook_name("k", 0)].shape[0], layer) if first > 0 else None
+            if last_free and supports_read_suffix(model, first, positions):
+                tail = int(positions.min())
+                resid = read_suffix(model, start[:, first:], layer, first, tail, cache)
             else:
-                resid = model(start, start_at_layer=layer, stop_at_layer=model.cfg.n_layers)
+                tail = first
+                resid = model(start[:, first:], start_at_layer=layer, stop_at_layer=model.cfg.n_layers, past_kv_cache=cache)
+            positions = positions - tail  # index into the positions that ran
             return read_logits(model, resid, positions, tokens) if logits else final_resid(model, resid, positions)
         return take_columns(model(inputs)[:, positions], tokens)
 

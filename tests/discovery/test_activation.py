@@ -220,9 +220,9 @@ def test_last_layer_runs_only_the_read_positions_when_no_patch_acts_there(random
     tails = []
     original = runner.read_suffix
 
-    def spy(model, start, layer, first, tail, past):
+    def spy(model, start, layer, first, tail, cache):
         tails.append((layer, tail))
-        return original(model, start, layer, first, tail, past)
+        return original(model, start, layer, first, tail, cache)
 
     monkeypatch.setattr(runner, "read_suffix", spy)
     fast = activation_patch(random_model, random_task, "k", per_pos=True).values
