@@ -4,7 +4,7 @@ Data flow: ``Task`` -> ``activation_patch`` / ``patch_edges`` / ``path_patch`` /
 -> a pandas table of scores (one row per component or edge) -> pruning and graphs (``pathpatch.graphs``).
 """
 
-from importlib import import_module
+from pathpatch import lazy_members
 
 _HOMES = {
     **{name: "pathpatch.discovery.activation" for name in ("ACTS", "ActivationPatchResult", "activation_patch", "block_every")},
@@ -16,9 +16,4 @@ _HOMES = {
 
 __all__ = sorted(_HOMES)
 
-
-def __getattr__(name: str):
-    """Import members on first use (PEP 562): saved circuits can be read without TransformerLens."""
-    if name not in _HOMES:
-        raise AttributeError(f"module 'pathpatch.discovery' has no attribute {name!r}")
-    return getattr(import_module(_HOMES[name]), name)
+__getattr__ = lazy_members(__name__, _HOMES)

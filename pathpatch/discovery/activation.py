@@ -12,8 +12,9 @@ layer from the cached residual stream, reads logits only where the metric reads,
 swap each variant's slice. Activations that live in the residual stream or only add to it need no
 hook: ``resid_pre``/``resid_mid``/``resid_post`` replace the cached stream where they sit, head outputs,
 ``attn_out`` and ``mlp_out`` add their difference to it (the MLP reruns at the changed positions where
-it reads the change), and the run starts there, after the patched layer for all but ``resid_pre``. The returned tensor has TransformerLens' shape for the same patching
-function, so the two can be compared element by element, plus a tidy table with one row per patch.
+it reads the change), and the run starts there, after the patched layer for all but ``resid_pre``.
+The returned tensor has TransformerLens' shape for the same patching function, so the two can be
+compared element by element, plus a tidy table with one row per patch.
 """
 
 from dataclasses import dataclass

@@ -4,7 +4,7 @@ Names are imported on first use (PEP 562), so that light callers such as the com
 ``--help`` do not pay for importing TransformerLens.
 """
 
-from importlib import import_module
+from pathpatch import lazy_members
 
 _HOMES = {
     "load_model": "pathpatch.models.loading",
@@ -12,10 +12,6 @@ _HOMES = {
     **{name: "pathpatch.models.zoo" for name in ("SEEDS", "TASK_ONLY", "build_task", "evaluate", "get_seed", "load_bundled")},
 }
 
-__all__ = ["SEEDS", "TASK_ONLY", "Task", "build_task", "evaluate", "get_seed", "load_bundled", "load_model"]
+__all__ = sorted(_HOMES)
 
-
-def __getattr__(name: str):
-    if name not in _HOMES:
-        raise AttributeError(f"module 'pathpatch.models' has no attribute {name!r}")
-    return getattr(import_module(_HOMES[name]), name)
+__getattr__ = lazy_members(__name__, _HOMES)
