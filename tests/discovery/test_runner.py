@@ -74,3 +74,11 @@ def test_chunk_size_grows_with_the_budget(random_model):
     small, large = (chunk_size(random_model, 8, 16, budget, 10**6) for budget in (2**24, 2**28))
     assert 1 <= small < large
     assert chunk_size(random_model, 8, 16, None, 10**6) == chunk_size(random_model, 8, 16, 2 * 2**30, 10**6)
+
+
+def test_a_non_positive_memory_budget_is_refused_and_none_means_automatic():
+    from pathpatch.discovery.config import PatchConfig
+
+    with pytest.raises(ValueError, match=r"max_memory=0 bytes; give a positive budget"):
+        PatchConfig(max_memory=0)
+    assert PatchConfig().max_memory is None
