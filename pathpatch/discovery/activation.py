@@ -27,6 +27,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from pathpatch.discovery.config import PatchConfig, ablate, corrupt_inputs, normalized
+from pathpatch.discovery.graph import with_patching_hooks
 from pathpatch.discovery.runner import (
     Prepared,
     cache_activations,
@@ -43,7 +44,7 @@ from pathpatch.discovery.runner import (
     supports_prefix_reuse,
     supports_suffix_reuse,
 )
-from pathpatch.models.tasks import Task
+from pathpatch.models.tasks import AnyTask, Task, TaskGroups
 from pathpatch.names import hook_name
 
 BLOCK_ACTS = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out")
@@ -202,9 +203,10 @@ def _inject(
     return out.flatten(0, 1)
 
 
+@with_patching_hooks
 def activation_patch(
     model: torch.nn.Module,
-    task: Task,
+    task: AnyTask,
     act: str,
     per_pos: bool = True,
     config: PatchConfig = PatchConfig(),
@@ -225,21 +227,36 @@ def activation_patch(
         ValueError: Unknown activation, attention-only model asked for MLP activations, or bad inputs.
     """
     _check_act(model, act)
+    task = _one_length(task)
     return _patch(model, task, prepare(model, task, _cached_hooks(model, act, per_pos)), act, per_pos, config)
 
 
-def block_every(model: torch.nn.Module, task: Task, per_pos: bool = True, config: PatchConfig = PatchConfig()) -> ActivationPatchResult:
+@with_patching_hooks
+def block_every(model: torch.nn.Module, task: AnyTask, per_pos: bool = True, config: PatchConfig = PatchConfig()) -> ActivationPatchResult:
     """Patch ``resid_pre``, ``attn_out`` and ``mlp_out`` (like TransformerLens' ``get_act_patch_block_every``).
 
     One clean/corrupt pass serves all three. ``values`` is ``[3 layer pos]`` (``[3 layer]`` without
     ``per_pos``; two rows for attention-only models); the table's ``act`` column tells the rows apart.
     """
+    task = _one_length(task)
     acts = ("resid_pre", "attn_out") if model.cfg.attn_only else ("resid_pre", "attn_out", "mlp_out")
     names = list(dict.fromkeys(name for act in acts for name in _cached_hooks(model, act, per_pos)))
     prep = prepare(model, task, names)
     results = [_patch(model, task, prep, act, per_pos, config) for act in acts]
     table = pd.concat([r.table for r in results], ignore_index=True)
     return ActivationPatchResult(torch.stack([r.values for r in results]), table, prep.clean_metric, prep.corrupt_metric)
+
+
+def _one_length(task: AnyTask) -> Task:
+    """Return the task when all its prompts share one shape; activation patching indexes results by position."""
+    if isinstance(task, TaskGroups):
+        lengths = sorted({g.clean.shape[1] for g in task.groups})
+        raise ValueError(
+            f"Task '{task.name}': activation patching gives one value per layer and position, but the prompts have "
+            f"{len(task.groups)} shapes (lengths {', '.join(map(str, lengths[:6]))}); give prompts of one length "
+            "and read positions, or patch edges instead (patch_edges handles mixed lengths)."
+        )
+    return task
 
 
 def _check_act(model: torch.nn.Module, act: str) -> None:

@@ -17,12 +17,12 @@ import torch
 from einops import einsum
 from torch import Tensor
 
-from pathpatch.discovery.config import PatchConfig
+from pathpatch.discovery.config import PatchConfig, groups_of
 from pathpatch.discovery.edges import NOISE, collect_outputs, patch_edges, prepare_edges
-from pathpatch.discovery.graph import ComputeGraph
+from pathpatch.discovery.graph import ComputeGraph, with_patching_hooks
 from pathpatch.discovery.prune import strongest
 from pathpatch.discovery.runner import Prepared, read_logits, repeat_variants, supports_prefix_reuse
-from pathpatch.models.tasks import Task
+from pathpatch.models.tasks import AnyTask, Task, n_prompts
 from pathpatch.names import hook_name
 
 def _dest_gradients(
@@ -56,8 +56,9 @@ def _dest_gradients(
     return grads
 
 
+@with_patching_hooks
 def attribute_edges(
-    model: torch.nn.Module, task: Task, method: str = "eap", steps: int = 5, config: PatchConfig = NOISE
+    model: torch.nn.Module, task: AnyTask, method: str = "eap", steps: int = 5, config: PatchConfig = NOISE
 ) -> pd.DataFrame:
     """Score every edge with EAP or EAP-IG (``steps`` interpolation points).
 
@@ -69,6 +70,14 @@ def attribute_edges(
         raise ValueError(f"Unknown attribution method {method!r}; choose 'eap' or 'eap-ig'.")
     if steps < 1:
         raise ValueError(f"steps={steps}; EAP-IG needs at least 1 interpolation step.")
+    groups = groups_of(task, config)
+    if len(groups) > 1:  # a score is a mean over prompts: weight each length group by its prompts
+        tables = [attribute_edges(model, group, method, steps, config) for group in groups]
+        weights = [group.clean.shape[0] / n_prompts(task) for group in groups]
+        table = tables[0].copy()
+        table["score"] = sum(w * t["score"].to_numpy() for w, t in zip(weights, tables))
+        return table
+    task = groups[0]
     graph = ComputeGraph.from_model(model)
     prep = prepare_edges(model, graph, task)
     small = prep.task
@@ -110,7 +119,7 @@ def spearman(a: pd.Series, b: pd.Series) -> float:
 
 
 def verify(
-    model: torch.nn.Module, task: Task, scores: pd.DataFrame, top_k: int = 20, config: PatchConfig = NOISE
+    model: torch.nn.Module, task: AnyTask, scores: pd.DataFrame, top_k: int = 20, config: PatchConfig = NOISE
 ) -> pd.DataFrame:
     """Re-score the ``top_k`` edges of ``scores`` (by |score|) exactly; attach the rank correlation.
 

@@ -18,7 +18,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from pathpatch.models.tasks import Task
+from pathpatch.models.tasks import AnyTask, Task, TaskGroups
 
 Corruption = Literal["paired", "resample", "mean", "zero"]
 Direction = Literal["denoise", "noise"]
@@ -96,3 +96,20 @@ def normalized(score: Tensor, clean_metric: float, corrupt_metric: float, task_n
             "or pass normalize=False for raw scores."
         )
     return score / gap
+
+
+def groups_of(task: AnyTask, config: "PatchConfig") -> tuple[Task, ...]:
+    """Return the same-shape groups an engine call runs one by one; raise for corruptions that span groups.
+
+    ``mean`` and ``resample`` corruption mix prompts, so with prompts of several lengths they would mix
+    only prompts of one length: a different experiment from the one named. They are refused instead.
+    """
+    if not isinstance(task, TaskGroups):
+        return (task,)
+    if config.corruption in ("mean", "resample"):
+        lengths = sorted({g.clean.shape[1] for g in task.groups})
+        raise ValueError(
+            f"Task '{task.name}': corruption {config.corruption!r} mixes prompts, but the prompts have {len(lengths)} "
+            f"different lengths ({', '.join(map(str, lengths[:6]))}); use corruption 'paired' or 'zero', or give prompts of one length."
+        )
+    return task.groups

@@ -26,8 +26,8 @@ from einops import einsum
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from pathpatch.discovery.config import PatchConfig, ablate, corrupt_inputs, normalized
-from pathpatch.discovery.graph import ComputeGraph
+from pathpatch.discovery.config import PatchConfig, ablate, corrupt_inputs, groups_of, normalized
+from pathpatch.discovery.graph import ComputeGraph, with_patching_hooks
 from pathpatch.discovery.runner import (
     Prepared,
     cache_activations,
@@ -42,7 +42,7 @@ from pathpatch.discovery.runner import (
     supports_prefix_reuse,
     supports_suffix_reuse,
 )
-from pathpatch.models.tasks import Task
+from pathpatch.models.tasks import AnyTask, Task
 from pathpatch.names import Edge, Node, hook_name
 
 NOISE = PatchConfig(direction="noise")
@@ -313,19 +313,46 @@ def run_variants(
     return values
 
 
-def _score_table(prep: Prepared, values: Tensor, config: PatchConfig, task_name: str) -> pd.DataFrame:
+def _score_table(values: Tensor, clean_metric: float, corrupt_metric: float, higher_is_better: bool, config: PatchConfig,
+                 task_name: str) -> pd.DataFrame:
     """Return metric, score and normalized columns for patched metrics ``values``."""
-    raw = prep.clean_metric - values if config.direction == "noise" else values - prep.corrupt_metric
-    sign = 1.0 if prep.task.higher_is_better else -1.0
+    raw = clean_metric - values if config.direction == "noise" else values - corrupt_metric
+    sign = 1.0 if higher_is_better else -1.0
     table = pd.DataFrame({"metric": values.numpy(), "score": (sign * raw).numpy()})
     if config.normalize:
-        table["normalized"] = normalized(raw, prep.clean_metric, prep.corrupt_metric, task_name).numpy()
+        table["normalized"] = normalized(raw, clean_metric, corrupt_metric, task_name).numpy()
     return table
 
 
+def _scored(labels: pd.DataFrame, per_prompt: Tensor, clean: Tensor, corrupt: Tensor, task: AnyTask, config: PatchConfig) -> pd.DataFrame:
+    """Return ``labels`` with score columns from per-prompt metrics ``[row batch]`` and per-prompt baselines ``[batch]``.
+
+    Means run over every prompt, so a task held as length groups scores exactly as one batch would.
+    """
+    clean_metric, corrupt_metric = clean.mean().item(), corrupt.mean().item()
+    table = pd.concat([labels.reset_index(drop=True),
+                       _score_table(per_prompt.mean(1), clean_metric, corrupt_metric, task.higher_is_better, config, task.name)], axis=1)
+    table.attrs.update({"clean_metric": clean_metric, "corrupt_metric": corrupt_metric, "per_prompt": per_prompt,
+                        "clean_per_prompt": clean, "corrupt_per_prompt": corrupt})
+    return table
+
+
+def _join(tables: list[pd.DataFrame], labels: list[str], task: AnyTask, config: PatchConfig) -> pd.DataFrame:
+    """Join per-group score tables (same rows) into one over all prompts."""
+    if len(tables) == 1:
+        return tables[0]
+    cat = lambda key: torch.cat([t.attrs[key] for t in tables], dim=-1)  # noqa: E731
+    table = _scored(tables[0][labels], cat("per_prompt"), cat("clean_per_prompt"), cat("corrupt_per_prompt"), task, config)
+    extra = [c for c in tables[0].columns if c not in table.columns]
+    for column in extra:
+        table[column] = tables[0][column].values
+    return table
+
+
+@with_patching_hooks
 def patch_edges(
     model: torch.nn.Module,
-    task: Task,
+    task: AnyTask,
     edges: "list[str] | list[Edge] | None" = None,
     by_pos: bool = False,
     config: PatchConfig = NOISE,
@@ -342,18 +369,24 @@ def patch_edges(
     Returns:
         One row per edge (and position): ``edge, src, dest, channel, pos, metric, score[, normalized], method``.
     """
+    groups = groups_of(task, config)
+    if len(groups) > 1:
+        if by_pos:
+            raise ValueError(f"Task '{task.name}': by_pos=True needs prompts of one length, but they have several; "
+                             "score edges over all positions (by_pos=False), or give prompts of one length.")
+        tables = [patch_edges(model, group, edges, by_pos, config) for group in groups]
+        return _join(tables, ["edge", "src", "dest", "channel", "pos"], task, config)
     graph = ComputeGraph.from_model(model)
     chosen = graph.edges if edges is None else [graph.edge(e) if isinstance(e, str) else e for e in edges]
     if not chosen:
         raise ValueError("patch_edges got an empty edge list; pass None to score every edge.")
-    prep = prepare_edges(model, graph, task, keys_values=supports_suffix_reuse(model))
+    prep = prepare_edges(model, graph, groups[0], keys_values=supports_suffix_reuse(model))
     outputs = collect_outputs(model, graph, prep, config)
     n_pos = prep.task.clean.shape[1]
     positions = list(range(n_pos)) if by_pos else [None]
     variants = [Variant(e.name if p is None else f"{e.name}@{p}", (e,), p) for e in chosen for p in positions]
     per_prompt = run_variants(model, graph, prep, outputs, variants, config)
-    values = per_prompt.mean(1)
-    table = pd.DataFrame(
+    labels = pd.DataFrame(
         {
             "edge": [v.name for v in variants],
             "src": [v.edges[0].src.name for v in variants],
@@ -362,26 +395,15 @@ def patch_edges(
             "pos": [-1 if v.pos is None else v.pos for v in variants],
         }
     )
-    table = pd.concat([table, _score_table(prep, values, config, task.name)], axis=1)
+    table = _scored(labels, per_prompt, prep.clean_per_prompt, prep.corrupt_per_prompt, task, config)
     table["method"] = f"exact-{config.direction}"
-    table.attrs.update(_attrs(prep, per_prompt))
     return table
 
 
-def _attrs(prep: Prepared, per_prompt: Tensor) -> dict:
-    """Table attributes: clean/corrupt metrics and per-prompt values (rows x prompts) for bootstraps."""
-    return {
-        "clean_metric": prep.clean_metric,
-        "corrupt_metric": prep.corrupt_metric,
-        "per_prompt": per_prompt,
-        "clean_per_prompt": prep.clean_per_prompt,
-        "corrupt_per_prompt": prep.corrupt_per_prompt,
-    }
-
-
+@with_patching_hooks
 def path_patch(
     model: torch.nn.Module,
-    task: Task,
+    task: AnyTask,
     receivers: list[str],
     senders: list[str] | None = None,
     config: PatchConfig = NOISE,
@@ -391,6 +413,10 @@ def path_patch(
     Returns:
         One row per sender: ``sender, receivers, metric, score[, normalized]``.
     """
+    groups = groups_of(task, config)
+    if len(groups) > 1:
+        tables = [path_patch(model, group, receivers, senders, config) for group in groups]
+        return _join(tables, ["sender", "receivers"], task, config)
     graph = ComputeGraph.from_model(model)
     dests = [graph.node(name) for name in receivers]
     if not dests:
@@ -404,18 +430,16 @@ def path_patch(
     for sender in pool:
         edges = tuple(Edge(sender, d) for d in dests)
         variants.append(Variant(sender.name, edges))
-    prep = prepare_edges(model, graph, task, keys_values=supports_suffix_reuse(model))
+    prep = prepare_edges(model, graph, groups[0], keys_values=supports_suffix_reuse(model))
     outputs = collect_outputs(model, graph, prep, config)
     per_prompt = run_variants(model, graph, prep, outputs, variants, config)
-    table = pd.DataFrame({"sender": [v.name for v in variants], "receivers": ",".join(receivers)})
-    table = pd.concat([table, _score_table(prep, per_prompt.mean(1), config, task.name)], axis=1)
-    table.attrs.update(_attrs(prep, per_prompt))
-    return table
+    labels = pd.DataFrame({"sender": [v.name for v in variants], "receivers": ",".join(receivers)})
+    return _scored(labels, per_prompt, prep.clean_per_prompt, prep.corrupt_per_prompt, task, config)
 
 
 def run_circuits(
     model: torch.nn.Module,
-    task: Task,
+    task: AnyTask,
     masks: Bool[Tensor, "*batch src dest"],
     config: PatchConfig = NOISE,
 ) -> Float[Tensor, " batch"]:
@@ -423,9 +447,10 @@ def run_circuits(
     return run_circuits_per_prompt(model, task, masks, config).mean(-1)
 
 
+@with_patching_hooks
 def run_circuits_per_prompt(
     model: torch.nn.Module,
-    task: Task,
+    task: AnyTask,
     masks: Bool[Tensor, "*batch src dest"],
     config: PatchConfig = NOISE,
 ) -> Tensor:
@@ -437,6 +462,10 @@ def run_circuits_per_prompt(
         masks: One circuit per row, ``[batch src dest]`` (or one ``[src dest]``), over graph sources and dests.
         config: Corruption and memory budget (direction is ignored: circuits always run this way).
     """
+    groups = groups_of(task, config)
+    if len(groups) > 1:  # prompts of each length run alone; their metrics join along the prompt axis
+        return torch.cat([run_circuits_per_prompt(model, group, masks, config) for group in groups], dim=-1)
+    task = groups[0]
     graph = ComputeGraph.from_model(model)
     masks = masks[None] if masks.ndim == 2 else masks
     expected = (len(graph.sources), len(graph.dests))
@@ -459,7 +488,7 @@ def run_circuits_per_prompt(
 
 
 def run_circuits_with_baselines(
-    model: torch.nn.Module, task: Task, masks: Tensor, config: PatchConfig = NOISE
+    model: torch.nn.Module, task: AnyTask, masks: Tensor, config: PatchConfig = NOISE
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Return per-prompt metrics of ``masks`` ``[circuit batch]`` and of the full and empty circuits ``[batch]``.
 

@@ -8,11 +8,17 @@ between a writer and a later reader, in a fixed order that indexes the rows of s
 the ``[src dest]`` masks of circuit runs.
 
 ``check_supported`` refuses models where the decomposition would be wrong (post-LN, parallel
-attention and MLP, grouped key/value heads, shortformer positions) or whose per-head hooks are off,
-naming the feature and the fix.
+attention and MLP, grouped key/value heads, shortformer positions), naming the feature and the fix.
+``patching_hooks`` switches on, for the duration of one engine call, the per-head input hooks
+(``use_split_qkv_input``) and MLP input hooks (``use_hook_mlp_in``) that patching reads, and restores
+the user's settings afterwards, so any TransformerLens model can be passed in as it is.
 """
 
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import torch
 from jaxtyping import Bool
@@ -138,12 +144,42 @@ def check_supported(model: torch.nn.Module) -> None:
         )
     if getattr(cfg, "positional_embedding_type", "standard") == "shortformer":
         raise ValueError("Shortformer positional embeddings are added outside the residual stream; this is not supported.")
-    flags = [("use_split_qkv_input", "set_use_split_qkv_input")]
+
+
+@contextmanager
+def patching_hooks(model: torch.nn.Module) -> Iterator[None]:
+    """Switch on ``use_split_qkv_input`` (and ``use_hook_mlp_in`` for models with MLPs), then restore them.
+
+    Raises:
+        TypeError: ``model`` is not a TransformerLens model.
+    """
+    cfg = getattr(model, "cfg", None)
+    if cfg is None or not hasattr(model, "set_use_split_qkv_input"):
+        raise TypeError(f"{type(model).__name__} is not a TransformerLens model (no .cfg or hook settings); load it with load_model().")
+    setters = [("use_split_qkv_input", model.set_use_split_qkv_input)]
     if not cfg.attn_only:
-        flags.append(("use_hook_mlp_in", "set_use_hook_mlp_in"))
-    for flag, setter in flags:
-        if not getattr(cfg, flag, False):
-            raise ValueError(
-                f"The model's cfg.{flag} is False, so per-head hooks that patching reads never run; load the model "
-                f"with pathpatch.models.load_model(), or call model.{setter}(True)."
-            )
+        setters.append(("use_hook_mlp_in", model.set_use_hook_mlp_in))
+    before = [(flag, setter, bool(getattr(cfg, flag, False))) for flag, setter in setters]
+    for _, setter, was in before:
+        if not was:
+            setter(True)
+    try:
+        yield
+    finally:
+        for _, setter, was in before:
+            if not was:
+                setter(False)
+
+
+F = TypeVar("F", bound=Callable)
+
+
+def with_patching_hooks(fn: F) -> F:
+    """Run an engine entry point ``fn(model, ...)`` inside ``patching_hooks(model)``."""
+
+    @functools.wraps(fn)
+    def run(model: torch.nn.Module, *args, **kwargs):
+        with patching_hooks(model):
+            return fn(model, *args, **kwargs)
+
+    return run  # type: ignore[return-value]

@@ -19,10 +19,9 @@ import torch
 from torch import Tensor
 
 from pathpatch.discovery.config import PatchConfig, normalized
-from pathpatch.discovery.edges import NOISE, run_circuits
-from pathpatch.discovery.graph import ComputeGraph
-from pathpatch.discovery.runner import prepare
-from pathpatch.models.tasks import Task
+from pathpatch.discovery.edges import NOISE, run_circuits, run_circuits_with_baselines
+from pathpatch.discovery.graph import ComputeGraph, with_patching_hooks
+from pathpatch.models.tasks import AnyTask
 from pathpatch.names import component_name, node_name
 
 PruneMethod = Literal["threshold", "top_k"]
@@ -101,8 +100,9 @@ def on_paths(edges: pd.DataFrame) -> pd.DataFrame:
     return edges[keep]
 
 
+@with_patching_hooks
 def acdc(
-    model: torch.nn.Module, task: Task, tau: float = 0.01, config: PatchConfig = NOISE
+    model: torch.nn.Module, task: AnyTask, tau: float = 0.01, config: PatchConfig = NOISE
 ) -> pd.DataFrame:
     """Prune ACDC-style (Conmy et al., 2023) on exact circuit runs; return the kept edges.
 
@@ -119,10 +119,11 @@ def acdc(
     if tau < 0:
         raise ValueError(f"tau={tau}; give a non-negative normalized effect.")
     graph = ComputeGraph.from_model(model)
-    prep = prepare(model, task)
-    gap = prep.clean_metric - prep.corrupt_metric
-    normalized(torch.zeros(1), prep.clean_metric, prep.corrupt_metric, task.name)  # raises if gap is 0
-    mask, current = graph.valid.clone(), prep.clean_metric
+    _, clean, corrupt = run_circuits_with_baselines(model, task, graph.valid[None], config)  # the full and the empty circuit
+    clean_metric, corrupt_metric = clean.mean().item(), corrupt.mean().item()
+    gap = clean_metric - corrupt_metric
+    normalized(torch.zeros(1), clean_metric, corrupt_metric, task.name)  # raises if gap is 0
+    mask, current = graph.valid.clone(), clean_metric
     tried: dict[tuple[int, int], float] = {}
     for j in reversed(range(len(graph.dests))):
         dest = graph.dests[j]
@@ -145,12 +146,11 @@ def acdc(
                 break
             mask[srcs[best], j] = False
             current = float(values[best])
-    return _acdc_table(graph, mask, tried, prep, task.higher_is_better)
+    return _acdc_table(graph, mask, tried, gap, task.higher_is_better)
 
 
-def _acdc_table(graph: ComputeGraph, mask: Tensor, tried: dict, prep, higher_is_better: bool) -> pd.DataFrame:
-    """Rows for the kept edges of an ACDC run."""
-    gap = prep.clean_metric - prep.corrupt_metric
+def _acdc_table(graph: ComputeGraph, mask: Tensor, tried: dict, gap: float, higher_is_better: bool) -> pd.DataFrame:
+    """Rows for the kept edges of an ACDC run (``gap``: clean minus empty-circuit metric)."""
     sign = 1.0 if higher_is_better else -1.0
     rows = []
     for edge in graph.edges_of(mask):

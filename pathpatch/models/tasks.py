@@ -255,3 +255,124 @@ def _check_tokens_in_vocab(task_name: str, field: str, tokens: Tensor, d_vocab: 
             f"Task '{task_name}': {field} holds token id {int(bad[0])} but the model's vocabulary has "
             f"{d_vocab} tokens (0..{d_vocab - 1}); build the task for this model's tokenizer."
         )
+
+
+@dataclass(frozen=True)
+class TaskGroups:
+    """A task whose prompts differ in length (or in read positions), held as same-shape groups.
+
+    Patching stacks variants on the batch, so every prompt of one forward pass must have the same
+    length and read positions. Grouping prompts by (length, read positions) keeps every number exact,
+    with no padding that could leak into a score: each engine call runs once per group and joins the
+    per-prompt values, so a score over all prompts equals the mean over every prompt, as with one batch.
+    Per-prompt values come out group by group, in the order groups first appear in the input.
+
+    Attributes:
+        name: Task name.
+        groups: Same-shape ``Task`` s sharing name, metric and corruption.
+    """
+
+    name: str
+    groups: tuple[Task, ...]
+
+    def __post_init__(self) -> None:
+        if not self.groups:
+            raise ValueError(f"Task '{self.name}' has no prompts; give at least one prompt pair.")
+        first = self.groups[0]
+        for group in self.groups[1:]:
+            if group.metric_name != first.metric_name or group.clean.dtype != first.clean.dtype:
+                raise ValueError(
+                    f"Task '{self.name}': groups mix metrics or input types ({first.metric_name}/{first.clean.dtype} vs "
+                    f"{group.metric_name}/{group.clean.dtype}); every prompt of one task uses one metric and one input type."
+                )
+
+    @property
+    def n_prompts(self) -> int:
+        """Number of prompt pairs over all groups."""
+        return sum(g.clean.shape[0] for g in self.groups)
+
+    @property
+    def metric(self) -> "MetricName | MetricFn":
+        return self.groups[0].metric
+
+    @property
+    def metric_name(self) -> str:
+        return self.groups[0].metric_name
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.groups[0].higher_is_better
+
+    @property
+    def corruption(self) -> str:
+        return self.groups[0].corruption
+
+    def check_model(self, model: torch.nn.Module) -> None:
+        """Raise ValueError if ``model`` cannot read any group's inputs or answers."""
+        for group in self.groups:
+            group.check_model(model)
+
+    def to(self, device: torch.device | str) -> "TaskGroups":
+        return replace(self, groups=tuple(g.to(device) for g in self.groups))
+
+    def with_metric(self, metric: "MetricName | MetricFn") -> "TaskGroups":
+        """Return a copy scoring every group with ``metric``."""
+        return replace(self, groups=tuple(replace(g, metric=metric) for g in self.groups))
+
+
+AnyTask = Task | TaskGroups
+
+
+def task_groups(task: AnyTask) -> tuple[Task, ...]:
+    """Return the same-shape groups of a task: the task itself when all its prompts share one shape."""
+    return task.groups if isinstance(task, TaskGroups) else (task,)
+
+
+def n_prompts(task: AnyTask) -> int:
+    """Number of prompt pairs of a task or of all its groups."""
+    return task.n_prompts if isinstance(task, TaskGroups) else task.clean.shape[0]
+
+
+def with_metric(task: AnyTask, metric: "MetricName | MetricFn") -> AnyTask:
+    """Return ``task`` scored with ``metric`` instead of its own."""
+    return task.with_metric(metric) if isinstance(task, TaskGroups) else replace(task, metric=metric, reference=None)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One prompt pair as a file gives it, before grouping.
+
+    Attributes:
+        clean: Clean token ids ``[pos]`` or vectors ``[pos d_vocab]``.
+        corrupt: Corrupt inputs, same shape as ``clean``.
+        answers: One answer per read position ``[pos]`` (token ids) or ``[pos d_vocab]`` (targets).
+        wrong_answers: One wrong answer per read position ``[pos]``, or None.
+        positions: Read positions ``[pos]``, non-negative.
+    """
+
+    clean: Tensor
+    corrupt: Tensor
+    answers: Tensor
+    wrong_answers: Tensor | None
+    positions: Tensor
+
+
+def from_prompts(
+    name: str, prompts: "list[Prompt]", metric: "MetricName | MetricFn" = "logit_diff", corruption: str = "paired"
+) -> AnyTask:
+    """Build a task from prompt pairs: one ``Task`` if they share length and read positions, else ``TaskGroups``.
+
+    Raises:
+        ValueError: No prompts, or a group that fails ``Task``'s checks.
+    """
+    if not prompts:
+        raise ValueError(f"Task '{name}' has no prompts; give at least one prompt pair.")
+    keyed: dict[tuple, list[Prompt]] = {}
+    for prompt in prompts:
+        keyed.setdefault((prompt.clean.shape[0], tuple(prompt.positions.tolist())), []).append(prompt)
+    groups = []
+    for members in keyed.values():
+        wrong = None if members[0].wrong_answers is None else torch.stack([p.wrong_answers for p in members])
+        groups.append(Task(name, torch.stack([p.clean for p in members]), torch.stack([p.corrupt for p in members]),
+                           torch.stack([p.answers for p in members]), wrong, members[0].positions.clone(), metric, corruption))
+    return groups[0] if len(groups) == 1 else TaskGroups(name, tuple(groups))

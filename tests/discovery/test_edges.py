@@ -202,9 +202,16 @@ def test_unknown_edge_names_suggest_close_matches(random_model, random_task):
         patch_edges(random_model, random_task, [])
 
 
-def test_models_without_per_head_hooks_are_refused(random_task):
-    with pytest.raises(ValueError, match=r"cfg.use_split_qkv_input is False.*load_model\(\)"):
-        patch_edges(make_random_model(), random_task)
+def test_models_without_per_head_hooks_get_them_for_the_call_and_back_afterwards(random_model, random_task):
+    """A user's own model, hooks off: the engine switches them on, scores exactly, and restores the settings."""
+    plain = make_random_model()
+    assert not plain.cfg.use_split_qkv_input and not plain.cfg.use_hook_mlp_in
+    ours = patch_edges(plain, random_task, ["L0H0->L1H0.v", "MLP0->logits"])
+    expected = patch_edges(random_model, random_task, ["L0H0->L1H0.v", "MLP0->logits"])
+    torch.testing.assert_close(torch.tensor(ours["score"].values), torch.tensor(expected["score"].values), atol=1e-6, rtol=0)
+    assert not plain.cfg.use_split_qkv_input and not plain.cfg.use_hook_mlp_in
+    _, cache = plain.run_with_cache(random_task.clean)
+    assert "blocks.0.hook_v_input" not in cache.keys()
 
 
 @pytest.mark.parametrize(
