@@ -16,3 +16,16 @@ def lazy_members(package: str, homes: dict[str, str]) -> Callable[[str], object]
         return getattr(import_module(homes[name]), name)
 
     return __getattr__
+
+
+_HOMES = {
+    **{name: "pathpatch.pipeline" for name in ("DiscoverConfig", "check", "discover")},
+    "load_model": "pathpatch.models.loading",
+    "save_model": "pathpatch.models.checkpoint",
+    "load_task": "pathpatch.models.task_files",
+    **{name: "pathpatch.models.tasks" for name in ("Task", "TaskGroups")},
+}
+
+__all__ = sorted(_HOMES)
+
+__getattr__ = lazy_members(__name__, _HOMES)

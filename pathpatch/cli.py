@@ -15,6 +15,9 @@ from pathlib import Path
 from pathpatch import __version__
 
 EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
+MODEL_HELP = ("a bundled name, a TransformerLens checkpoint folder (config.json + model.safetensors or .pt), a weights file "
+              "with --config, a Hugging Face folder, or file.py:function (runs that file)")
+TASK_HELP = "a bundled task name, prompts as .jsonl, EAP-IG .csv or auto-circuit .json, or file.py:function"
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -82,15 +85,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_discover(args: argparse.Namespace) -> int:
     """Score edges, prune to a circuit, measure faithfulness, and write all outputs to ``--out``."""
-    from pathpatch.graphs.pipeline import DiscoverConfig, discover
+    from pathpatch.pipeline import DiscoverConfig, discover
 
+    out = _out_dir(args.out)
     config = DiscoverConfig(
-        model=args.model, task=args.task, method=args.method, corruption=args.corruption, threshold=args.threshold,
+        method=args.method, corruption=args.corruption, direction=args.direction, threshold=args.threshold,
         relative=not args.absolute, metric=args.metric, top_k=args.top_k, n=args.n, seed=args.seed, device=args.device,
-        steps=args.steps,
+        steps=args.steps, task_corruption=args.task_corruption,
     )
-    result = discover(config, progress=True)
-    paths, message = result.write(Path(args.out))
+    result = discover(args.model, args.task, config, progress=_progress(), model_config=args.config)
+    paths, message = result.write(out)
     print(result.summary())
     for label, path in paths.items():
         print(f"  {label}: {path}")
@@ -98,29 +102,49 @@ def cmd_discover(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _out_dir(value: str) -> Path:
+    """Return ``--out`` as a path; an empty value would write into the working directory."""
+    if not value.strip():
+        raise ValueError("--out is empty; give the folder to write into, e.g. --out out/run1.")
+    return Path(value)
+
+
+def _progress() -> bool:
+    """Progress bars only when a person watches a terminal."""
+    return sys.stderr.isatty()
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """Check a hypothesis file; exit 0 when every claim passes, 1 when any fails."""
     from pathpatch.graphs.circuit import from_json
     from pathpatch.graphs.export import write_diagram
-    from pathpatch.graphs.hypotheses import load_hypothesis
-    from pathpatch.graphs.pipeline import check
+    from pathpatch.pipeline import check
 
-    hypothesis = load_hypothesis(args.hypotheses)
-    if args.model:
-        hypothesis = replace(hypothesis, model=args.model)
+    out = _out_dir(args.out) if args.out is not None else None
     circuit = from_json(args.circuit) if args.circuit else None
-    report = check(hypothesis, circuit, device=args.device, progress=True)
+    report = check(args.hypotheses, model=args.model, task=args.task, circuit=circuit, device=args.device,
+                   progress=_progress(), model_config=args.config)
     print(report.text())
     if args.baseline:
         print("\nchanges since baseline:")
         print(report.compare(Path(args.baseline)).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    if args.out:
-        out = Path(args.out)
+    if out is not None:
         print(f"  report: {report.write(out / 'check.json')}")
         print(f"  circuit: {report.circuit.to_json(out / 'circuit.json')}")
         failed = {hop for d in report.table.loc[~report.table["passed"], "detail"] for hop in failed_hops(d)}
         print(f"  {write_diagram(report.circuit, out / 'circuit.svg', highlight=failed)[1]}")
     return EXIT_OK if report.passed else EXIT_FAIL
+
+
+def cmd_save(args: argparse.Namespace) -> int:
+    """Load a model from any spec and write it as a TransformerLens checkpoint folder."""
+    from pathpatch.models.checkpoint import save_model
+    from pathpatch.models.loading import load_model
+
+    out = _out_dir(args.out)
+    model = load_model(args.model, device="cpu", config=args.config)
+    print(f"saved {args.model} -> {save_model(model, out)}")
+    return EXIT_OK
 
 
 def failed_hops(detail: str) -> list[str]:
@@ -166,16 +190,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("discover", help="find a circuit: score edges, prune, measure faithfulness, export")
-    p.add_argument("--model", required=True, help="bundled model name or local Hugging Face directory")
-    p.add_argument("--task", default=None, help="task name (default: the bundled model's own task)")
+    p.add_argument("--model", required=True, help=MODEL_HELP)
+    p.add_argument("--config", default=None, help="config.json (HookedTransformerConfig fields) of a bare weights file given as --model")
+    p.add_argument("--task", default=None, help=TASK_HELP + " (default: a bundled model's own task)")
+    p.add_argument("--task-corruption", default=None, help="corruption a bundled task generates (e.g. values or pointers for permute)")
     p.add_argument("--method", default="exact", choices=["exact", "eap", "eap-ig", "acdc"], help="edge scoring (default exact; acdc: greedy, threshold is tau)")
+    p.add_argument("--direction", default="noise", choices=["noise", "denoise"], help="noise: patch corrupt into clean (default); denoise: clean into corrupt")
     p.add_argument("--corruption", default="paired", choices=["paired", "resample", "mean", "zero"], help="what cut edges carry")
     p.add_argument("--threshold", type=float, default=0.05, help="keep edges with |normalized score| >= this (default 0.05)")
     p.add_argument("--absolute", action="store_true", help="read --threshold in metric units, not as a share of clean - corrupt")
     p.add_argument("--metric", default=None, choices=["logit_diff", "loss", "accuracy", "kl", "mse"], help="override the task's metric")
-    p.add_argument("--top-k", type=int, default=None, help="keep the k strongest edges instead of a threshold")
+    p.add_argument("--top-k", type=int, default=None, help="keep the k strongest edges instead of a threshold (k >= 1)")
     p.add_argument("--steps", type=int, default=10, help="EAP-IG interpolation steps (default 10)")
-    p.add_argument("--n", type=int, default=64, help="prompts (default 64)")
+    p.add_argument("--n", type=int, default=None, help="prompts (default: 64 generated, or every prompt of a file)")
     p.add_argument("--seed", type=int, default=0, help="data seed (default 0)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--out", required=True, help="output folder (scores.csv, circuit.json, circuit.svg, report.md)")
@@ -185,10 +212,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("hypotheses", help="hypothesis TOML file (see hypotheses/*.toml)")
     p.add_argument("--circuit", default=None, help="circuit JSON to check (default: discover one with the file's settings)")
     p.add_argument("--baseline", default=None, help="a check.json from an earlier run: report what moved")
-    p.add_argument("--model", default=None, help="override the file's model (e.g. a local GPT-2 directory)")
+    p.add_argument("--model", default=None, help="override the file's model: " + MODEL_HELP)
+    p.add_argument("--config", default=None, help="config.json of a bare weights file given as the model")
+    p.add_argument("--task", default=None, help="override the file's task: " + TASK_HELP)
     p.add_argument("--out", default=None, help="folder for check.json, circuit.json and the diagram")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("save", help="write any model as a TransformerLens checkpoint folder (config.json + model.safetensors)")
+    p.add_argument("--model", required=True, help=MODEL_HELP)
+    p.add_argument("--config", default=None, help="config.json of a bare weights file given as --model")
+    p.add_argument("out", help="folder to write")
+    p.set_defaults(func=cmd_save)
 
     p = sub.add_parser("draw", help="draw a saved circuit with Graphviz (.dot always, .svg/.png with dot)")
     p.add_argument("circuit", help="circuit JSON written by `pathpatch discover`")

@@ -3,8 +3,10 @@
 Each claim becomes one measured value with a threshold, a pass/fail verdict and a 95% bootstrap
 confidence interval over prompts (prompts resampled with replacement, ``bootstrap`` times, seeded);
 claims read off the weights alone (copying, composition, virtual OV) have no interval. Effects are
-exact normalized noising effects ``(clean - patched) / (clean - corrupt)`` under the file's pinned
-corruption. A path passes when each of its scored hops is in the circuit and has at least
+exact normalized effects under the file's pinned corruption and direction: noising
+``(clean - patched) / (clean - corrupt)`` (what the component contributes), denoising
+``(patched - corrupt) / (clean - corrupt)`` (what it restores on its own). Tasks whose prompts differ
+in length run group by group; per-prompt values are joined, so intervals resample every prompt. A path passes when each of its scored hops is in the circuit and has at least
 ``min_effect``; its value is the weakest hop.
 """
 
@@ -21,7 +23,7 @@ from pathpatch.discovery.graph import ComputeGraph
 from pathpatch.graphs.circuit import Circuit
 from pathpatch.graphs.hypotheses import Claim, Hypothesis
 from pathpatch.graphs.weights import composition_score, copying_score, virtual_ov_accuracy
-from pathpatch.models.tasks import Task
+from pathpatch.models.tasks import AnyTask, Task, task_groups
 from pathpatch.names import component_name, hook_name
 
 
@@ -52,12 +54,16 @@ class Context:
     """What every claim may read: model, task, circuit, settings."""
 
     model: torch.nn.Module
-    task: Task
+    task: AnyTask
     circuit: Circuit
     graph: ComputeGraph
     config: PatchConfig
     resamples: int
     seed: int
+
+    def task_size(self) -> int:
+        """Number of prompts over every group."""
+        return sum(g.clean.shape[0] for g in task_groups(self.task))
 
 
 def effects_per_prompt(ctx: Context, edges: list[str]) -> tuple[Tensor, Tensor, Tensor]:
@@ -66,9 +72,16 @@ def effects_per_prompt(ctx: Context, edges: list[str]) -> tuple[Tensor, Tensor, 
     return table.attrs["per_prompt"], table.attrs["clean_per_prompt"], table.attrs["corrupt_per_prompt"]
 
 
-def normalized_effect(patched: Tensor, clean: Tensor, corrupt: Tensor) -> Callable[[Tensor], Tensor]:
-    """Return ``idx -> (clean - patched) / (clean - corrupt)`` averaged over the chosen prompts."""
-    return lambda idx: (clean[idx].mean() - patched[..., idx].mean(-1)) / (clean[idx].mean() - corrupt[idx].mean())
+def normalized_effect(patched: Tensor, clean: Tensor, corrupt: Tensor, direction: str = "noise") -> Callable[[Tensor], Tensor]:
+    """Return ``idx ->`` the normalized effect over the chosen prompts.
+
+    ``noise``: ``(clean - patched) / (clean - corrupt)``, the share lost when the component is corrupted.
+    ``denoise``: ``(patched - corrupt) / (clean - corrupt)``, the share restored when it alone is clean.
+    """
+    gap = lambda idx: clean[idx].mean() - corrupt[idx].mean()  # noqa: E731
+    if direction == "denoise":
+        return lambda idx: (patched[..., idx].mean(-1) - corrupt[idx].mean()) / gap(idx)
+    return lambda idx: (clean[idx].mean() - patched[..., idx].mean(-1)) / gap(idx)
 
 
 def check_path(ctx: Context, claim: Claim) -> ClaimResult:
@@ -83,7 +96,7 @@ def check_path(ctx: Context, claim: Claim) -> ClaimResult:
     for hop in hops:
         ctx.graph.edge(hop)  # raises on a hop that is no edge
     patched, clean, corrupt = effects_per_prompt(ctx, hops)
-    effect = normalized_effect(patched, clean, corrupt)
+    effect = normalized_effect(patched, clean, corrupt, ctx.config.direction)
     full = torch.arange(len(clean))
     weakest = lambda idx: float(effect(idx).min())  # noqa: E731
     missing = [h for h in hops if h not in ctx.circuit.scored_edges]
@@ -99,11 +112,13 @@ def check_effect(ctx: Context, claim: Claim) -> ClaimResult:
         patched = patched[0]
     else:
         node = ctx.graph.node(claim.params["node"])
-        cut = torch.zeros(len(ctx.graph.sources), len(ctx.graph.dests), dtype=torch.bool)
-        cut[ctx.graph.src_index(node)] = True
-        patched, clean, corrupt = run_circuits_with_baselines(ctx.model, ctx.task, ctx.graph.valid & ~cut, ctx.config)
+        only = torch.zeros(len(ctx.graph.sources), len(ctx.graph.dests), dtype=torch.bool)
+        only[ctx.graph.src_index(node)] = True
+        # noise: every output of the node corrupt, the rest clean; denoise: only the node's outputs clean
+        mask = (ctx.graph.valid & only) if ctx.config.direction == "denoise" else (ctx.graph.valid & ~only)
+        patched, clean, corrupt = run_circuits_with_baselines(ctx.model, ctx.task, mask, ctx.config)
         patched = patched[0]
-    return _threshold_result(ctx, claim, normalized_effect(patched, clean, corrupt), len(clean))
+    return _threshold_result(ctx, claim, normalized_effect(patched, clean, corrupt, ctx.config.direction), len(clean))
 
 
 def check_faithfulness(ctx: Context, claim: Claim) -> ClaimResult:
@@ -117,29 +132,51 @@ def check_faithfulness(ctx: Context, claim: Claim) -> ClaimResult:
 def attention_per_prompt(ctx: Context, claim: Claim) -> Tensor:
     """Return each prompt's mean attention of ``head`` along the claim's role ``[batch]``.
 
-    previous_token / attends_to offset K: attention from p to p - K; attends_to token: attention mass on
-    positions holding that token; induction: on a random sequence repeated twice, attention from the
-    second copy to the token after the earlier occurrence of the current one.
+    previous_token / attends_to offset K: attention from p to p - K (positions with no p - K are left
+    out); attends_to token: attention mass on positions holding that token; induction: on a random
+    sequence repeated twice, attention from the second copy to the token after the earlier occurrence
+    of the current one.
     """
+    if claim.params["role"] == "induction":
+        return _induction_attention(ctx, ctx.graph.node(claim.params["head"]), ctx.task_size())
+    return torch.cat([_attention(ctx, claim, group) for group in task_groups(ctx.task)])
+
+
+def _pattern(ctx: Context, node, inputs: Tensor) -> Tensor:
+    """The head's attention pattern ``[batch dest src]`` on ``inputs``."""
+    name = hook_name("pattern", node.layer)
+    with torch.no_grad():
+        _, cache = ctx.model.run_with_cache(inputs.to(next(ctx.model.parameters()).device), names_filter=name)
+    return cache[name][:, node.head]
+
+
+def _induction_attention(ctx: Context, node, n: int) -> Tensor:
+    """Attention from a repeated random sequence's second half to the token after each earlier occurrence."""
+    g = torch.Generator().manual_seed(ctx.seed)
+    half = max(2, min(ctx.model.cfg.n_ctx // 2, 10))
+    rand = torch.randint(0, ctx.model.cfg.d_vocab, (n, half), generator=g)
+    pattern = _pattern(ctx, node, torch.cat([rand, rand], dim=1))
+    dest = torch.arange(half, 2 * half)
+    return pattern[:, dest, dest - (half - 1)].mean(-1).cpu()
+
+
+def _attention(ctx: Context, claim: Claim, task: Task) -> Tensor:
+    """Attention along an ``attends_to``/``previous_token`` role on one same-shape group ``[batch]``."""
     node = ctx.graph.node(claim.params["head"])
-    role, inputs = claim.params["role"], ctx.task.clean
-    offset = int(claim.params.get("offset", 1))
-    if role == "induction":
-        g = torch.Generator().manual_seed(ctx.seed)
-        half = max(2, min(ctx.model.cfg.n_ctx // 2, 10))
-        rand = torch.randint(0, ctx.model.cfg.d_vocab, (inputs.shape[0], half), generator=g)
-        inputs, offset = torch.cat([rand, rand], dim=1), half - 1
-    _, cache = ctx.model.run_with_cache(inputs, names_filter=hook_name("pattern", node.layer))
-    pattern = cache[hook_name("pattern", node.layer)][:, node.head]  # [batch dest src]
+    pattern = _pattern(ctx, node, task.clean)  # [batch dest src]
+    n_pos = pattern.shape[-1]
+    read = claim.params.get("positions", "all") == "read"
+    positions = task.positions.cpu() % n_pos
     if "token" in claim.params:
-        dest = ctx.task.positions if claim.params.get("positions", "all") == "read" else torch.arange(pattern.shape[-1])
-        holds = (inputs == int(claim.params["token"])).to(pattern.dtype)  # [batch src]
+        dest = positions if read else torch.arange(n_pos)
+        holds = (task.clean.to(pattern.device) == int(claim.params["token"])).to(pattern.dtype)  # [batch src]
         return (pattern[:, dest] * holds[:, None]).sum(-1).mean(-1).cpu()
-    dest = torch.arange(offset, pattern.shape[-1])
-    if role == "induction":
-        dest = torch.arange(pattern.shape[-1] // 2, pattern.shape[-1])
-    if claim.params.get("positions", "all") == "read":
-        dest = ctx.task.positions[ctx.task.positions >= offset]
+    offset = int(claim.params.get("offset", 1))
+    dest = positions if read else torch.arange(n_pos)
+    dest = dest[(dest - offset >= 0) & (dest - offset < n_pos)]
+    if len(dest) == 0:
+        raise ValueError(f"Claim {claim.name!r}: offset {offset} leaves no position p with p - {offset} in 0..{n_pos - 1}; "
+                         f"use an offset between {-(n_pos - 1)} and {n_pos - 1}.")
     return pattern[:, dest, dest - offset].mean(-1).cpu()
 
 
@@ -165,20 +202,23 @@ def check_virtual_ov(ctx: Context, claim: Claim) -> ClaimResult:
 
 
 def check_ablation(ctx: Context, claim: Claim) -> ClaimResult:
+    """Increase of the task loss when the head's output is replaced by its mean over prompts (of each length)."""
     node = ctx.graph.node(claim.params["head"])
     name = hook_name("z", node.layer)  # output = z @ W_O, so ablating z ablates the head's output
-    task = ctx.task
 
     def mean_ablate(act: Tensor, hook) -> Tensor:
         act = act.clone()
         act[:, :, node.head] = act[:, :, node.head].mean(0, keepdim=True)
         return act
 
-    with torch.no_grad():
-        clean = task.score_per_prompt(ctx.model(task.clean))
-        ablated = task.score_per_prompt(ctx.model.run_with_hooks(task.clean, fwd_hooks=[(name, mean_ablate)]))
-    loss = (lambda m: -m) if task.higher_is_better else (lambda m: m)
-    delta = (loss(ablated) - loss(clean)).cpu()  # [batch], increase of the task loss
+    deltas = []
+    for task in task_groups(ctx.task):
+        with torch.no_grad():
+            clean = task.score_per_prompt(ctx.model(task.clean))
+            ablated = task.score_per_prompt(ctx.model.run_with_hooks(task.clean, fwd_hooks=[(name, mean_ablate)]))
+        loss = (lambda m: -m) if task.higher_is_better else (lambda m: m)
+        deltas.append((loss(ablated) - loss(clean)).cpu())  # [batch], increase of the task loss
+    delta = torch.cat(deltas)
     return _threshold_result(ctx, claim, lambda idx: delta[idx].mean(), len(delta))
 
 

@@ -20,12 +20,12 @@ from pathpatch.discovery.edges import NOISE, run_circuits_with_baselines
 from pathpatch.discovery.graph import ComputeGraph
 from pathpatch.discovery.prune import prune_top_k
 from pathpatch.graphs.circuit import Circuit
-from pathpatch.models.tasks import Task
+from pathpatch.models.tasks import AnyTask
 
 FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 
-def faithfulness(circuit: Circuit, model: torch.nn.Module, task: Task, config: PatchConfig = NOISE) -> dict[str, float]:
+def faithfulness(circuit: Circuit, model: torch.nn.Module, task: AnyTask, config: PatchConfig = NOISE) -> dict[str, float]:
     """Return the circuit's metric, its faithfulness and its complement's faithfulness.
 
     Raises:
@@ -49,7 +49,7 @@ def faithfulness(circuit: Circuit, model: torch.nn.Module, task: Task, config: P
 
 
 def faithfulness_curve(
-    scores: pd.DataFrame, model: torch.nn.Module, task: Task, fractions: tuple[float, ...] = FRACTIONS, config: PatchConfig = NOISE
+    scores: pd.DataFrame, model: torch.nn.Module, task: AnyTask, fractions: tuple[float, ...] = FRACTIONS, config: PatchConfig = NOISE
 ) -> pd.DataFrame:
     """Return faithfulness of the top-``fraction`` circuits; ``attrs`` holds ``cpr`` and ``cmd``."""
     graph = ComputeGraph.from_model(model)

@@ -8,6 +8,8 @@ from pathpatch import lazy_members
 
 _HOMES = {
     "load_model": "pathpatch.models.loading",
+    "save_model": "pathpatch.models.checkpoint",
+    "load_task": "pathpatch.models.task_files",
     "Task": "pathpatch.models.tasks",
     **{name: "pathpatch.models.zoo" for name in ("SEEDS", "TASK_ONLY", "build_task", "evaluate", "get_seed", "load_bundled")},
 }

@@ -1,19 +1,37 @@
-"""One entry point for models: ``load_model(spec)``.
+"""One entry point for models: ``load_model(spec)``, whatever form the model comes in.
 
-``spec`` may be a bundled seed-model name (``permute``), a ``HookedTransformer`` or TransformerBridge
-(returned as is), or the path of a local Hugging Face directory (``config.json``, weights and
-tokenizer files), which is loaded fully offline. A Hugging Face directory becomes a
-``HookedTransformer`` through TransformerLens' own config and weight converters, without folding or
-centering weights, so its logits equal the Hugging Face model's; ``backend="bridge"`` boots a
-``TransformerBridge`` instead (same hook names).
+``spec`` may be:
 
-Bundled and Hugging Face models are returned ready for edge patching: ``use_split_qkv_input`` and
-(for models with MLPs) ``use_hook_mlp_in`` are switched on, so every head input and MLP input has its
-own hook. ``use_attn_result`` stays off: pathpatch computes head outputs from ``hook_z`` and ``W_O``,
-because that flag makes every forward pass materialise a ``[batch pos head d_head d_model]`` tensor.
+- a bundled seed-model name (``permute``) or a planted toy model's name;
+- a ``HookedTransformer`` or ``TransformerBridge`` object, returned as is;
+- a TransformerLens checkpoint folder: ``config.json`` with ``HookedTransformerConfig`` fields plus
+  ``model.safetensors`` or one ``*.pt``/``*.pth`` state dict, and optionally tokenizer files, as
+  ``save_model(model, dir)`` writes it (see ``checkpoint.py``);
+- a weights file (``.safetensors``, ``.pt``, ``.pth``) given with ``config=`` (a ``config.json``
+  path, a dict of config fields or a ``HookedTransformerConfig``);
+- a local Hugging Face folder (``config.json`` with ``model_type``, weights, tokenizer files), loaded
+  fully offline. It becomes a ``HookedTransformer`` through TransformerLens' own config and weight
+  converters, without folding or centering weights, so its logits equal the Hugging Face model's;
+  ``backend="bridge"`` boots a ``TransformerBridge`` instead (same hook names);
+- a model factory ``path/to/file.py:function`` or ``package.module:function``: the function is called
+  (with ``device=`` if it takes that argument) and must return a model object. This runs that file's
+  code, so the file is logged at WARNING level. Nothing else runs code: weights are read as tensors
+  only (safetensors, or ``torch.load(weights_only=True)``), and Hugging Face folders are read with
+  ``trust_remote_code=False``, so an ``auto_map`` in their config never imports the folder's Python.
+
+Models this function builds are in eval mode on ``device`` and ready for edge patching:
+``use_split_qkv_input`` and (for models with MLPs) ``use_hook_mlp_in`` are switched on, so every head
+input and MLP input has its own hook. ``use_attn_result`` stays off: pathpatch computes head outputs
+from ``hook_z`` and ``W_O``, because that flag makes every forward pass materialise a
+``[batch pos head d_head d_model]`` tensor.
 """
 
+import importlib
+import importlib.util
+import inspect
 import logging
+import re
+import sys
 import warnings
 from pathlib import Path
 from typing import Literal
@@ -21,6 +39,7 @@ from typing import Literal
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
+from pathpatch.models.checkpoint import WEIGHT_SUFFIXES, ConfigSource, is_checkpoint_dir, load_checkpoint, load_weights
 from pathpatch.models.planted import PLANTED, build_planted
 from pathpatch.models.zoo import SEEDS, TASK_ONLY, load_bundled
 
@@ -28,52 +47,182 @@ log = logging.getLogger(__name__)
 
 Backend = Literal["hooked", "bridge"]
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
+FACTORY = re.compile(r"(?P<source>.+\.py|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):(?P<function>[A-Za-z_]\w*)")
+FORMS = (
+    "a TransformerLens checkpoint folder (config.json + model.safetensors, as save_model writes), a weights file "
+    "with config= (--config), a local Hugging Face folder, or path/to/file.py:function (package.module:function) "
+    "returning a model"
+)
 
 
 def load_model(
     spec: "str | Path | HookedTransformer | torch.nn.Module",
     device: str | torch.device = "cpu",
     backend: Backend = "hooked",
+    config: ConfigSource | None = None,
 ) -> torch.nn.Module:
-    """Return a TransformerLens model for a bundled name, a model object or a local HF directory.
+    """Return a TransformerLens model for any of the spec forms in the module docstring.
 
     Args:
-        spec: Bundled model name, ``HookedTransformer``/``TransformerBridge`` instance, or a path.
+        spec: Bundled name, model object, checkpoint folder, weights file, Hugging Face folder or
+            ``file.py:function`` / ``package.module:function`` factory.
         device: Device for models this function builds (``cpu``, ``cuda``, ``cuda:1``).
-        backend: ``hooked`` (HookedTransformer) or ``bridge`` (TransformerBridge) for HF directories.
+        backend: ``hooked`` (HookedTransformer) or ``bridge`` (TransformerBridge) for Hugging Face folders.
+        config: Config of a weights file or checkpoint folder: a ``config.json`` path, a dict of
+            ``HookedTransformerConfig`` fields or a ``HookedTransformerConfig``.
 
     Raises:
-        KeyError: Unknown name that is neither bundled nor an existing path.
-        FileNotFoundError: A directory without config or weights.
-        ValueError: Unsupported architecture, or weights that do not match the config.
+        KeyError: Unknown name that is none of the accepted forms.
+        FileNotFoundError: A folder without config or weights, or a factory file that does not exist.
+        ValueError: Unsupported architecture, weights that do not match the config or are not a plain
+            state dict, a weights file without ``config``, or a factory function that does not exist.
+        TypeError: A model object or factory result that is not a TransformerLens model.
     """
     if isinstance(spec, torch.nn.Module):
-        if not hasattr(spec, "cfg") or not hasattr(spec, "run_with_hooks"):
-            raise TypeError(
-                f"load_model got a {type(spec).__name__}, which is not a TransformerLens model; pass a "
-                "HookedTransformer, a TransformerBridge, a bundled name or a Hugging Face directory."
-            )
-        return spec
+        _refuse_config(config, "a model object")
+        fix = f"pass a HookedTransformer, a TransformerBridge, a bundled name, {FORMS}"
+        return _check_model(spec, f"load_model got a {type(spec).__name__}, which", fix)
     if backend not in ("hooked", "bridge"):
         raise ValueError(f"Unknown backend {backend!r}; choose 'hooked' or 'bridge'.")
     name = str(spec)
-    if name in SEEDS:
-        return enable_patching_hooks(load_bundled(name, device))
-    if name in PLANTED:
-        return build_planted(name, device)
+    if name in SEEDS or name in PLANTED:
+        _refuse_config(config, f"the bundled model {name!r}")
+        return enable_patching_hooks(load_bundled(name, device)) if name in SEEDS else build_planted(name, device)
     path = Path(name).expanduser()
     if path.exists():
-        if not path.is_dir():
-            raise FileNotFoundError(
-                f"{path} is a file; give the Hugging Face model directory that holds config.json and the weights."
-            )
-        return load_hf_directory(path, device, backend)
+        return _load_path(path, device, backend, config)
+    factory = FACTORY.fullmatch(name)
+    if factory and len(factory["source"]) > 1:  # a lone letter is a Windows drive, as in C:model
+        _refuse_config(config, f"the model factory {name!r}")
+        return _prepare(_run_factory(name, factory["source"], factory["function"], device), device)
     if name in TASK_ONLY:
-        raise KeyError(f"{name!r} is a task without a bundled model; give a Hugging Face directory, e.g. a GPT-2 on disk.")
+        raise KeyError(
+            f"{name!r} is a task without a bundled model; give a Hugging Face directory, e.g. a GPT-2 on disk."
+        )
     raise KeyError(
-        f"Unknown model {name!r}: not a bundled model ({', '.join([*SEEDS, *PLANTED])}) and no such directory. "
-        "Give a bundled name or the path of a local Hugging Face model directory."
+        f"Unknown model {name!r}: not a bundled model ({', '.join([*SEEDS, *PLANTED])}) and no such file or folder. "
+        f"Give a bundled name, {FORMS}."
     )
+
+
+def _refuse_config(config: ConfigSource | None, what: str) -> None:
+    """Raise ValueError if ``config`` was given for a spec that does not read one."""
+    if config is not None:
+        raise ValueError(
+            f"config= was given for {what}, which has its own config; config= goes with a weights file or a "
+            "checkpoint folder. Drop config=."
+        )
+
+
+def _check_model(model: object, what: str, fix: str) -> torch.nn.Module:
+    """Return ``model`` if it is a TransformerLens model, else raise TypeError ``"{what} is not ...; {fix}."``."""
+    if not isinstance(model, torch.nn.Module) or not hasattr(model, "cfg") or not hasattr(model, "run_with_hooks"):
+        raise TypeError(f"{what} is not a TransformerLens model; {fix}.")
+    return model
+
+
+def _load_path(
+    path: Path, device: str | torch.device, backend: Backend, config: ConfigSource | None
+) -> torch.nn.Module:
+    """Load a checkpoint folder, a Hugging Face folder or a weights file with its config."""
+    if path.is_dir() and config is None and not is_checkpoint_dir(path):
+        return load_hf_directory(path, device, backend)
+    if path.is_dir() or path.suffix in WEIGHT_SUFFIXES:
+        if backend != "hooked":
+            raise ValueError(
+                f"{path} is TransformerLens weights, which load as a HookedTransformer; use backend='hooked' "
+                "(backend='bridge' boots Hugging Face folders)."
+            )
+        if path.is_dir():
+            return enable_patching_hooks(load_checkpoint(path, device, config))
+        if config is None:
+            raise ValueError(
+                f"{path} is a weights file without a config; pass config='path/to/config.json' (--config on the "
+                "command line) holding the HookedTransformerConfig fields it was saved with."
+            )
+        return enable_patching_hooks(load_weights(path, config, device))
+    if path.suffix == ".py":
+        raise ValueError(f"{path} is a Python file; name the function that builds the model: '{path}:make_model'.")
+    raise FileNotFoundError(
+        f"{path} is a file; give the model folder that holds config.json and the weights, a weights file "
+        f"({', '.join(WEIGHT_SUFFIXES)}) with config=, or 'file.py:function'."
+    )
+
+
+def _run_factory(spec: str, source: str, function: str, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Import ``source`` (a ``.py`` file or a module), call its ``function`` and return the model it builds.
+
+    This runs the user's code, so the file it imports is logged at WARNING level. The function is
+    called with ``device=device`` if it takes a ``device`` argument, else with no arguments.
+
+    Raises:
+        FileNotFoundError: The ``.py`` file does not exist.
+        ValueError: The module cannot be found or lacks ``function``.
+        TypeError: The function returns something that is not a TransformerLens model.
+    """
+    if source.endswith(".py"):
+        module = _import_factory_file(spec, source, function)
+    else:
+        module = _import_factory_module(spec, source, function)
+    factory = getattr(module, function, None)
+    if not callable(factory):
+        defined = [n for n, v in vars(module).items() if inspect.isfunction(v) and v.__module__ == module.__name__]
+        raise ValueError(
+            f"Model factory {spec!r}: {source} has no function {function!r}; it defines "
+            f"{', '.join(sorted(defined)) or 'no functions'}. Name the function that returns the model."
+        )
+    kwargs = {"device": device} if "device" in inspect.signature(factory).parameters else {}
+    try:
+        inspect.signature(factory).bind(**kwargs)
+    except TypeError as err:
+        raise TypeError(
+            f"Model factory {spec!r} cannot be called with {'only device=' if kwargs else 'no arguments'} ({err}); "
+            "give it defaults for its other parameters, or wrap it in a function that takes none."
+        ) from None
+    model = factory(**kwargs)
+    what = f"Model factory {spec!r} returned a value of type {type(model).__name__}, which"
+    return _check_model(model, what, "make the function return a HookedTransformer or TransformerBridge")
+
+
+def _import_factory_file(spec: str, source: str, function: str):
+    """Import a ``.py`` file as a module (logged), by path, without touching ``sys.path``."""
+    path = Path(source).expanduser().resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"Model factory {spec!r}: {path} does not exist; give an existing 'file.py:function'.")
+    log.warning("running model factory %s from %s", function, path)
+    name = "pathpatch_factory_" + re.sub(r"\W", "_", str(path))
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module  # dataclasses and pickling look modules up here
+    try:
+        module_spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def _import_factory_module(spec: str, source: str, function: str):
+    """Import ``package.module`` from ``sys.path`` (logged with the file it comes from)."""
+    try:
+        module_spec = importlib.util.find_spec(source)
+    except ModuleNotFoundError:
+        module_spec = None
+    if module_spec is None:
+        raise ValueError(
+            f"Model factory {spec!r}: no module {source!r} on sys.path; give 'path/to/file.py:{function}' or make "
+            "the module importable (install it or add its folder to PYTHONPATH)."
+        )
+    log.warning("running model factory %s from %s (module %s)", function, module_spec.origin, source)
+    return importlib.import_module(source)
+
+
+def _prepare(model: torch.nn.Module, device: str | torch.device) -> torch.nn.Module:
+    """Move a factory's model to ``device``, put it in eval mode and switch on the patching hooks."""
+    parameter = next(model.parameters(), None)
+    if parameter is not None and parameter.device != torch.device(device):
+        model = model.to(str(device), print_details=False)
+    return enable_patching_hooks(model.eval())
 
 
 def enable_patching_hooks(model: torch.nn.Module) -> torch.nn.Module:
@@ -89,15 +238,23 @@ def load_hf_directory(path: Path, device: str | torch.device = "cpu", backend: B
     from transformers import AutoConfig
 
     _check_hf_directory(path)
-    hf_config = AutoConfig.from_pretrained(path, local_files_only=True)
+    try:
+        hf_config = AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=False)
+    except (ValueError, KeyError, OSError) as err:
+        raise ValueError(
+            f"{path}/config.json does not load as a Hugging Face config ({str(err).splitlines()[0][:300]}). "
+            "pathpatch never runs a folder's own Python (auto_map, trust_remote_code); build such a model in "
+            "'file.py:function' instead. A TransformerLens checkpoint's config.json needs the fields d_model, "
+            "d_head, n_layers and n_ctx."
+        ) from err
     if backend == "bridge":
         from transformer_lens.model_bridge import TransformerBridge
 
         try:
-            bridge = TransformerBridge.boot_transformers(str(path), device=str(device))
+            bridge = TransformerBridge.boot_transformers(str(path), device=str(device), trust_remote_code=False)
         except (ValueError, NotImplementedError, KeyError) as err:
             raise ValueError(_unsupported(path, hf_config, err)) from err
-        return enable_patching_hooks(bridge)
+        return enable_patching_hooks(bridge.eval())
     cfg = HookedTransformerConfig(**_tl_config_dict(path, hf_config), device=str(device))
     hf_model = _load_hf_weights(path)
     from transformer_lens.loading_from_pretrained import get_pretrained_state_dict
@@ -121,8 +278,9 @@ def _check_hf_directory(path: Path) -> None:
     """Raise FileNotFoundError naming what a Hugging Face directory lacks."""
     if not (path / "config.json").exists():
         raise FileNotFoundError(
-            f"{path} has no config.json, so it is not a Hugging Face model directory; save one with "
-            "model.save_pretrained(dir) and tokenizer.save_pretrained(dir)."
+            f"{path} has no config.json, so it is neither a TransformerLens checkpoint nor a Hugging Face model "
+            "directory; write one with pathpatch.models.save_model(model, dir) or model.save_pretrained(dir), or pass "
+            "config= with the folder's weights."
         )
     if not any(any(path.glob(pattern)) for pattern in WEIGHT_PATTERNS):
         raise FileNotFoundError(
@@ -136,7 +294,7 @@ def _tl_config_dict(path: Path, hf_config) -> dict:
     from transformer_lens.loading_from_pretrained import convert_hf_model_config
 
     try:
-        return convert_hf_model_config(str(path))
+        return convert_hf_model_config(str(path), local_files_only=True, trust_remote_code=False)
     except AttributeError as err:
         # TransformerLens reads GPT-2's legacy `n_ctx`, which transformers>=5 no longer writes.
         if getattr(hf_config, "model_type", None) == "gpt2":
@@ -171,7 +329,9 @@ def _load_hf_weights(path: Path):
     from transformers import AutoModelForCausalLM
 
     try:
-        hf_model, info = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, output_loading_info=True)
+        hf_model, info = AutoModelForCausalLM.from_pretrained(
+            path, local_files_only=True, trust_remote_code=False, output_loading_info=True
+        )
     except (RuntimeError, ValueError, OSError) as err:
         raise ValueError(
             f"The weights in {path} do not fit its config.json ({str(err).splitlines()[0][:300]}); "
@@ -191,7 +351,7 @@ def _load_tokenizer(path: Path):
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(path, local_files_only=True)
+        return AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError) as err:
         log.warning("No usable tokenizer in %s (%s); the model will take token ids only.", path, err)
         return None

@@ -93,7 +93,7 @@ def test_baseline_reports_changes(tmp_path, capsys):
 
 
 def run_claims(tmp_path, claims: str, model: str = "permute") -> "object":
-    from pathpatch.graphs.pipeline import check
+    from pathpatch.pipeline import check
 
     path = tmp_path / "h.toml"
     path.write_text(f'model = "{model}"\ntask = "{model}"\n[method]\nn = 16\nbootstrap = 20\n' + claims)
@@ -177,7 +177,7 @@ def test_pinned_metric_is_used_and_recorded(tmp_path):
     path = tmp_path / "h.toml"
     path.write_text('model = "permute"\ntask = "permute"\n[method]\nn = 16\nbootstrap = 20\nmetric = "kl"\n'
                     '[[claim]]\nkind = "faithfulness"\nmin = 0.9\n')
-    from pathpatch.graphs.pipeline import check
+    from pathpatch.pipeline import check
 
     report = check(load_hypothesis(path))
     assert report.passed and report.to_dict()["method"]["metric"] == "kl"

@@ -1,0 +1,382 @@
+"""The discovery pipeline: model + task -> edge scores -> pruned circuit -> faithfulness -> files.
+
+``discover(model, task)`` takes model and task objects or specs (anything ``load_model`` and
+``load_task`` accept: a bundled name, a checkpoint folder, a JSONL of prompts, ``file.py:function``).
+``exact`` scores every edge by exact patching (``patch_edges``); ``eap`` and ``eap-ig`` rank every edge
+by attribution first and then re-score the strongest candidates exactly, so the circuit is always
+pruned on exact effects; ``acdc`` prunes greedily on exact circuit runs (``threshold`` is its tau).
+``direction`` says which run is patched: ``noise`` (clean run, one edge corrupt: what the edge
+contributes, ACDC's convention) or ``denoise`` (corrupt run, one edge clean: what it restores, which
+shows AND-like mechanisms that one noised input at a time hides). Pruning keeps edges with
+``|normalized score| >= threshold`` (or the ``top_k`` strongest) on an ``embed -> logits`` path.
+Every setting is recorded in the circuit's graph attributes and the report, so a run can be repeated.
+
+``check(hypothesis, model=..., task=...)`` measures a hypothesis file's claims on a circuit (given,
+or discovered with the file's pinned settings). This module sits above ``graphs/``, ``discovery/``
+and ``models/`` because it strings all of them together.
+"""
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+import torch
+
+from pathpatch import __version__
+from pathpatch.discovery.attribution import attribute_edges
+from pathpatch.discovery.config import PatchConfig
+from pathpatch.discovery.edges import patch_edges
+from pathpatch.discovery.graph import ComputeGraph
+from pathpatch.discovery.prune import PruneConfig, acdc, prune, strongest
+from pathpatch.files import write_atomic, write_text_atomic
+from pathpatch.graphs.checks import Context, check_claims
+from pathpatch.graphs.circuit import Circuit
+from pathpatch.graphs.export import write_diagram
+from pathpatch.graphs.faithfulness import faithfulness, faithfulness_curve
+from pathpatch.graphs.hypotheses import Hypothesis, load_hypothesis
+from pathpatch.models.loading import load_model
+from pathpatch.models.task_files import load_task
+from pathpatch.models.tasks import METRICS, AnyTask, n_prompts, with_metric
+
+CANDIDATES = 50
+METHODS = ("exact", "eap", "eap-ig", "acdc")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiscoverConfig:
+    """Every setting a discovery run depends on (model and task are passed beside it).
+
+    Attributes:
+        method: ``exact``, ``eap``, ``eap-ig`` (then confirmed exactly) or ``acdc``.
+        corruption: What cut edges carry: ``paired``, ``resample``, ``mean``, ``zero``.
+        direction: ``noise`` (patch corrupt into clean) or ``denoise`` (clean into corrupt).
+        threshold: Keep edges with ``|normalized| >= threshold`` (metric units when not ``relative``).
+        relative: Read ``threshold`` as a share of clean - corrupt.
+        metric: Override the task's metric (``logit_diff``, ``loss``, ``accuracy``, ``kl``, ``mse``).
+        top_k: Keep the ``top_k`` strongest edges instead of a threshold.
+        steps: EAP-IG interpolation steps.
+        n: Prompts to generate or read (None: 64 for generated tasks, every prompt of a file).
+        seed: Data, resampling and bootstrap seed.
+        task_corruption: Which corruption the task generator makes (e.g. ``values`` for ``permute``).
+        device: Torch device for models loaded from a spec.
+    """
+
+    method: Literal["exact", "eap", "eap-ig", "acdc"] = "exact"
+    corruption: Literal["paired", "resample", "mean", "zero"] = "paired"
+    direction: Literal["noise", "denoise"] = "noise"
+    threshold: float = 0.05
+    relative: bool = True
+    metric: str | None = None
+    top_k: int | None = None
+    steps: int = 10
+    n: int | None = None
+    seed: int = 0
+    task_corruption: str | None = None
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        _check_discover_config(self)
+
+    def patch_config(self, progress: bool = False) -> PatchConfig:
+        """The engine settings of this run."""
+        return PatchConfig(direction=self.direction, corruption=self.corruption, seed=self.seed, progress=progress)
+
+
+def _check_discover_config(c: DiscoverConfig) -> None:
+    """Validate types and ranges once, naming the bad value and the fix."""
+    choices = {"method": METHODS, "corruption": ("paired", "resample", "mean", "zero"), "direction": ("noise", "denoise")}
+    for key, allowed in choices.items():
+        if getattr(c, key) not in allowed:
+            raise ValueError(f"Unknown {key} {getattr(c, key)!r}; choose one of {', '.join(allowed)}.")
+    if c.metric is not None and c.metric not in METRICS:
+        raise ValueError(f"Unknown metric {c.metric!r}; choose one of {', '.join(METRICS)}.")
+    if isinstance(c.threshold, bool) or not isinstance(c.threshold, (int, float)) or not math.isfinite(c.threshold) or c.threshold < 0:
+        raise ValueError(f"threshold={c.threshold!r}; give a finite number >= 0 (a share of clean - corrupt, e.g. 0.05).")
+    if not isinstance(c.relative, bool):
+        raise TypeError(f"relative={c.relative!r}; give True or False.")
+    for key, low in (("top_k", 1), ("n", 1), ("steps", 1), ("seed", 0)):
+        value = getattr(c, key)
+        if value is None and key in ("top_k", "n"):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{key}={value!r}; give an integer >= {low}" + (" (or leave it unset for a threshold)." if key == "top_k" else "."))
+    if c.direction == "denoise" and c.corruption in ("mean", "zero"):
+        raise ValueError(f"direction 'denoise' patches clean activations into a corrupt run, but corruption {c.corruption!r} "
+                         "has no corrupt run; use direction 'noise' for ablations.")
+
+
+@dataclass(frozen=True)
+class DiscoveryResult:
+    """Scores, circuit and faithfulness of one run, with what it ran on."""
+
+    config: DiscoverConfig
+    scores: pd.DataFrame
+    circuit: Circuit
+    faithfulness: dict[str, float]
+    seconds: float
+    model_name: str
+    task_name: str
+    n_prompts: int
+    curve: pd.DataFrame | None = None
+
+    def summary(self) -> str:
+        f = self.faithfulness
+        return (
+            f"{self.model_name} / {self.task_name}: {f['n_edges']} edges kept of {len(self.scores)} scored "
+            f"({self.config.method}, {self.config.direction}, {self.n_prompts} prompts); faithfulness {f['faithfulness']:.3f}, "
+            f"complement {f['complement_faithfulness']:.3f} (clean {f['clean_metric']:.3f}, corrupt {f['corrupt_metric']:.3f}) in {self.seconds:.1f} s"
+        )
+
+    def report(self) -> str:
+        """Return a short Markdown report: settings, faithfulness, kept edges."""
+        lines = [f"# Circuit: {self.model_name} / {self.task_name}", "", "## Settings", ""]
+        settings = {"model": self.model_name, "task": self.task_name, "prompts": self.n_prompts, **asdict(self.config)}
+        settings["metric"] = self.circuit.info.get("metric")  # the metric used: the task's own unless overridden
+        settings.pop("n")
+        lines += [f"- {key}: {value}" for key, value in settings.items()] + [f"- pathpatch: {__version__}", ""]
+        lines += ["## Faithfulness", ""] + [f"- {k}: {v:.4g}" if isinstance(v, float) else f"- {k}: {v}" for k, v in self.faithfulness.items()]
+        if self.curve is not None:
+            lines += ["", f"Top-edge curve (MIB style): CPR {self.curve.attrs['cpr']:.3f}, CMD {self.curve.attrs['cmd']:.3f}", "",
+                      "| share of edges | edges | faithfulness |", "|---|---|---|"]
+            lines += [f"| {r.fraction:g} | {r.n_edges} | {r.faithfulness:.3f} |" for r in self.curve.itertuples()]
+        kept = self.scores[self.scores["edge"].isin(self.circuit.scored_edges)].sort_values("score", ascending=False)
+        lines += ["", "## Kept edges", "", "| edge | score | normalized |", "|---|---|---|"]
+        lines += [f"| {r.edge} | {r.score:.4g} | {getattr(r, 'normalized', float('nan')):.3f} |" for r in kept.itertuples()]
+        return "\n".join(lines) + "\n"
+
+    def write(self, out: Path) -> tuple[dict[str, Path], str]:
+        """Write scores.csv, circuit.json, circuit.dot/.svg and report.md into ``out`` (each atomically).
+
+        Returns:
+            The written paths by role, and the diagram message (which says if Graphviz is missing).
+        """
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {
+            "scores": write_atomic(out / "scores.csv", lambda tmp: self.scores.to_csv(tmp, index=False)),
+            "circuit": self.circuit.to_json(out / "circuit.json"),
+            "report": write_text_atomic(out / "report.md", self.report()),
+        }
+        paths["diagram"], message = write_diagram(self.circuit, out / "circuit.svg")
+        return paths, message
+
+
+def score_edges(model: torch.nn.Module, task: AnyTask, config: DiscoverConfig, progress: bool = False) -> pd.DataFrame:
+    """Return exact scores: of every edge, or of the attribution method's top candidates."""
+    patch = config.patch_config(progress)
+    if config.method == "exact":
+        return patch_edges(model, task, config=patch)
+    if config.method == "acdc":
+        return acdc(model, task, tau=config.threshold, config=patch)
+    approx = attribute_edges(model, task, config.method, steps=config.steps, config=replace(patch, direction="noise"))
+    top = strongest(approx, max(CANDIDATES, 3 * (config.top_k or 0)))
+    exact = patch_edges(model, task, list(top["edge"]), config=patch)
+    exact["approx_score"] = top["score"].values
+    exact["method"] = f"{config.method}+exact-{config.direction}"
+    return exact
+
+
+GENERIC_STEMS = ("weights", "model", "pytorch_model", "state_dict", "checkpoint")
+
+
+def model_label(spec: object, model: torch.nn.Module) -> str:
+    """A model's name for reports: a folder's or file's name (the folder's for ``weights.pt``), a factory's
+    function, else the config's ``model_name``."""
+    if isinstance(spec, (str, Path)):
+        text = str(spec).rstrip("/")
+        if ":" in text and not Path(text).exists():
+            return text.rsplit(":", 1)[-1]
+        path = Path(text)
+        if path.is_file():
+            return path.parent.name if path.stem in GENERIC_STEMS and path.parent.name else path.stem
+        return path.name
+    return str(getattr(model.cfg, "model_name", None) or type(model).__name__)
+
+
+def resolve(
+    model: "str | Path | torch.nn.Module",
+    task: "str | Path | AnyTask | None",
+    config: DiscoverConfig,
+    model_config: "str | Path | dict | None" = None,
+) -> tuple[torch.nn.Module, AnyTask]:
+    """Load the model and the task a run names (objects pass through), with the config's metric applied.
+
+    Raises:
+        ValueError: No task given for a model that has no task of its own.
+    """
+    loaded = load_model(model, device=config.device, config=model_config)
+    if task is None:
+        from pathpatch.models.zoo import TASK_CORRUPTIONS
+
+        own = str(model) if isinstance(model, (str, Path)) else None
+        if own not in TASK_CORRUPTIONS:
+            raise ValueError(
+                f"Model {model_label(model, loaded)!r} has no task of its own; pass a task: a bundled task name, a JSONL, "
+                "EAP-IG CSV or auto-circuit JSON file of prompt pairs, or file.py:function (task= in Python, --task on the command line)."
+            )
+        task = own
+    loaded_task = load_task(task, loaded, n=config.n, seed=config.seed, corruption=config.task_corruption)
+    return loaded, (with_metric(loaded_task, config.metric) if config.metric else loaded_task)
+
+
+def discover(
+    model: "str | Path | torch.nn.Module",
+    task: "str | Path | AnyTask | None" = None,
+    config: DiscoverConfig | None = None,
+    *,
+    progress: bool = False,
+    model_config: "str | Path | dict | None" = None,
+    model_name: str | None = None,
+    **settings,
+) -> DiscoveryResult:
+    """Find a circuit: score edges, prune, measure faithfulness.
+
+    Args:
+        model: A TransformerLens model or any ``load_model`` spec.
+        task: A ``Task``/``TaskGroups`` or any ``load_task`` spec; None for a bundled model's own task.
+        config: Settings; keywords (``method="eap-ig"``, ``top_k=10`` ...) override single fields.
+        progress: Show progress bars.
+        model_config: The config beside a bare weights file (``--config``).
+        model_name: Name recorded for the model (default: from the spec or ``cfg.model_name``).
+
+    Raises:
+        ValueError: Bad settings, or an empty circuit (with the fix: lower the threshold).
+    """
+    config = _with_settings(config or DiscoverConfig(), settings)
+    started = time.perf_counter()
+    loaded, loaded_task = resolve(model, task, config, model_config)
+    scores = score_edges(loaded, loaded_task, config, progress)
+    kept = scores if config.method == "acdc" else prune(scores, _prune_config(config))
+    if kept.empty:
+        column = "normalized" if config.relative else "score"
+        best = scores[column].abs().max() if len(scores) else 0.0
+        raise ValueError(
+            f"No edge passes threshold {config.threshold} (largest |{column}| is {best:.3g}), so the circuit "
+            "is empty; lower --threshold or use --top-k."
+        )
+    name = model_name or model_label(model, loaded)
+    info = {"corruption": config.corruption, "direction": config.direction, "threshold": config.threshold, "relative": config.relative,
+            "seed": config.seed, "n": n_prompts(loaded_task), "metric": loaded_task.metric_name, "top_k": config.top_k or 0,
+            "task_corruption": loaded_task.corruption}
+    circuit = Circuit.from_edges(kept, ComputeGraph.from_model(loaded), name, loaded_task.name, info)
+    patch = config.patch_config()
+    faith = faithfulness(circuit, loaded, loaded_task, patch)
+    curve = faithfulness_curve(scores, loaded, loaded_task, config=patch) if config.method == "exact" else None
+    return DiscoveryResult(config, scores, circuit, faith, time.perf_counter() - started, name, loaded_task.name,
+                           n_prompts(loaded_task), curve)
+
+
+def _with_settings(config: DiscoverConfig, settings: dict) -> DiscoverConfig:
+    """Return ``config`` with keyword overrides, refusing names that are not settings."""
+    known = {f.name for f in fields(DiscoverConfig)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise TypeError(f"discover() got unknown settings {unknown}; settings are {', '.join(sorted(known))}.")
+    return replace(config, **settings) if settings else config
+
+
+def _prune_config(config: DiscoverConfig) -> PruneConfig:
+    if config.top_k is not None:
+        return PruneConfig(method="top_k", top_k=config.top_k)
+    return PruneConfig(threshold=config.threshold, relative=config.relative)
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """Verdicts on a hypothesis file's claims, with the settings they were measured under."""
+
+    hypothesis: Hypothesis
+    table: pd.DataFrame
+    circuit: Circuit
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.table["passed"].all())
+
+    def to_dict(self) -> dict:
+        h = self.hypothesis
+        return {"hypothesis": h.name, "model": h.model, "task": h.task, "method": h.method, "version": __version__,
+                "claims": self.table.to_dict(orient="records")}
+
+    def write(self, path: Path) -> Path:
+        """Write the report as JSON, and beside it as Markdown (both atomically)."""
+        write_text_atomic(path.with_suffix(".md"), self.markdown())
+        return write_text_atomic(path, json.dumps(self.to_dict(), indent=2, default=float) + "\n")
+
+    def markdown(self) -> str:
+        """Return the checks as a Markdown report: verdict, methodology, one row per claim."""
+        h = self.hypothesis
+        lines = [f"# Checks: {h.name} ({h.model} / {h.task}): {'PASS' if self.passed else 'FAIL'}", "", "## Method", ""]
+        lines += [f"- {k}: {v}" for k, v in h.method.items()] + ["", "## Claims", "",
+                  "| claim | kind | value | 95% CI | threshold | verdict |", "|---|---|---|---|---|---|"]
+        for r in self.table.itertuples():
+            verdict = "pass" if r.passed else f"**FAIL** {r.detail}".strip()
+            lines.append(f"| {r.name} | {r.kind} | {r.value:.4g} | [{r.ci_low:.4g}, {r.ci_high:.4g}] | {r.op} {r.threshold:g} | {verdict} |")
+        return "\n".join(lines) + "\n"
+
+    def compare(self, baseline: Path) -> pd.DataFrame:
+        """Return this run's claims beside a saved report's: previous value, change, verdict change."""
+        try:
+            old = pd.DataFrame(json.loads(Path(baseline).read_text())["claims"])[["name", "value", "passed"]]
+        except (OSError, KeyError, ValueError) as err:
+            raise ValueError(f"Cannot read baseline {baseline} ({err}); pass a report written by `pathpatch check --out`.") from err
+        merged = self.table[["name", "value", "passed"]].merge(old, on="name", how="left", suffixes=("", "_before"))
+        merged["change"] = merged["value"] - merged["value_before"]
+        return merged
+
+    def text(self) -> str:
+        cols = ["name", "kind", "value", "op", "threshold", "ci_low", "ci_high", "passed", "detail"]
+        verdict = "PASS" if self.passed else "FAIL"
+        table = self.table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}")
+        return f"{self.hypothesis.name} ({self.hypothesis.model} / {self.hypothesis.task}): {verdict}\n{table}"
+
+
+def discover_config_of(hypothesis: Hypothesis, device: str = "cpu") -> DiscoverConfig:
+    """Return the discovery settings a hypothesis file pins."""
+    m = hypothesis.method
+    return DiscoverConfig(method=m["scoring"], corruption=m["corruption"], direction=m["direction"], threshold=float(m["threshold"]),
+                          relative=m["relative"], metric=m["metric"], n=m["n"], seed=m["seed"], device=device,
+                          task_corruption=m["task_corruption"])
+
+
+def check(
+    hypothesis: "Hypothesis | str | Path",
+    model: "str | Path | torch.nn.Module | None" = None,
+    task: "str | Path | AnyTask | None" = None,
+    circuit: Circuit | None = None,
+    *,
+    device: str = "cpu",
+    progress: bool = False,
+    model_config: "str | Path | dict | None" = None,
+) -> CheckReport:
+    """Check every claim of a hypothesis; discover the circuit with the file's settings unless one is given.
+
+    Args:
+        hypothesis: A ``Hypothesis`` or the path of a hypothesis TOML file.
+        model: Overrides the file's ``model``: an object or any ``load_model`` spec.
+        task: Overrides the file's ``task``: an object or any ``load_task`` spec.
+        circuit: A circuit to check instead of discovering one.
+        device: Torch device for models loaded from a spec.
+        progress: Show progress bars.
+        model_config: Config of a bare weights file (overrides the file's ``model_config``).
+    """
+    hypothesis = hypothesis if isinstance(hypothesis, Hypothesis) else load_hypothesis(hypothesis)
+    config = discover_config_of(hypothesis, device)
+    model_spec = model if model is not None else hypothesis.model
+    if model_config is None and model is None:  # the file's model_config goes with the file's model only
+        model_config = hypothesis.model_config
+    loaded, loaded_task = resolve(model_spec, task if task is not None else hypothesis.task, config, model_config)
+    if model is not None or task is not None:
+        hypothesis = replace(hypothesis, model=model_label(model_spec, loaded), task=loaded_task.name)
+    if circuit is None:
+        circuit = discover(loaded, loaded_task, config, progress=progress, model_name=hypothesis.model).circuit
+    graph = ComputeGraph.from_model(loaded)
+    if (circuit.compute_graph.n_layers, circuit.compute_graph.n_heads) != (graph.n_layers, graph.n_heads):
+        raise ValueError(f"The circuit is from a {circuit.compute_graph.n_layers}-layer, {circuit.compute_graph.n_heads}-head model, but "
+                         f"{hypothesis.model} has {graph.n_layers} layers and {graph.n_heads} heads; check a circuit discovered on the same model.")
+    device_of = next(loaded.parameters()).device
+    ctx = Context(loaded, loaded_task.to(device_of), circuit, graph, config.patch_config(), hypothesis.method["bootstrap"], config.seed)
+    return CheckReport(hypothesis, check_claims(hypothesis, ctx), circuit)
