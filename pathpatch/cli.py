@@ -9,7 +9,6 @@ a saved circuit. Every command has ``--help``. This module is the only place tha
 import argparse
 import logging
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 from pathpatch import __version__

@@ -22,7 +22,7 @@ from pathpatch.discovery.edges import NOISE, collect_outputs, patch_edges, prepa
 from pathpatch.discovery.graph import ComputeGraph, with_patching_hooks
 from pathpatch.discovery.prune import strongest
 from pathpatch.discovery.runner import Prepared, read_logits, repeat_variants, supports_prefix_reuse
-from pathpatch.models.tasks import AnyTask, Task, n_prompts
+from pathpatch.models.tasks import AnyTask, n_prompts
 from pathpatch.names import hook_name
 
 def _dest_gradients(

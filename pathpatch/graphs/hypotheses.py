@@ -37,11 +37,12 @@ offset or token (attends_to), positions = all | read, space = vocab | residual f
 """
 
 import math
-import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pathpatch.factories import parse_factory
 
 CLAIM_KEYS: dict[str, tuple[set[str], set[str]]] = {
     # kind: (required keys, optional keys), besides name and kind
@@ -115,9 +116,6 @@ def load_hypothesis(path: "str | Path") -> Hypothesis:
     return parse_hypothesis(data, path.stem, path.resolve().parent)
 
 
-FACTORY = re.compile(r"^(?P<file>.+\.py):(?P<function>[A-Za-z_]\w*)$")
-
-
 def resolve_spec(spec: str, base: Path | None) -> str:
     """Return ``spec`` with a relative path (or a factory's ``.py`` file) read from ``base``.
 
@@ -126,10 +124,10 @@ def resolve_spec(spec: str, base: Path | None) -> str:
     """
     if base is None:
         return spec
-    factory = FACTORY.match(spec)
-    if factory:
-        file = Path(factory["file"]).expanduser()
-        return spec if file.is_absolute() else f"{base / file}:{factory['function']}"
+    factory = parse_factory(spec)
+    if factory is not None and factory[0].endswith(".py"):
+        file = Path(factory[0]).expanduser()
+        return spec if file.is_absolute() else f"{base / file}:{factory[1]}"
     path = Path(spec).expanduser()
     if path.is_absolute() or not (base / path).exists():
         return spec

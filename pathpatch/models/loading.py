@@ -26,12 +26,8 @@ from ``hook_z`` and ``W_O``, because that flag makes every forward pass material
 ``[batch pos head d_head d_model]`` tensor.
 """
 
-import importlib
-import importlib.util
 import inspect
 import logging
-import re
-import sys
 import warnings
 from pathlib import Path
 from typing import Literal
@@ -39,6 +35,7 @@ from typing import Literal
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
+from pathpatch.factories import import_factory, parse_factory
 from pathpatch.models.checkpoint import WEIGHT_SUFFIXES, ConfigSource, is_checkpoint_dir, load_checkpoint, load_weights
 from pathpatch.models.planted import PLANTED, build_planted
 from pathpatch.models.zoo import SEEDS, TASK_ONLY, load_bundled
@@ -47,7 +44,6 @@ log = logging.getLogger(__name__)
 
 Backend = Literal["hooked", "bridge"]
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
-FACTORY = re.compile(r"(?P<source>.+\.py|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):(?P<function>[A-Za-z_]\w*)")
 FORMS = (
     "a TransformerLens checkpoint folder (config.json + model.safetensors, as save_model writes), a weights file "
     "with config= (--config), a local Hugging Face folder, or path/to/file.py:function (package.module:function) "
@@ -91,10 +87,9 @@ def load_model(
     path = Path(name).expanduser()
     if path.exists():
         return _load_path(path, device, backend, config)
-    factory = FACTORY.fullmatch(name)
-    if factory and len(factory["source"]) > 1:  # a lone letter is a Windows drive, as in C:model
+    if parse_factory(name) is not None:
         _refuse_config(config, f"the model factory {name!r}")
-        return _prepare(_run_factory(name, factory["source"], factory["function"], device), device)
+        return _prepare(_run_factory(name, device), device)
     if name in TASK_ONLY:
         raise KeyError(
             f"{name!r} is a task without a bundled model; give a Hugging Face directory, e.g. a GPT-2 on disk."
@@ -149,8 +144,8 @@ def _load_path(
     )
 
 
-def _run_factory(spec: str, source: str, function: str, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """Import ``source`` (a ``.py`` file or a module), call its ``function`` and return the model it builds.
+def _run_factory(spec: str, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Import the factory ``spec`` names, call its function and return the model it builds.
 
     This runs the user's code, so the file it imports is logged at WARNING level. The function is
     called with ``device=device`` if it takes a ``device`` argument, else with no arguments.
@@ -160,17 +155,7 @@ def _run_factory(spec: str, source: str, function: str, device: str | torch.devi
         ValueError: The module cannot be found or lacks ``function``.
         TypeError: The function returns something that is not a TransformerLens model.
     """
-    if source.endswith(".py"):
-        module = _import_factory_file(spec, source, function)
-    else:
-        module = _import_factory_module(spec, source, function)
-    factory = getattr(module, function, None)
-    if not callable(factory):
-        defined = [n for n, v in vars(module).items() if inspect.isfunction(v) and v.__module__ == module.__name__]
-        raise ValueError(
-            f"Model factory {spec!r}: {source} has no function {function!r}; it defines "
-            f"{', '.join(sorted(defined)) or 'no functions'}. Name the function that returns the model."
-        )
+    factory = import_factory(spec, "model", log)
     kwargs = {"device": device} if "device" in inspect.signature(factory).parameters else {}
     try:
         inspect.signature(factory).bind(**kwargs)
@@ -182,39 +167,6 @@ def _run_factory(spec: str, source: str, function: str, device: str | torch.devi
     model = factory(**kwargs)
     what = f"Model factory {spec!r} returned a value of type {type(model).__name__}, which"
     return _check_model(model, what, "make the function return a HookedTransformer or TransformerBridge")
-
-
-def _import_factory_file(spec: str, source: str, function: str):
-    """Import a ``.py`` file as a module (logged), by path, without touching ``sys.path``."""
-    path = Path(source).expanduser().resolve()
-    if not path.is_file():
-        raise FileNotFoundError(f"Model factory {spec!r}: {path} does not exist; give an existing 'file.py:function'.")
-    log.warning("running model factory %s from %s", function, path)
-    name = "pathpatch_factory_" + re.sub(r"\W", "_", str(path))
-    module_spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules[name] = module  # dataclasses and pickling look modules up here
-    try:
-        module_spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
-    return module
-
-
-def _import_factory_module(spec: str, source: str, function: str):
-    """Import ``package.module`` from ``sys.path`` (logged with the file it comes from)."""
-    try:
-        module_spec = importlib.util.find_spec(source)
-    except ModuleNotFoundError:
-        module_spec = None
-    if module_spec is None:
-        raise ValueError(
-            f"Model factory {spec!r}: no module {source!r} on sys.path; give 'path/to/file.py:{function}' or make "
-            "the module importable (install it or add its folder to PYTHONPATH)."
-        )
-    log.warning("running model factory %s from %s (module %s)", function, module_spec.origin, source)
-    return importlib.import_module(source)
 
 
 def _prepare(model: torch.nn.Module, device: str | torch.device) -> torch.nn.Module:

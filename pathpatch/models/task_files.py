@@ -43,26 +43,23 @@ Malformed input raises ``ValueError`` as ``FILE:LINE: field 'FIELD': problem; fi
 """
 
 import csv
-import importlib
-import importlib.util
 import inspect
 import json
 import logging
 import math
 import re
-import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from pathpatch.factories import import_factory, parse_factory
 from pathpatch.models.tasks import METRICS, AnyTask, MetricFn, MetricName, Prompt, Task, TaskGroups, from_prompts, with_metric
 from pathpatch.models.zoo import TASK_CORRUPTIONS, build_task
 
 logger = logging.getLogger(__name__)
 
-FACTORY = re.compile(r"^(?P<source>[^:]+\.py|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):(?P<function>[A-Za-z_]\w*)$")
 PROMPT_FIELDS = ("clean", "corrupt", "answer", "wrong_answer", "positions")
 HEADER_FIELDS = ("name", "metric", "corruption")
 EAP_COLUMNS = {"clean": "clean", "corrupt": "corrupted", "answer": "correct_idx", "wrong_answer": "incorrect_idx"}
@@ -139,7 +136,7 @@ def load_task(
     if text in TASK_CORRUPTIONS:
         task = build_task(text, n=DEFAULT_N if n is None else n, seed=seed, corruption=corruption, model=model)
         return _override(task, metric, name)
-    if FACTORY.match(text):
+    if parse_factory(text) is not None:
         return _override(_call_factory(text, model, DEFAULT_N if n is None else n, seed), metric, name)
     path = Path(text)
     reader = {".jsonl": _read_jsonl, ".csv": _read_eap_csv, ".json": _read_auto_circuit}.get(path.suffix.lower())
@@ -492,11 +489,7 @@ def _json_item_lines(text: str, prompts: list) -> list[int | None]:
 
 def _call_factory(spec: str, model, n: int, seed: int) -> AnyTask:
     """Import and call a task factory ``source:function`` with ``n``, ``seed`` (and ``model`` if it takes one)."""
-    match = FACTORY.match(spec)
-    source, function_name = match["source"], match["function"]
-    function = getattr(_factory_module(spec, source, function_name), function_name, None)
-    if not callable(function):
-        raise ValueError(f"Task factory {spec!r}: {source} defines no function {function_name!r}; name a function it defines.")
+    function = import_factory(spec, "task", logger)
     keywords = {"n": n, "seed": seed}
     if "model" in inspect.signature(function).parameters:
         keywords["model"] = model
@@ -505,27 +498,3 @@ def _call_factory(spec: str, model, n: int, seed: int) -> AnyTask:
         raise TypeError(f"Task factory {spec!r} returned a {type(task).__name__}; it must return a pathpatch Task or "
                         "TaskGroups (build one with pathpatch.models.tasks.from_prompts).")
     return task
-
-
-def _factory_module(spec: str, source: str, function_name: str) -> object:
-    """Import a factory's file or module, logging at WARNING which file runs."""
-    if source.endswith(".py"):
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"Task factory {spec!r}: {path} does not exist (relative to {Path.cwd()}); check the path.")
-        logger.warning("Importing task factory %s from %s; this runs the file's code.", function_name, path.resolve())
-        module_name = "pathpatch_task_factory_" + re.sub(r"\W", "_", str(path.resolve()))
-        module_spec = importlib.util.spec_from_file_location(module_name, path)
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[module_name] = module  # so that dataclasses and pickling inside the file can find it
-        module_spec.loader.exec_module(module)
-        return module
-    try:
-        found = importlib.util.find_spec(source)
-    except ModuleNotFoundError:
-        found = None
-    if found is None:
-        raise ModuleNotFoundError(f"Task factory {spec!r}: no module {source!r} on sys.path; "
-                                  "install it, or give path/to/file.py:function.")
-    logger.warning("Importing task factory %s from %s (module %s); this runs its code.", function_name, found.origin, source)
-    return importlib.import_module(source)

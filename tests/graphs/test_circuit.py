@@ -3,7 +3,6 @@
 import json
 
 import pytest
-import torch
 
 from pathpatch.discovery.edges import patch_edges
 from pathpatch.discovery.graph import ComputeGraph
