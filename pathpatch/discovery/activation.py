@@ -18,6 +18,7 @@ compared element by element, plus a tidy table with one row per patch.
 """
 
 from dataclasses import dataclass
+from functools import partial
 from itertools import product
 
 import pandas as pd
@@ -203,7 +204,7 @@ def _inject(
     return out.flatten(0, 1)
 
 
-@with_patching_hooks
+@partial(with_patching_hooks, ungroup=False)  # keys/values patched per key/value head, as TransformerLens does
 def activation_patch(
     model: torch.nn.Module,
     task: AnyTask,
@@ -231,7 +232,7 @@ def activation_patch(
     return _patch(model, task, prepare(model, task, _cached_hooks(model, act, per_pos)), act, per_pos, config)
 
 
-@with_patching_hooks
+@partial(with_patching_hooks, ungroup=False)
 def block_every(model: torch.nn.Module, task: AnyTask, per_pos: bool = True, config: PatchConfig = PatchConfig()) -> ActivationPatchResult:
     """Patch ``resid_pre``, ``attn_out`` and ``mlp_out`` (like TransformerLens' ``get_act_patch_block_every``).
 

@@ -8,7 +8,7 @@ between a writer and a later reader, in a fixed order that indexes the rows of s
 the ``[src dest]`` masks of circuit runs.
 
 ``check_supported`` refuses models where the decomposition would be wrong (post-LN, parallel
-attention and MLP, grouped key/value heads, shortformer positions), naming the feature and the fix.
+attention and MLP, shortformer positions), naming the feature and the fix.
 ``patching_hooks`` switches on, for the duration of one engine call, the per-head input hooks
 (``use_split_qkv_input``) and MLP input hooks (``use_hook_mlp_in``) that patching reads, and restores
 the user's settings afterwards, so any TransformerLens model can be passed in as it is.
@@ -137,18 +137,18 @@ def check_supported(model: torch.nn.Module) -> None:
             "This model runs attention and MLP in parallel (parallel_attn_mlp=True); pathpatch's graph puts each "
             "MLP after its layer's attention. Use a sequential-block model."
         )
-    if getattr(cfg, "n_key_value_heads", None) not in (None, cfg.n_heads) and not getattr(cfg, "ungroup_grouped_query_attention", False):
-        raise ValueError(
-            f"This model groups key/value heads (n_key_value_heads={cfg.n_key_value_heads}, n_heads={cfg.n_heads}); "
-            "call model.set_ungroup_grouped_query_attention(True) so every head has its own k/v input hook."
-        )
     if getattr(cfg, "positional_embedding_type", "standard") == "shortformer":
         raise ValueError("Shortformer positional embeddings are added outside the residual stream; this is not supported.")
 
 
 @contextmanager
-def patching_hooks(model: torch.nn.Module) -> Iterator[None]:
-    """Switch on ``use_split_qkv_input`` (and ``use_hook_mlp_in`` for models with MLPs), then restore them.
+def patching_hooks(model: torch.nn.Module, ungroup: bool = True) -> Iterator[None]:
+    """Switch on the hooks patching reads for the duration, then restore the user's settings.
+
+    ``use_split_qkv_input`` gives every head its own q/k/v input; ``use_hook_mlp_in`` (models with MLPs)
+    gives MLPs theirs. With ``ungroup``, a grouped-query model also computes every query head's key and
+    value from that head's own input (``ungroup_grouped_query_attention``): the same numbers, but an
+    edge into ``L1H0.k`` then reaches head 0's keys only, as EAP-IG's ungrouped graph has it.
 
     Raises:
         TypeError: ``model`` is not a TransformerLens model.
@@ -156,30 +156,35 @@ def patching_hooks(model: torch.nn.Module) -> Iterator[None]:
     cfg = getattr(model, "cfg", None)
     if cfg is None or not hasattr(model, "set_use_split_qkv_input"):
         raise TypeError(f"{type(model).__name__} is not a TransformerLens model (no .cfg or hook settings); load it with load_model().")
-    setters = [("use_split_qkv_input", model.set_use_split_qkv_input)]
+    flags = {"use_split_qkv_input": model.set_use_split_qkv_input}
     if not cfg.attn_only:
-        setters.append(("use_hook_mlp_in", model.set_use_hook_mlp_in))
-    before = [(flag, setter, bool(getattr(cfg, flag, False))) for flag, setter in setters]
-    for _, setter, was in before:
-        if not was:
-            setter(True)
+        flags["use_hook_mlp_in"] = model.set_use_hook_mlp_in
+    if ungroup and grouped(cfg) and hasattr(model, "set_ungroup_grouped_query_attention"):
+        flags["ungroup_grouped_query_attention"] = model.set_ungroup_grouped_query_attention
+    switched = [setter for flag, setter in flags.items() if not getattr(cfg, flag, False)]
+    for setter in switched:
+        setter(True)
     try:
         yield
     finally:
-        for _, setter, was in before:
-            if not was:
-                setter(False)
+        for setter in switched:
+            setter(False)
+
+
+def grouped(cfg) -> bool:
+    """Whether key/value heads are shared by several query heads (grouped-query attention)."""
+    return getattr(cfg, "n_key_value_heads", None) not in (None, cfg.n_heads)
 
 
 F = TypeVar("F", bound=Callable)
 
 
-def with_patching_hooks(fn: F) -> F:
-    """Run an engine entry point ``fn(model, ...)`` inside ``patching_hooks(model)``."""
+def with_patching_hooks(fn: F, ungroup: bool = True) -> F:
+    """Run an engine entry point ``fn(model, ...)`` inside ``patching_hooks(model, ungroup)``."""
 
     @functools.wraps(fn)
     def run(model: torch.nn.Module, *args, **kwargs):
-        with patching_hooks(model):
+        with patching_hooks(model, ungroup):
             return fn(model, *args, **kwargs)
 
     return run  # type: ignore[return-value]

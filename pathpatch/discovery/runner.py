@@ -104,11 +104,20 @@ def unembed(model: torch.nn.Module, x: Float[Tensor, "batch pos d_model"], token
     """
     W_U, b_U = model.unembed.W_U, model.unembed.b_U
     if tokens is None:
-        return x @ W_U + b_U
+        return soft_cap(model, x @ W_U + b_U)
     columns = W_U.T[tokens]  # [prompt pos k d_model]
     stacked = x.view(-1, *columns.shape[:2], x.shape[-1])  # [variant prompt pos d_model]
     out = einsum(stacked, columns, "variant prompt pos d_model, prompt pos k d_model -> variant prompt pos k") + b_U[tokens]
-    return out.flatten(0, 1)
+    return soft_cap(model, out.flatten(0, 1))
+
+
+def soft_cap(model: torch.nn.Module, logits: Tensor) -> Tensor:
+    """Apply the model's output soft cap ``cap * tanh(logits / cap)`` (Gemma 2), as its own forward does.
+
+    The cap acts on each logit alone, so capping only the columns a metric reads is exact.
+    """
+    cap = getattr(model.cfg, "output_logits_soft_cap", None)
+    return cap * torch.tanh(logits / cap) if cap is not None and cap > 0 else logits
 
 
 def read_logits(model: torch.nn.Module, resid: Float[Tensor, "batch pos d_model"], positions: Tensor, tokens: Tensor | None = None) -> Tensor:

@@ -218,7 +218,6 @@ def test_models_without_per_head_hooks_get_them_for_the_call_and_back_afterwards
     "overrides, message",
     [
         (dict(parallel_attn_mlp=True), "parallel"),
-        (dict(n_key_value_heads=1), "set_ungroup_grouped_query_attention"),
     ],
 )
 def test_unsupported_architectures_are_named(overrides, message):

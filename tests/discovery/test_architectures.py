@@ -1,0 +1,156 @@
+"""Architecture families: every supported one equals hand-written run_with_hooks code; the rest are refused.
+
+Each family is a tiny random ``HookedTransformer`` built from a config shaped like its real counterpart.
+The reference is independent of the engine: one ``run_with_hooks`` per edge on a deep copy of the
+model, with TransformerLens' own hooks, adding (other run's source output - this run's) to the
+destination's input, and TransformerLens' own forward pass (soft cap included) for the logits.
+"""
+
+import copy
+import warnings
+
+import pytest
+import torch
+from transformer_lens import HookedTransformer, HookedTransformerConfig, patching
+
+from pathpatch.discovery.activation import activation_patch
+from pathpatch.discovery.config import PatchConfig
+from pathpatch.discovery.edges import patch_edges, run_circuits_with_baselines
+from pathpatch.discovery.graph import ComputeGraph, check_supported
+from pathpatch.models.tasks import Task
+
+BASE = dict(n_layers=2, n_heads=4, d_model=16, d_head=4, d_mlp=32, n_ctx=12, d_vocab=24, act_fn="gelu",
+            normalization_type="LN", seed=0, device="cpu")
+FAMILIES = {
+    "gpt2": {},
+    "soft-capped logits (Gemma 2)": dict(output_logits_soft_cap=1.5, attn_scores_soft_cap=2.0),
+    "llama (rotary, RMSNorm, gated MLP)": dict(normalization_type="RMS", positional_embedding_type="rotary", rotary_dim=4,
+                                               gated_mlp=True, act_fn="silu", final_rms=True),
+    "grouped-query attention (Llama/Qwen)": dict(normalization_type="RMS", positional_embedding_type="rotary", rotary_dim=4,
+                                                 gated_mlp=True, act_fn="silu", n_key_value_heads=2),
+    "attention-only, no LayerNorm": dict(attn_only=True, normalization_type=None),
+    "bidirectional encoder": dict(attention_dir="bidirectional"),
+}
+REFUSED = {
+    "parallel attention + MLP (Pythia/GPT-J)": (dict(parallel_attn_mlp=True), "parallel"),
+    "shortformer positions": (dict(positional_embedding_type="shortformer", attn_only=True), "Shortformer"),
+}
+
+
+def build(overrides: dict) -> HookedTransformer:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        model = HookedTransformer(HookedTransformerConfig(**{**BASE, **overrides}))
+    for p in model.parameters():  # random biases too, so no edge is trivially zero
+        if p.abs().sum() == 0:
+            p.data.normal_(0, 0.2, generator=torch.Generator().manual_seed(1))
+    return model.eval()
+
+
+def task_for(model: HookedTransformer) -> Task:
+    g = torch.Generator().manual_seed(2)
+    tokens = lambda *shape: torch.randint(0, model.cfg.d_vocab, shape, generator=g)  # noqa: E731
+    return Task("random", tokens(3, 7), tokens(3, 7), tokens(3, 2), tokens(3, 2), torch.tensor([4, 6]))
+
+
+def reference(model: HookedTransformer) -> HookedTransformer:
+    """A copy with TransformerLens' own per-head input hooks (and ungrouped keys/values) switched on by hand."""
+    ref = copy.deepcopy(model)
+    ref.cfg.use_split_qkv_input = True
+    if not ref.cfg.attn_only:
+        ref.cfg.use_hook_mlp_in = True
+    if ref.cfg.n_key_value_heads is not None:
+        ref.cfg.ungroup_grouped_query_attention = True
+    return ref
+
+
+def source_output(model, cache, node: str) -> torch.Tensor:
+    if node == "embed":
+        return cache["blocks.0.hook_resid_pre"]
+    if node.startswith("MLP"):
+        return cache[f"blocks.{node[3:]}.hook_mlp_out"]
+    layer, head = (int(x) for x in node[1:].split("H"))
+    return cache[f"blocks.{layer}.attn.hook_z"][:, :, head] @ model.blocks[layer].attn.W_O[head]
+
+
+def dest_hook(model, node: str) -> tuple[str, int | None]:
+    if node == "logits":
+        return f"blocks.{model.cfg.n_layers - 1}.hook_resid_post", None
+    if node.startswith("MLP"):
+        return f"blocks.{node[3:]}.hook_mlp_in", None
+    name, channel = node.split(".")
+    layer, head = (int(x) for x in name[1:].split("H"))
+    return f"blocks.{layer}.hook_{channel}_input", head
+
+
+def hand_noised_metric(ref, task: Task, edge: str) -> float:
+    """Clean run whose ``dest`` input carries the corrupt output of ``src`` instead of the clean one."""
+    src, dest = edge.split("->")
+    _, clean = ref.run_with_cache(task.clean)
+    _, corrupt = ref.run_with_cache(task.corrupt)
+    delta = source_output(ref, corrupt, src) - source_output(ref, clean, src)
+    name, head = dest_hook(ref, dest)
+
+    def hook(act, hook):
+        act = act.clone()
+        if head is None:
+            act += delta
+        else:
+            act[:, :, head] += delta
+        return act
+
+    with torch.no_grad():
+        return task.score(ref.run_with_hooks(task.clean, fwd_hooks=[(name, hook)])).item()
+
+
+def sample_edges(model) -> list[str]:
+    edges = ["embed->L0H1.v", "embed->L1H2.k", "L0H0->L1H3.q", "L0H2->L1H1.k", "L0H3->logits", "L1H1->logits", "embed->logits"]
+    if not model.cfg.attn_only:
+        edges += ["L0H1->MLP0", "MLP0->L1H0.v", "MLP0->logits", "L1H2->MLP1", "MLP1->logits", "embed->MLP1"]
+    return edges
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_edge_effects_equal_hand_written_hooks(family):
+    model = build(FAMILIES[family])
+    task, ref = task_for(model), reference(model)
+    edges = sample_edges(model)
+    table = patch_edges(model, task, edges).set_index("edge")
+    for edge in edges:
+        assert table.loc[edge, "metric"] == pytest.approx(hand_noised_metric(ref, task, edge), abs=1e-5), (family, edge)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_full_and_empty_circuits_give_the_models_own_clean_and_corrupt_metrics(family):
+    model = build(FAMILIES[family])
+    task = task_for(model)
+    graph = ComputeGraph.from_model(model)
+    keep = graph.mask(sample_edges(model))
+    _, full, empty = run_circuits_with_baselines(model, task, keep)
+    with torch.no_grad():
+        clean, corrupt = task.score(model(task.clean)).item(), task.score(model(task.corrupt)).item()
+    assert full.mean().item() == pytest.approx(clean, abs=1e-5)
+    assert empty.mean().item() == pytest.approx(corrupt, abs=1e-5)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_head_by_position_patching_equals_transformer_lens(family):
+    model = build(FAMILIES[family])
+    task = task_for(model)
+    ours = activation_patch(model, task, "z", per_pos=True, config=PatchConfig(normalize=False)).values
+    theirs = patching.get_act_patch_attn_head_out_by_pos(
+        model, task.corrupt, model.run_with_cache(task.clean)[1], lambda logits: task.score(logits))
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+
+
+def test_engine_leaves_a_grouped_model_grouped():
+    model = build(FAMILIES["grouped-query attention (Llama/Qwen)"])
+    patch_edges(model, task_for(model), ["embed->L1H2.k"])
+    assert not model.cfg.ungroup_grouped_query_attention and not model.cfg.use_split_qkv_input
+
+
+@pytest.mark.parametrize("family", list(REFUSED))
+def test_unsupported_families_are_refused_naming_the_feature(family):
+    overrides, message = REFUSED[family]
+    with pytest.raises(ValueError, match=message):
+        check_supported(build(overrides))
