@@ -21,7 +21,7 @@ from pathpatch.discovery.config import PatchConfig, groups_of
 from pathpatch.discovery.edges import NOISE, collect_outputs, patch_edges, prepare_edges
 from pathpatch.discovery.graph import ComputeGraph, with_patching_hooks
 from pathpatch.discovery.prune import strongest
-from pathpatch.discovery.runner import Prepared, read_logits, repeat_variants, supports_prefix_reuse
+from pathpatch.discovery.runner import Prepared, read_logits, repeat_variants, run_blocks, supports_prefix_reuse
 from pathpatch.models.tasks import AnyTask, n_prompts
 from pathpatch.names import hook_name
 
@@ -47,7 +47,7 @@ def _dest_gradients(
 
     with torch.enable_grad(), model.hooks(fwd_hooks=[(hook_name("resid_pre", 0), replace)], bwd_hooks=[(n, save) for n in names]):
         if supports_prefix_reuse(model):
-            resid = model(embed, start_at_layer=0, stop_at_layer=model.cfg.n_layers)
+            resid = run_blocks(model, embed, 0, model.cfg.n_layers)
             scores = prep.read_task.score_read(read_logits(model, resid, task.positions, prep.read_tokens).float())
         else:
             scores = task.score_read(model(repeat_variants(task.clean, copies))[:, task.positions].float())

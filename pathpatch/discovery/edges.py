@@ -38,6 +38,7 @@ from pathpatch.discovery.runner import (
     repeat_variants,
     run_chunked,
     run_from_layer,
+    pos_embed,
     suffix_groups,
     supports_prefix_reuse,
     supports_suffix_reuse,
@@ -196,7 +197,7 @@ def split_inputs(model: torch.nn.Module, on: bool):
 
 
 def _recompute_hook(model: torch.nn.Module, layer: int, channel: str, rows: Tensor, heads: Tensor, positions: Tensor | None,
-                    deltas: Tensor, n_variants: int, resid: dict[int, Tensor]):
+                    deltas: Tensor, n_variants: int, resid: dict[int, Tensor], first: int = 0):
     """Return a ``hook_q``/``hook_k``/``hook_v`` hook that recomputes head ``heads[i]`` of variant ``rows[i]``
     from ``ln1(resid_pre + deltas[i])``: what the split per-head input path computes for that head."""
     attn, ln1 = model.blocks[layer].attn, model.blocks[layer].ln1
@@ -206,11 +207,13 @@ def _recompute_hook(model: torch.nn.Module, layer: int, channel: str, rows: Tens
     def hook(act: Tensor, hook) -> Tensor:
         view = act.clone().view(n_variants, -1, *act.shape[1:])  # [variant batch pos head d_head]
         base = resid[layer].view(n_variants, -1, *resid[layer].shape[1:])  # [variant batch pos d_model]
+        pos = pos_embed(model, first, base.shape[2], 1) if channel in ("q", "k") else None  # shortformer: after ln1
+        pos = 0.0 if pos is None else pos[0]  # [pos d_model]
         if positions is None:
-            x = ln1(base[rows] + deltas)  # [n batch pos d_model]
+            x = ln1(base[rows] + deltas) + pos  # [n batch pos d_model]
             view[rows, :, :, heads] = einsum(x, W, "n batch pos d_model, n d_model d_head -> n batch pos d_head") + b[:, None, None]
         else:
-            x = ln1(base[rows, :, positions] + deltas)  # [n batch d_model]
+            x = ln1(base[rows, :, positions] + deltas) + (pos if isinstance(pos, float) else pos[positions, None])  # [n batch d_model]
             view[rows, :, positions, heads] = einsum(x, W, "n batch d_model, n d_model d_head -> n batch d_head") + b[:, None]
         return view.view(act.shape)
 
@@ -251,7 +254,7 @@ def _variant_hooks(
         if layer not in recorded:
             recorded.add(layer)
             hooks.append((hook_name("resid_pre", layer), lambda act, hook, layer=layer: resid.__setitem__(layer, act)))
-        hooks.append((hook_name(channel, layer), _recompute_hook(model, layer, channel, row, head, pos, deltas, len(variants), resid)))
+        hooks.append((hook_name(channel, layer), _recompute_hook(model, layer, channel, row, head, pos, deltas, len(variants), resid, first)))
     return hooks
 
 
@@ -278,7 +281,7 @@ def run_variants(
     starts = outputs.starts_clean if noise else outputs.starts_corrupt
     base_inputs = prep.task.clean if noise else corrupt_inputs(prep.task, config)
     for variant in variants:
-        if max(e.src.stage for e in variant.edges) >= min(e.dest.stage for e in variant.edges):
+        if max(e.src.stage for e in variant.edges) >= min(graph.reads_at(e.dest) for e in variant.edges):
             raise ValueError(
                 f"Variant {variant.name!r} patches edges whose sources are downstream of other destinations; "
                 "use run_circuits() for such edge sets."
@@ -424,7 +427,7 @@ def path_patch(
     for node in dests:
         if not node.is_dest:
             raise ValueError(f"Receiver {node.name!r} is an output; receivers are inputs such as '{node.name}.v', 'MLP1' or 'logits'.")
-    first = min(d.stage for d in dests)
+    first = min(graph.reads_at(d) for d in dests)
     pool = [graph.node(name) for name in senders] if senders else [s for s in graph.sources if s.stage < first]
     variants = []
     for sender in pool:

@@ -7,8 +7,9 @@ input is therefore an exact intervention on one edge. ``ComputeGraph`` lists the
 between a writer and a later reader, in a fixed order that indexes the rows of score tables and
 the ``[src dest]`` masks of circuit runs.
 
-``check_supported`` refuses models where the decomposition would be wrong (post-LN, parallel
-attention and MLP, shortformer positions), naming the feature and the fix.
+``check_supported`` refuses models where the decomposition would be wrong (post-LN, norms after
+attention and MLP), naming the feature and the fix. Parallel attention and MLP blocks (Pythia, GPT-J)
+get a graph without ``L{l}H{h} -> MLP{l}`` edges: the MLP reads its layer's input beside the heads.
 ``patching_hooks`` switches on, for the duration of one engine call, the per-head input hooks
 (``use_split_qkv_input``) and MLP input hooks (``use_hook_mlp_in``) that patching reads, and restores
 the user's settings afterwards, so any TransformerLens model can be passed in as it is.
@@ -37,6 +38,8 @@ class ComputeGraph:
         n_layers: Number of layers.
         n_heads: Heads per layer.
         attn_only: Whether the model has no MLPs.
+        parallel: Whether each MLP reads its layer's input alongside the heads (``parallel_attn_mlp``,
+            Pythia/GPT-J), so no head of layer ``l`` feeds ``MLP{l}``.
         sources: Writers in forward order: ``embed``, then per layer its heads and its MLP.
         dests: Readers in forward order: per layer its heads' q, k, v inputs and its MLP, then ``logits``.
     """
@@ -44,6 +47,7 @@ class ComputeGraph:
     n_layers: int
     n_heads: int
     attn_only: bool
+    parallel: bool = False
     sources: tuple[Node, ...] = field(init=False)
     dests: tuple[Node, ...] = field(init=False)
 
@@ -64,7 +68,7 @@ class ComputeGraph:
         """Return the graph of ``model`` after checking that its edges decompose exactly."""
         check_supported(model)
         cfg = model.cfg
-        return cls(cfg.n_layers, cfg.n_heads, bool(cfg.attn_only))
+        return cls(cfg.n_layers, cfg.n_heads, bool(cfg.attn_only), bool(getattr(cfg, "parallel_attn_mlp", False)))
 
     def node(self, name: str) -> Node:
         """Return the node called ``name``; raise KeyError listing what this model has."""
@@ -72,13 +76,22 @@ class ComputeGraph:
 
     def edge(self, name: str) -> Edge:
         """Return the edge called ``src->dest``; raise KeyError/ValueError naming the problem."""
-        return parse_edge(name, self.n_layers, self.n_heads, self.attn_only)
+        edge = parse_edge(name, self.n_layers, self.n_heads, self.attn_only)
+        if edge.src.stage >= self.reads_at(edge.dest):
+            raise ValueError(f"No edge {edge.name}: in this parallel-block model {edge.dest.name} reads layer {edge.dest.layer}'s "
+                             f"input alongside its heads, so {edge.src.name} cannot reach it.")
+        return edge
+
+    def reads_at(self, node: Node) -> int:
+        """The stage at which a destination reads the residual stream: its own, but for a parallel MLP
+        that of its layer's attention, whose input it shares."""
+        return 2 * node.layer + 1 if self.parallel and node.kind == "mlp" else node.stage
 
     @property
     def valid(self) -> Bool[Tensor, "src dest"]:
-        """Which (source, destination) pairs are edges: the source comes strictly earlier."""
+        """Which (source, destination) pairs are edges: the source writes before the destination reads."""
         src_stage = torch.tensor([n.stage for n in self.sources])
-        dest_stage = torch.tensor([n.stage for n in self.dests])
+        dest_stage = torch.tensor([self.reads_at(n) for n in self.dests])
         return src_stage[:, None] < dest_stage[None, :]
 
     @property
@@ -132,13 +145,6 @@ def check_supported(model: torch.nn.Module) -> None:
             f"Edge patching needs a pre-LN residual stream, but this model ({arch or 'custom'}) uses {POST_NORM_HINT}; "
             "its components' outputs do not add up to the next input. Use a pre-LN model (GPT-2, Pythia, Llama)."
         )
-    if getattr(cfg, "parallel_attn_mlp", False):
-        raise ValueError(
-            "This model runs attention and MLP in parallel (parallel_attn_mlp=True); pathpatch's graph puts each "
-            "MLP after its layer's attention. Use a sequential-block model."
-        )
-    if getattr(cfg, "positional_embedding_type", "standard") == "shortformer":
-        raise ValueError("Shortformer positional embeddings are added outside the residual stream; this is not supported.")
 
 
 @contextmanager

@@ -152,20 +152,31 @@ QK_NORM_ARCHITECTURES = ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausal
 
 def supports_suffix_reuse(model: torch.nn.Module) -> bool:
     """Whether earlier positions' keys and values can be fed as a frozen cache: a causal
-    HookedTransformer with absolute or rotary positions, one key/value head per query head, and keys
+    HookedTransformer with absolute, rotary or shortformer positions, one key/value head per query head, and keys
     and values cached as ``hook_k``/``hook_v`` record them (no q/k norm or clipping after the hooks,
     which TransformerLens applies before it caches)."""
     cfg = model.cfg
     return (
         supports_prefix_reuse(model)
         and is_causal(model)
-        and cfg.positional_embedding_type in ("standard", "rotary")
+        and cfg.positional_embedding_type in ("standard", "rotary", "shortformer")
         and getattr(cfg, "n_key_value_heads", None) in (None, cfg.n_heads)
         and not getattr(cfg, "use_qk_norm", False)
         and getattr(cfg, "clip_qkv", None) is None
         and getattr(cfg, "original_architecture", None) not in QK_NORM_ARCHITECTURES
         and not getattr(cfg, "load_in_4bit", False)  # keys_values() projects with plain weights
     )
+
+
+def pos_embed(model: torch.nn.Module, first: int, n_pos: int, batch: int) -> Tensor | None:
+    """Shortformer positional embeddings of positions ``first..first + n_pos`` ``[batch pos d_model]``, else None.
+
+    Shortformer models add these to every head's query and key inputs after ``ln1``, never to the
+    residual stream; a run that starts mid-way must hand them to TransformerLens itself.
+    """
+    if model.cfg.positional_embedding_type != "shortformer":
+        return None
+    return model.pos_embed.W_pos[first : first + n_pos][None].expand(batch, -1, -1)
 
 
 def kv_hooks(n_layers: int) -> list[str]:
@@ -239,13 +250,21 @@ def supports_read_suffix(model: torch.nn.Module, first: int, positions: Tensor) 
     return supports_suffix_reuse(model) and int(positions.min()) > first
 
 
-def keys_values(model: torch.nn.Module, layer: int, resid: Float[Tensor, "batch pos d_model"]) -> tuple[Tensor, Tensor]:
-    """Keys and values ``[batch pos head d_head]`` that ``layer`` computes from ``resid``, as ``hook_k``/``hook_v`` record them."""
+def keys_values(model: torch.nn.Module, layer: int, resid: Float[Tensor, "batch pos d_model"], first: int = 0) -> tuple[Tensor, Tensor]:
+    """Keys and values ``[batch pos head d_head]`` that ``layer`` computes from ``resid`` (positions ``first..``),
+    as ``hook_k``/``hook_v`` record them."""
     block = model.blocks[layer]
     attn, x = block.attn, block.ln1(resid)
-    return tuple(
-        einsum(x, W, "batch pos d_model, head d_model d_head -> batch pos head d_head") + b for W, b in ((attn.W_K, attn.b_K), (attn.W_V, attn.b_V))
-    )
+    pos = pos_embed(model, first, resid.shape[1], resid.shape[0])
+    key_input = x if pos is None else x + pos
+    project = lambda x, W, b: einsum(x, W, "batch pos d_model, head d_model d_head -> batch pos head d_head") + b  # noqa: E731
+    return project(key_input, attn.W_K, attn.b_K), project(x, attn.W_V, attn.b_V)
+
+
+def run_blocks(model: torch.nn.Module, start: Float[Tensor, "batch pos d_model"], layer: int, stop: int, first: int = 0, cache=None) -> Tensor:
+    """Run blocks ``layer..stop - 1`` on ``start`` (positions ``first..``, earlier ones in ``cache``); return the residual."""
+    pos = pos_embed(model, first, start.shape[1], start.shape[0])
+    return model(start, start_at_layer=layer, stop_at_layer=stop, past_kv_cache=cache, shortformer_pos_embed=pos)
 
 
 def read_suffix(
@@ -261,11 +280,13 @@ def read_suffix(
     from transformer_lens.cache.key_value_cache_entry import TransformerLensKeyValueCacheEntry
 
     last = model.cfg.n_layers - 1
-    resid = model(start, start_at_layer=layer, stop_at_layer=last, past_kv_cache=cache)  # [batch pos-first d_model]
-    keys, values = keys_values(model, last, resid[:, : tail - first])
+    resid = run_blocks(model, start, layer, last, first, cache)  # [batch pos-first d_model]
+    keys, values = keys_values(model, last, resid[:, : tail - first], first)
     if cache is not None:
         keys, values = torch.cat([cache[last].past_keys, keys], 1), torch.cat([cache[last].past_values, values], 1)
-    return model.blocks[last](resid[:, tail - first :], past_kv_cache_entry=TransformerLensKeyValueCacheEntry(keys, values, frozen=True))
+    rest = resid[:, tail - first :]
+    return model.blocks[last](rest, past_kv_cache_entry=TransformerLensKeyValueCacheEntry(keys, values, frozen=True),
+                              shortformer_pos_embed=pos_embed(model, tail, rest.shape[1], rest.shape[0]))
 
 
 def run_from_layer(
@@ -301,7 +322,7 @@ def run_from_layer(
                 resid = read_suffix(model, start[:, first:], layer, first, tail, cache)
             else:
                 tail = first
-                resid = model(start[:, first:], start_at_layer=layer, stop_at_layer=model.cfg.n_layers, past_kv_cache=cache)
+                resid = run_blocks(model, start[:, first:], layer, model.cfg.n_layers, first, cache)
             positions = positions - tail  # index into the positions that ran
             return read_logits(model, resid, positions, tokens) if logits else final_resid(model, resid, positions)
         return take_columns(model(inputs)[:, positions], tokens)

@@ -82,6 +82,7 @@ class Circuit:
         graph.graph.update(
             model=model_name, task=task_name, method=method, version=__version__,
             n_layers=compute_graph.n_layers, n_heads=compute_graph.n_heads, attn_only=compute_graph.attn_only,
+            parallel=compute_graph.parallel,
             **(info or {}),
         )
         return cls(graph, model_name, task_name, method, dict(info or {}))
@@ -90,7 +91,7 @@ class Circuit:
     def compute_graph(self) -> ComputeGraph:
         """The full graph of the model this circuit came from."""
         g = self.graph.graph
-        return ComputeGraph(int(g["n_layers"]), int(g["n_heads"]), bool(g["attn_only"]))
+        return ComputeGraph(int(g["n_layers"]), int(g["n_heads"]), bool(g["attn_only"]), bool(g.get("parallel", False)))
 
     @property
     def scored_edges(self) -> list[str]:

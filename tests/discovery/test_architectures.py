@@ -30,10 +30,12 @@ FAMILIES = {
                                                  gated_mlp=True, act_fn="silu", n_key_value_heads=2),
     "attention-only, no LayerNorm": dict(attn_only=True, normalization_type=None),
     "bidirectional encoder": dict(attention_dir="bidirectional"),
+    "shortformer, attention-only (TransformerLens' attn-only family)": dict(positional_embedding_type="shortformer", attn_only=True),
+    "shortformer with LayerNorm and MLPs": dict(positional_embedding_type="shortformer"),
+    "parallel attention + MLP (Pythia/NeoX, GPT-J)": dict(parallel_attn_mlp=True, positional_embedding_type="rotary", rotary_dim=4),
 }
 REFUSED = {
-    "parallel attention + MLP (Pythia/GPT-J)": (dict(parallel_attn_mlp=True), "parallel"),
-    "shortformer positions": (dict(positional_embedding_type="shortformer", attn_only=True), "Shortformer"),
+    "post-attention and post-MLP norms (Gemma 2)": (dict(use_normalization_before_and_after=True, normalization_type="RMS"), "post-LayerNorm"),
 }
 
 
@@ -83,12 +85,16 @@ def dest_hook(model, node: str) -> tuple[str, int | None]:
     return f"blocks.{layer}.hook_{channel}_input", head
 
 
-def hand_noised_metric(ref, task: Task, edge: str) -> float:
-    """Clean run whose ``dest`` input carries the corrupt output of ``src`` instead of the clean one."""
+def hand_noised_metric(ref, task: Task, edge: str, pos: int | None = None) -> float:
+    """Clean run whose ``dest`` input carries the corrupt output of ``src`` instead of the clean one (at ``pos`` only)."""
     src, dest = edge.split("->")
     _, clean = ref.run_with_cache(task.clean)
     _, corrupt = ref.run_with_cache(task.corrupt)
     delta = source_output(ref, corrupt, src) - source_output(ref, clean, src)
+    if pos is not None:
+        keep = torch.zeros(delta.shape[1], 1)
+        keep[pos] = 1
+        delta = delta * keep
     name, head = dest_hook(ref, dest)
 
     def hook(act, hook):
@@ -106,8 +112,19 @@ def hand_noised_metric(ref, task: Task, edge: str) -> float:
 def sample_edges(model) -> list[str]:
     edges = ["embed->L0H1.v", "embed->L1H2.k", "L0H0->L1H3.q", "L0H2->L1H1.k", "L0H3->logits", "L1H1->logits", "embed->logits"]
     if not model.cfg.attn_only:
-        edges += ["L0H1->MLP0", "MLP0->L1H0.v", "MLP0->logits", "L1H2->MLP1", "MLP1->logits", "embed->MLP1"]
+        edges += ["MLP0->L1H0.v", "MLP0->logits", "MLP1->logits", "embed->MLP1", "embed->MLP0", "L0H2->MLP1"]
+        if not model.cfg.parallel_attn_mlp:  # a parallel MLP reads its layer's input, beside the heads
+            edges += ["L0H1->MLP0", "L1H2->MLP1"]
     return edges
+
+
+def test_a_parallel_block_has_no_edge_from_a_head_into_its_own_layers_mlp():
+    serial, parallel = (ComputeGraph.from_model(build(dict(parallel_attn_mlp=flag))) for flag in (False, True))
+    assert "L0H1->MLP0" in {e.name for e in serial.edges}
+    assert "L0H1->MLP0" not in {e.name for e in parallel.edges} and "L0H1->MLP1" in {e.name for e in parallel.edges}
+    assert serial.n_edges - parallel.n_edges == 2 * 4  # two layers of four heads
+    with pytest.raises(ValueError, match="reads layer 0's input alongside its heads"):
+        parallel.edge("L0H1->MLP0")
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
@@ -118,6 +135,19 @@ def test_edge_effects_equal_hand_written_hooks(family):
     table = patch_edges(model, task, edges).set_index("edge")
     for edge in edges:
         assert table.loc[edge, "metric"] == pytest.approx(hand_noised_metric(ref, task, edge), abs=1e-5), (family, edge)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_position_wise_edges_equal_hand_written_hooks(family):
+    """Per-position variants take every shortcut: suffix runs, frozen keys/values, a read-only last layer."""
+    model = build(FAMILIES[family])
+    task, ref = task_for(model), reference(model)
+    edges = ["embed->L1H2.k", "L0H0->L1H3.q", "L0H2->logits"] + ([] if model.cfg.attn_only else ["MLP0->L1H0.v"])
+    table = patch_edges(model, task, edges, by_pos=True).set_index("edge")
+    for edge in edges:
+        for pos in (1, 5, 6):
+            expected = hand_noised_metric(ref, task, edge, pos)
+            assert table.loc[f"{edge}@{pos}", "metric"] == pytest.approx(expected, abs=1e-5), (family, edge, pos)
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))

@@ -217,7 +217,7 @@ def test_models_without_per_head_hooks_get_them_for_the_call_and_back_afterwards
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (dict(parallel_attn_mlp=True), "parallel"),
+        (dict(use_normalization_before_and_after=True, normalization_type="RMS"), "post-LayerNorm"),
     ],
 )
 def test_unsupported_architectures_are_named(overrides, message):
