@@ -27,6 +27,7 @@ from einops import einsum
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from pathpatch.discovery.architecture import Architecture
 from pathpatch.discovery.config import PatchConfig, ablate, corrupt_inputs, normalized
 from pathpatch.discovery.graph import with_patching_hooks
 from pathpatch.discovery.runner import (
@@ -153,18 +154,9 @@ def _after(model: torch.nn.Module, layer: int) -> str:
 
 
 def _injects(model: torch.nn.Module, act: str) -> bool:
-    """Whether patches of ``act`` run without hooks (``_inject``): a pre-LN block whose attention
-    output is added as is (no parallel MLP, no norm after attention) and a model that can start mid-way."""
-    from transformer_lens.components.transformer_block import POST_NORM_ARCHITECTURES
-
-    cfg = model.cfg
-    return (
-        act in ENTRY
-        and supports_suffix_reuse(model)
-        and not cfg.parallel_attn_mlp
-        and not cfg.use_normalization_before_and_after
-        and getattr(cfg, "original_architecture", None) not in POST_NORM_ARCHITECTURES
-    )
+    """Whether patches of ``act`` run without hooks (``_inject``): outputs added to the residual stream as
+    they are, in a model that can start mid-way (``Architecture.additive_outputs``)."""
+    return act in ENTRY and Architecture.of(model).additive_outputs
 
 
 def _start_layer(act: str, layer: int) -> int:

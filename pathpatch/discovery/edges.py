@@ -26,6 +26,7 @@ from einops import einsum
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from pathpatch.discovery.architecture import Architecture
 from pathpatch.discovery.config import PatchConfig, ablate, corrupt_inputs, groups_of, normalized
 from pathpatch.discovery.graph import ComputeGraph, with_patching_hooks
 from pathpatch.discovery.runner import (
@@ -40,7 +41,6 @@ from pathpatch.discovery.runner import (
     run_from_layer,
     pos_embed,
     suffix_groups,
-    supports_prefix_reuse,
     supports_suffix_reuse,
 )
 from pathpatch.models.tasks import AnyTask, Task
@@ -170,17 +170,10 @@ def shared_head_inputs(model: torch.nn.Module) -> bool:
 
     TransformerLens' ``use_split_qkv_input`` gives every head its own copy of the residual stream and
     LayerNorms each copy, ``3 * n_heads`` LayerNorms per token and layer; an edge variant changes one
-    head's input only, so it is cheaper to run the shared path and recompute that head's q, k or v.
+    head's input only, so it is cheaper to run the shared path and recompute that head's q, k or v
+    (``Architecture.shared_head_inputs``).
     """
-    from transformer_lens.components.transformer_block import POST_NORM_ARCHITECTURES
-
-    cfg = model.cfg
-    return (
-        supports_prefix_reuse(model)
-        and not getattr(cfg, "use_attn_in", False)
-        and getattr(cfg, "n_key_value_heads", None) in (None, cfg.n_heads)
-        and getattr(cfg, "original_architecture", None) not in POST_NORM_ARCHITECTURES
-    )
+    return Architecture.of(model).shared_head_inputs
 
 
 @contextmanager

@@ -25,10 +25,8 @@ import torch
 from jaxtyping import Bool
 from torch import Tensor
 
+from pathpatch.discovery.architecture import Architecture
 from pathpatch.names import CHANNELS, Edge, Node, node_name, parse_edge, parse_node
-
-POST_NORM_HINT = "post-LayerNorm blocks (normalisation after the residual add)"
-
 
 @dataclass(frozen=True)
 class ComputeGraph:
@@ -136,15 +134,11 @@ class ComputeGraph:
 
 def check_supported(model: torch.nn.Module) -> None:
     """Raise ValueError if ``model``'s edges cannot be patched exactly, naming the feature and fix."""
-    cfg = getattr(model, "cfg", None)
-    if cfg is None:
+    if getattr(model, "cfg", None) is None:
         raise TypeError(f"{type(model).__name__} is not a TransformerLens model (it has no .cfg); load it with load_model().")
-    arch = str(getattr(cfg, "original_architecture", "") or "")
-    if getattr(cfg, "use_normalization_before_and_after", False) or arch.startswith("Olmo2") or arch.startswith("Olmo3"):
-        raise ValueError(
-            f"Edge patching needs a pre-LN residual stream, but this model ({arch or 'custom'}) uses {POST_NORM_HINT}; "
-            "its components' outputs do not add up to the next input. Use a pre-LN model (GPT-2, Pythia, Llama)."
-        )
+    reason = Architecture.of(model).refusal()
+    if reason:
+        raise ValueError(reason)
 
 
 @contextmanager

@@ -29,6 +29,7 @@ from einops import einsum
 from jaxtyping import Float
 from torch import Tensor
 
+from pathpatch.discovery.architecture import Architecture
 from pathpatch.models.tasks import Task
 from pathpatch.names import hook_name
 
@@ -79,14 +80,12 @@ def is_causal(model: torch.nn.Module) -> bool:
 
     Causal trimming and suffix reuse rely on it; a bidirectional model runs every position.
     """
-    return getattr(model.cfg, "attention_dir", "causal") == "causal"
+    return Architecture.of(model).causal
 
 
 def supports_prefix_reuse(model: torch.nn.Module) -> bool:
     """Whether the model can start a forward pass at a layer (HookedTransformer can, the bridge cannot)."""
-    from transformer_lens import HookedTransformer
-
-    return isinstance(model, HookedTransformer)
+    return Architecture.of(model).starts_midway
 
 
 def final_resid(model: torch.nn.Module, resid: Float[Tensor, "batch pos d_model"], positions: Tensor) -> Tensor:
@@ -116,8 +115,8 @@ def soft_cap(model: torch.nn.Module, logits: Tensor) -> Tensor:
 
     The cap acts on each logit alone, so capping only the columns a metric reads is exact.
     """
-    cap = getattr(model.cfg, "output_logits_soft_cap", None)
-    return cap * torch.tanh(logits / cap) if cap is not None and cap > 0 else logits
+    cap = Architecture.of(model).soft_cap
+    return logits if cap is None else cap * torch.tanh(logits / cap)
 
 
 def read_logits(model: torch.nn.Module, resid: Float[Tensor, "batch pos d_model"], positions: Tensor, tokens: Tensor | None = None) -> Tensor:
@@ -146,26 +145,9 @@ def metrics_from_reads(
     return torch.cat(out) if out else torch.zeros(0)
 
 
-# Architectures whose attention normalises q and k after ``hook_q``/``hook_k`` (TransformerLens' OLMo path).
-QK_NORM_ARCHITECTURES = ("OlmoeForCausalLM", "Olmo2ForCausalLM", "Olmo3ForCausalLM")
-
-
 def supports_suffix_reuse(model: torch.nn.Module) -> bool:
-    """Whether earlier positions' keys and values can be fed as a frozen cache: a causal
-    HookedTransformer with absolute, rotary or shortformer positions, one key/value head per query head, and keys
-    and values cached as ``hook_k``/``hook_v`` record them (no q/k norm or clipping after the hooks,
-    which TransformerLens applies before it caches)."""
-    cfg = model.cfg
-    return (
-        supports_prefix_reuse(model)
-        and is_causal(model)
-        and cfg.positional_embedding_type in ("standard", "rotary", "shortformer")
-        and getattr(cfg, "n_key_value_heads", None) in (None, cfg.n_heads)
-        and not getattr(cfg, "use_qk_norm", False)
-        and getattr(cfg, "clip_qkv", None) is None
-        and getattr(cfg, "original_architecture", None) not in QK_NORM_ARCHITECTURES
-        and not getattr(cfg, "load_in_4bit", False)  # keys_values() projects with plain weights
-    )
+    """Whether earlier positions' keys and values can be fed as a frozen cache (``Architecture.suffix_reuse``)."""
+    return Architecture.of(model).suffix_reuse
 
 
 def pos_embed(model: torch.nn.Module, first: int, n_pos: int, batch: int) -> Tensor | None:

@@ -12,6 +12,7 @@ in length run group by group; per-prompt values are joined, so intervals resampl
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import pandas as pd
 import torch
@@ -22,7 +23,7 @@ from pathpatch.discovery.edges import patch_edges, run_circuits_with_baselines
 from pathpatch.discovery.graph import ComputeGraph
 from pathpatch.graphs.circuit import Circuit
 from pathpatch.graphs.hypotheses import Claim, Hypothesis
-from pathpatch.graphs.weights import composition_score, copying_score, virtual_ov_accuracy
+from pathpatch.graphs.weights import canonical, composition_score, copying_score, virtual_ov_accuracy
 from pathpatch.models.tasks import AnyTask, Task, task_groups
 from pathpatch.names import component_name, hook_name
 
@@ -60,6 +61,11 @@ class Context:
     config: PatchConfig
     resamples: int
     seed: int
+
+    @cached_property
+    def weights(self) -> torch.nn.Module:
+        """The model with norms folded and weights centred, for scores read off the weights (``weights.canonical``)."""
+        return canonical(self.model)
 
     def task_size(self) -> int:
         """Number of prompts over every group."""
@@ -183,7 +189,7 @@ def _attention(ctx: Context, claim: Claim, task: Task) -> Tensor:
 def check_head_role(ctx: Context, claim: Claim) -> ClaimResult:
     role = claim.params["role"]
     if role in ("copying", "negative_copy"):
-        value = copying_score(ctx.model, ctx.graph.node(claim.params["head"]), claim.params.get("space", "vocab"))
+        value = copying_score(ctx.weights, ctx.graph.node(claim.params["head"]), claim.params.get("space", "vocab"), token_list(claim))
         return _fixed_result(claim, value)
     per_prompt = attention_per_prompt(ctx, claim)
     return _threshold_result(ctx, claim, lambda idx: per_prompt[idx].mean(), len(per_prompt))
@@ -194,11 +200,21 @@ def check_composition(ctx: Context, claim: Claim) -> ClaimResult:
     kind = claim.params["type"]
     if kind not in ("q", "k", "v"):
         raise ValueError(f"Claim {claim.name!r}: composition type {kind!r}; choose q, k or v.")
-    return _fixed_result(claim, composition_score(ctx.model, src, dest, kind))
+    return _fixed_result(claim, composition_score(ctx.weights, src, dest, kind))
 
 
 def check_virtual_ov(ctx: Context, claim: Claim) -> ClaimResult:
-    return _fixed_result(claim, virtual_ov_accuracy(ctx.model, [ctx.graph.node(h) for h in claim.params["heads"]]))
+    return _fixed_result(claim, virtual_ov_accuracy(ctx.weights, [ctx.graph.node(h) for h in claim.params["heads"]]))
+
+
+def token_list(claim: Claim) -> list[int] | None:
+    """The token ids a copying claim is limited to: ``tokens = [3, 5]`` or ``tokens = {from = 28, to = 37}`` (inclusive)."""
+    tokens = claim.params.get("tokens")
+    if tokens is None:
+        return None
+    if isinstance(tokens, dict):
+        return list(range(int(tokens["from"]), int(tokens["to"]) + 1))
+    return [int(t) for t in tokens]
 
 
 def check_ablation(ctx: Context, claim: Claim) -> ClaimResult:

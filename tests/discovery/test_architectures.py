@@ -33,9 +33,14 @@ FAMILIES = {
     "shortformer, attention-only (TransformerLens' attn-only family)": dict(positional_embedding_type="shortformer", attn_only=True),
     "shortformer with LayerNorm and MLPs": dict(positional_embedding_type="shortformer"),
     "parallel attention + MLP (Pythia/NeoX, GPT-J)": dict(parallel_attn_mlp=True, positional_embedding_type="rotary", rotary_dim=4),
+    "ALiBi positions (BLOOM)": dict(positional_embedding_type="alibi"),
+    "q/k norm (OLMo, Qwen3)": dict(use_qk_norm=True, normalization_type="RMS"),
+    "local attention (GPT-Neo)": dict(attn_types=["global", "local"], window_size=3),
+    "mixture of experts (Mixtral)": dict(num_experts=4, experts_per_token=2, gated_mlp=True, act_fn="silu", normalization_type="RMS"),
 }
 REFUSED = {
     "post-attention and post-MLP norms (Gemma 2)": (dict(use_normalization_before_and_after=True, normalization_type="RMS"), "post-LayerNorm"),
+    "post-LN (OLMo-2)": (dict(original_architecture="Olmo2ForCausalLM", normalization_type="RMS"), "Olmo2ForCausalLM.*post-LayerNorm"),
 }
 
 
@@ -184,3 +189,15 @@ def test_unsupported_families_are_refused_naming_the_feature(family):
     overrides, message = REFUSED[family]
     with pytest.raises(ValueError, match=message):
         check_supported(build(overrides))
+
+
+def test_the_readme_table_lists_every_family_tested_here():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme.split("<!-- architectures -->")[1].split("\n\n")[0]
+    rows = {line.split("|")[1].strip(): line.split("|")[2] for line in table.splitlines()[3:]}
+    for family in FAMILIES:
+        assert family in rows and "exact" in rows[family], family
+    for family in REFUSED:
+        assert family in rows and "refused" in rows[family], family
