@@ -417,26 +417,46 @@ def chunk_size(model: torch.nn.Module, batch: int, n_pos: int, max_memory: int |
 def run_chunked(
     n_variants: int, chunk: int, run: Callable[[int, int], Tensor], progress: bool = False, desc: str = "patching"
 ) -> Tensor:
-    """Run ``run(start, stop)`` over chunks, halving the chunk on CUDA out-of-memory; concatenate results."""
+    """Run ``run(start, stop)`` over chunks of ``chunk`` variants and concatenate the results.
+
+    In a distributed run each rank takes every ``world_size``-th chunk and the results are gathered
+    (``distributed``); chunk boundaries do not depend on the number of processes, so neither do the
+    numbers. A chunk that runs out of CUDA memory is run in halves, which gives identical results.
+    """
     from tqdm.auto import tqdm
 
-    results, start = [], 0
-    bar = tqdm(total=n_variants, desc=desc, disable=not progress, leave=False)
-    while start < n_variants:
-        stop = min(start + chunk, n_variants)
+    from pathpatch.discovery.distributed import gather_chunks, my_chunks
+
+    bounds = [(a, min(a + chunk, n_variants)) for a in range(0, n_variants, chunk)]
+    mine = my_chunks(len(bounds))
+    bar = tqdm(total=sum(b - a for a, b in (bounds[i] for i in mine)), desc=desc, disable=not progress, leave=False)
+    local, size = {}, chunk
+    for i in mine:
+        a, b = bounds[i]
+        local[i], size = _run_halving(run, a, b, size)
+        bar.update(b - a)
+    bar.close()
+    results = gather_chunks(local, len(bounds))
+    return torch.cat(results) if results else torch.zeros(0)
+
+
+def _run_halving(run: Callable[[int, int], Tensor], a: int, b: int, size: int) -> tuple[Tensor, int]:
+    """Run variants ``a..b`` in pieces of at most ``size``, halving it on CUDA out-of-memory; return the
+    joined result and the piece size that worked."""
+    parts, start = [], a
+    while start < b:
+        stop = min(start + size, b)
         try:
-            results.append(run(start, stop))
+            parts.append(run(start, stop))
         except torch.OutOfMemoryError:
-            if chunk == 1:
+            if size == 1:
                 raise
-            chunk = max(1, chunk // 2)
-            log.warning("out of memory; retrying with %d variants per forward pass", chunk)
+            size = max(1, size // 2)
+            log.warning("out of memory; retrying with %d variants per forward pass", size)
             torch.cuda.empty_cache()
             continue
-        bar.update(stop - start)
         start = stop
-    bar.close()
-    return torch.cat(results) if results else torch.zeros(0)
+    return torch.cat(parts), size
 
 
 def repeat_variants(x: Tensor, n_variants: int) -> Tensor:
