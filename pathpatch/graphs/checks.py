@@ -11,7 +11,7 @@ in length run group by group; per-prompt values are joined, so intervals resampl
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import pandas as pd
@@ -24,7 +24,9 @@ from pathpatch.discovery.graph import ComputeGraph
 from pathpatch.graphs.circuit import Circuit
 from pathpatch.graphs.hypotheses import Claim, Hypothesis
 from pathpatch.graphs.weights import canonical, composition_score, copying_score, virtual_ov_accuracy
-from pathpatch.models.tasks import AnyTask, Task, task_groups
+from pathpatch.graphs.attention import attention_to, destinations, distance_from_uniform, forced_pattern_metric, pattern_of, target_mask
+from pathpatch.graphs.neurons import activation, direct_effect, pearson
+from pathpatch.models.tasks import AnyTask, Task, task_groups, with_metric
 from pathpatch.names import component_name, hook_name
 
 
@@ -72,9 +74,15 @@ class Context:
         return sum(g.clean.shape[0] for g in task_groups(self.task))
 
 
-def effects_per_prompt(ctx: Context, edges: list[str]) -> tuple[Tensor, Tensor, Tensor]:
+def direction_of(ctx: Context, claim: Claim) -> str:
+    """The claim's own ``direction``, else the file's pinned one."""
+    return claim.params.get("direction", ctx.config.direction)
+
+
+def effects_per_prompt(ctx: Context, edges: list[str], direction: str | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Return per-prompt patched metrics ``[edge batch]`` and clean/corrupt metrics ``[batch]``."""
-    table = patch_edges(ctx.model, ctx.task, edges, config=ctx.config)
+    config = ctx.config if direction is None else replace(ctx.config, direction=direction)
+    table = patch_edges(ctx.model, ctx.task, edges, config=config)
     return table.attrs["per_prompt"], table.attrs["clean_per_prompt"], table.attrs["corrupt_per_prompt"]
 
 
@@ -101,8 +109,9 @@ def check_path(ctx: Context, claim: Claim) -> ClaimResult:
         hops.append(f"{a.name}->{b.name}")
     for hop in hops:
         ctx.graph.edge(hop)  # raises on a hop that is no edge
-    patched, clean, corrupt = effects_per_prompt(ctx, hops)
-    effect = normalized_effect(patched, clean, corrupt, ctx.config.direction)
+    direction = direction_of(ctx, claim)
+    patched, clean, corrupt = effects_per_prompt(ctx, hops, direction)
+    effect = normalized_effect(patched, clean, corrupt, direction)
     full = torch.arange(len(clean))
     weakest = lambda idx: float(effect(idx).min())  # noqa: E731
     missing = [h for h in hops if h not in ctx.circuit.scored_edges]
@@ -113,26 +122,40 @@ def check_path(ctx: Context, claim: Claim) -> ClaimResult:
 
 
 def check_effect(ctx: Context, claim: Claim) -> ClaimResult:
-    if "edge" in claim.params:
-        patched, clean, corrupt = effects_per_prompt(ctx, [ctx.graph.edge(claim.params["edge"]).name])
-        patched = patched[0]
-    else:
-        node = ctx.graph.node(claim.params["node"])
-        only = torch.zeros(len(ctx.graph.sources), len(ctx.graph.dests), dtype=torch.bool)
-        only[ctx.graph.src_index(node)] = True
-        # noise: every output of the node corrupt, the rest clean; denoise: only the node's outputs clean
-        mask = (ctx.graph.valid & only) if ctx.config.direction == "denoise" else (ctx.graph.valid & ~only)
-        patched, clean, corrupt = run_circuits_with_baselines(ctx.model, ctx.task, mask, ctx.config)
-        patched = patched[0]
-    return _threshold_result(ctx, claim, normalized_effect(patched, clean, corrupt, ctx.config.direction), len(clean))
+    return _threshold_result(ctx, claim, *effect_statistic(ctx, claim.params.get("edge") or claim.params["node"], direction_of(ctx, claim)))
+
+
+def effect_statistic(ctx: Context, subject: str, direction: str) -> tuple[Callable[[Tensor], Tensor], int]:
+    """``idx ->`` normalized effect of an edge (``SRC->DEST``) or of a whole node's outputs, and the prompt count.
+
+    A node's effect: every output of the node corrupt, the rest clean (noise), or only the node's
+    outputs clean (denoise), as one circuit run.
+    """
+    if "->" in subject:
+        patched, clean, corrupt = effects_per_prompt(ctx, [ctx.graph.edge(subject).name], direction)
+        return normalized_effect(patched[0], clean, corrupt, direction), len(clean)
+    node = ctx.graph.node(subject)
+    only = torch.zeros(len(ctx.graph.sources), len(ctx.graph.dests), dtype=torch.bool)
+    only[ctx.graph.src_index(node)] = True
+    mask = (ctx.graph.valid & only) if direction == "denoise" else (ctx.graph.valid & ~only)
+    patched, clean, corrupt = run_circuits_with_baselines(ctx.model, ctx.task, mask, ctx.config)
+    return normalized_effect(patched[0], clean, corrupt, direction), len(clean)
 
 
 def check_faithfulness(ctx: Context, claim: Claim) -> ClaimResult:
+    """Denoise (default): the share of clean - corrupt the circuit alone recovers. Noise: the share lost
+    when only the circuit's edges are corrupted (everything else clean)."""
     if not ctx.circuit.scored_edges:
         raise ValueError("The circuit is empty; a faithfulness claim needs edges. Lower the threshold in [method].")
-    circuit, clean, corrupt = run_circuits_with_baselines(ctx.model, ctx.task, ctx.circuit.mask(), ctx.config)
-    recovered = lambda idx: (circuit[0, idx].mean() - corrupt[idx].mean()) / (clean[idx].mean() - corrupt[idx].mean())  # noqa: E731
-    return _threshold_result(ctx, claim, recovered, len(clean))
+    mask = ctx.circuit.mask()
+    noise = claim.params.get("direction", "denoise") == "noise"
+    runs, clean, corrupt = run_circuits_with_baselines(ctx.model, ctx.task, (ctx.graph.valid & ~mask) if noise else mask, ctx.config)
+    gap = lambda idx: clean[idx].mean() - corrupt[idx].mean()  # noqa: E731
+    if noise:
+        share = lambda idx: (clean[idx].mean() - runs[0, idx].mean()) / gap(idx)  # noqa: E731
+    else:
+        share = lambda idx: (runs[0, idx].mean() - corrupt[idx].mean()) / gap(idx)  # noqa: E731
+    return _threshold_result(ctx, claim, share, len(clean))
 
 
 def attention_per_prompt(ctx: Context, claim: Claim) -> Tensor:
@@ -148,42 +171,35 @@ def attention_per_prompt(ctx: Context, claim: Claim) -> Tensor:
     return torch.cat([_attention(ctx, claim, group) for group in task_groups(ctx.task)])
 
 
-def _pattern(ctx: Context, node, inputs: Tensor) -> Tensor:
-    """The head's attention pattern ``[batch dest src]`` on ``inputs``."""
-    name = hook_name("pattern", node.layer)
-    with torch.no_grad():
-        _, cache = ctx.model.run_with_cache(inputs.to(next(ctx.model.parameters()).device), names_filter=name)
-    return cache[name][:, node.head]
-
-
 def _induction_attention(ctx: Context, node, n: int) -> Tensor:
     """Attention from a repeated random sequence's second half to the token after each earlier occurrence."""
     g = torch.Generator().manual_seed(ctx.seed)
     half = max(2, min(ctx.model.cfg.n_ctx // 2, 10))
     rand = torch.randint(0, ctx.model.cfg.d_vocab, (n, half), generator=g)
-    pattern = _pattern(ctx, node, torch.cat([rand, rand], dim=1))
+    pattern = pattern_of(ctx.model, node.layer, node.head, torch.cat([rand, rand], dim=1))
     dest = torch.arange(half, 2 * half)
     return pattern[:, dest, dest - (half - 1)].mean(-1).cpu()
 
 
 def _attention(ctx: Context, claim: Claim, task: Task) -> Tensor:
-    """Attention along an ``attends_to``/``previous_token`` role on one same-shape group ``[batch]``."""
+    """Attention along an ``attends_to``/``previous_token``/``uniform`` role on one same-shape group ``[batch]``."""
     node = ctx.graph.node(claim.params["head"])
-    pattern = _pattern(ctx, node, task.clean)  # [batch dest src]
+    pattern = pattern_of(ctx.model, node.layer, node.head, task.clean)  # [batch dest src]
     n_pos = pattern.shape[-1]
-    read = claim.params.get("positions", "all") == "read"
-    positions = task.positions.cpu() % n_pos
+    dest = destinations(claim.params.get("positions", "all"), task, n_pos)
+    if claim.params["role"] == "uniform":
+        return distance_from_uniform(pattern, dest, ctx.model.cfg.attention_dir == "causal")
     if "token" in claim.params:
-        dest = positions if read else torch.arange(n_pos)
-        holds = (task.clean.to(pattern.device) == int(claim.params["token"])).to(pattern.dtype)  # [batch src]
-        return (pattern[:, dest] * holds[:, None]).sum(-1).mean(-1).cpu()
+        holds = (task.clean.cpu() == int(claim.params["token"]))[:, None, :].expand(-1, len(dest), -1)  # [batch dest src]
+        return attention_to(pattern, dest, holds)
+    if "to" in claim.params:
+        return attention_to(pattern, dest, target_mask(claim.params["to"], task, dest, claim.params.get("among")))
     offset = int(claim.params.get("offset", 1))
-    dest = positions if read else torch.arange(n_pos)
     dest = dest[(dest - offset >= 0) & (dest - offset < n_pos)]
     if len(dest) == 0:
         raise ValueError(f"Claim {claim.name!r}: offset {offset} leaves no position p with p - {offset} in 0..{n_pos - 1}; "
                          f"use an offset between {-(n_pos - 1)} and {n_pos - 1}.")
-    return pattern[:, dest, dest - offset].mean(-1).cpu()
+    return pattern[:, dest, dest - offset].mean(-1)
 
 
 def check_head_role(ctx: Context, claim: Claim) -> ClaimResult:
@@ -192,6 +208,20 @@ def check_head_role(ctx: Context, claim: Claim) -> ClaimResult:
         value = copying_score(ctx.weights, ctx.graph.node(claim.params["head"]), claim.params.get("space", "vocab"), token_list(claim))
         return _fixed_result(claim, value)
     per_prompt = attention_per_prompt(ctx, claim)
+    return _threshold_result(ctx, claim, lambda idx: per_prompt[idx].mean(), len(per_prompt))
+
+
+def check_forced_attention(ctx: Context, claim: Claim) -> ClaimResult:
+    """The task metric (default accuracy) of the model with the heads' attention forced to ``p - offset``
+    at the claim's positions (default: read): how well the claimed mechanism alone does (document 003)."""
+    heads = [ctx.graph.node(h) for h in claim.params["heads"]]
+    metric = claim.params.get("metric", "accuracy")
+    values = []
+    for task in task_groups(ctx.task):
+        scored = with_metric(task, metric)
+        dest = destinations(claim.params.get("positions", "read"), task, task.clean.shape[1])
+        values.append(forced_pattern_metric(ctx.model, scored, [(h.layer, h.head) for h in heads], dest, int(claim.params.get("offset", 1))))
+    per_prompt = torch.cat(values)
     return _threshold_result(ctx, claim, lambda idx: per_prompt[idx].mean(), len(per_prompt))
 
 
@@ -217,9 +247,11 @@ def token_list(claim: Claim) -> list[int] | None:
     return [int(t) for t in tokens]
 
 
-def check_ablation(ctx: Context, claim: Claim) -> ClaimResult:
-    """Increase of the task loss when the head's output is replaced by its mean over prompts (of each length)."""
-    node = ctx.graph.node(claim.params["head"])
+def ablation_per_prompt(ctx: Context, subject: str) -> Tensor:
+    """Increase of the task loss ``[batch]`` when a head's output is replaced by its mean over prompts (of each length)."""
+    node = ctx.graph.node(subject)
+    if node.kind != "head":
+        raise ValueError(f"Ablation of {subject!r}: mean ablation takes a head such as 'L0H1'.")
     name = hook_name("z", node.layer)  # output = z @ W_O, so ablating z ablates the head's output
 
     def mean_ablate(act: Tensor, hook) -> Tensor:
@@ -233,14 +265,81 @@ def check_ablation(ctx: Context, claim: Claim) -> ClaimResult:
             clean = task.score_per_prompt(ctx.model(task.clean))
             ablated = task.score_per_prompt(ctx.model.run_with_hooks(task.clean, fwd_hooks=[(name, mean_ablate)]))
         loss = (lambda m: -m) if task.higher_is_better else (lambda m: m)
-        deltas.append((loss(ablated) - loss(clean)).cpu())  # [batch], increase of the task loss
-    delta = torch.cat(deltas)
+        deltas.append((loss(ablated) - loss(clean)).cpu())
+    return torch.cat(deltas)
+
+
+def check_ablation(ctx: Context, claim: Claim) -> ClaimResult:
+    delta = ablation_per_prompt(ctx, claim.params["head"])
     return _threshold_result(ctx, claim, lambda idx: delta[idx].mean(), len(delta))
+
+
+def measure(ctx: Context, subject: str, by: str, direction: str) -> tuple[Callable[[Tensor], Tensor], int]:
+    """``idx ->`` a subject's importance by ``effect`` (normalized) or ``ablation`` (loss increase)."""
+    if by == "ablation":
+        delta = ablation_per_prompt(ctx, subject)
+        return (lambda idx: delta[idx].mean()), len(delta)
+    return effect_statistic(ctx, subject, direction)
+
+
+def check_compare(ctx: Context, claim: Claim) -> ClaimResult:
+    """``a`` matters more than ``b`` by ``margin``: the value is measure(a) - measure(b)."""
+    by, direction = claim.params.get("by", "effect"), direction_of(ctx, claim)
+    (a, n), (b, _) = (measure(ctx, claim.params[key], by, direction) for key in ("a", "b"))
+    margin = float(claim.params.get("margin", 0.0))
+    result = _threshold_result(ctx, replace(claim, params={**claim.params, "min": margin}), lambda idx: a(idx) - b(idx), n)
+    return result
+
+
+def check_rank(ctx: Context, claim: Claim) -> ClaimResult:
+    """The claimed ``nodes`` are the strongest of ``among`` by ``by``: the value is the share of them in the top |nodes|."""
+    by, direction = claim.params.get("by", "effect"), direction_of(ctx, claim)
+    claimed, among = list(claim.params["nodes"]), list(claim.params["among"])
+    missing = [n for n in claimed if n not in among]
+    if missing:
+        raise ValueError(f"Claim {claim.name!r}: {missing} are not among the candidates {among}; list every claimed node in 'among'.")
+    stats = {name: measure(ctx, name, by, direction) for name in among}
+    n = next(iter(stats.values()))[1]
+
+    def share(idx: Tensor) -> float:
+        values = {name: float(stat(idx)) for name, (stat, _) in stats.items()}
+        top = sorted(among, key=lambda name: -values[name])[: len(claimed)]
+        return len(set(top) & set(claimed)) / len(claimed)
+
+    full = share(torch.arange(n))
+    values = {name: float(stat(torch.arange(n))) for name, (stat, _) in stats.items()}
+    order = ", ".join(f"{k} {v:.3g}" for k, v in sorted(values.items(), key=lambda kv: -kv[1]))
+    low, high = bootstrap(share, n, ctx.resamples, ctx.seed)
+    return ClaimResult(claim.name, claim.kind, full, ">=", 1.0, low, high, full >= 1.0, f"by {by}: {order}")
+
+
+def check_neuron(ctx: Context, claim: Claim) -> ClaimResult:
+    """A neuron's direct effect on the logits, or the correlation of its activation with a task feature."""
+    layer, neuron = int(claim.params["layer"]), int(claim.params["neuron"])
+    groups = task_groups(ctx.task)
+    if "correlates_with" in claim.params:
+        feature = claim.params["correlates_with"]
+        acts = torch.cat([activation(ctx.model, g, layer, neuron) for g in groups])
+        values = torch.cat([feature_of(g, feature) for g in groups])
+        return _threshold_result(ctx, claim, lambda idx: torch.tensor(pearson(acts[idx], values[idx])), len(acts))
+    tokens = claim.params.get("tokens")
+    effect = torch.cat([direct_effect(ctx.model, g, layer, neuron, tokens) for g in groups])
+    return _threshold_result(ctx, claim, lambda idx: effect[idx].mean(), len(effect))
+
+
+def feature_of(task: Task, name: str) -> Tensor:
+    """A per-prompt feature ``[batch]`` the task carries (``Task.features``)."""
+    features = getattr(task, "features", None) or {}
+    if name not in features:
+        raise ValueError(f"Task '{task.name}' has no feature {name!r} (it has {sorted(features) or 'none'}); "
+                         'add "features": {"' + name + '": ...} to each prompt of the task file.')
+    return features[name].double().cpu()
 
 
 CHECKS: dict[str, Callable[[Context, Claim], ClaimResult]] = {
     "path": check_path, "effect": check_effect, "faithfulness": check_faithfulness, "head_role": check_head_role,
     "composition": check_composition, "virtual_ov": check_virtual_ov, "ablation": check_ablation,
+    "compare": check_compare, "rank": check_rank, "neuron": check_neuron, "forced_attention": check_forced_attention,
 }
 
 
@@ -270,6 +369,16 @@ def _threshold_result(ctx: Context, claim: Claim, stat: Callable[[Tensor], Tenso
 
 
 def check_claims(hypothesis: Hypothesis, ctx: Context) -> pd.DataFrame:
-    """Return one row per claim: name, kind, value, op, threshold, ci_low, ci_high, passed, detail."""
-    rows = [CHECKS[claim.kind](ctx, claim) for claim in hypothesis.claims]
+    """Return one row per claim: name, kind, value, op, threshold, ci_low, ci_high, passed, detail.
+
+    A claim with ``report = true`` is measured and reported but never fails (its ``op`` is ``report``).
+    """
+    rows = []
+    for claim in hypothesis.claims:
+        if claim.params.get("report"):
+            bounded = claim if any(k in claim.params for k in ("min", "max", "min_effect")) else replace(claim, params={**claim.params, "min": 0.0})
+            result = CHECKS[claim.kind](ctx, bounded)
+            rows.append(replace(result, op="report", threshold=float("nan"), passed=True))
+        else:
+            rows.append(CHECKS[claim.kind](ctx, claim))
     return pd.DataFrame([r.__dict__ for r in rows])

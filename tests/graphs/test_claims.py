@@ -1,0 +1,152 @@
+"""Claim kinds that say what researchers write: each measured against independent hook code, true and false."""
+
+import pytest
+import torch
+
+from pathpatch.discovery.config import PatchConfig
+from pathpatch.discovery.edges import patch_edges
+from pathpatch.discovery.graph import ComputeGraph
+from pathpatch.graphs.checks import Context, check_claims
+from pathpatch.graphs.circuit import Circuit
+from pathpatch.graphs.hypotheses import Claim, Hypothesis
+from pathpatch.models import build_task, load_model
+from pathpatch.models.tasks import with_metric
+
+
+def context(name: str, n: int = 16, corruption: str | None = None) -> Context:
+    model, task = load_model(name), build_task(name, n=n, seed=0, corruption=corruption)
+    graph = ComputeGraph.from_model(model)
+    scores = patch_edges(model, task)
+    circuit = Circuit.from_edges(scores[scores["normalized"].abs() >= 0.05], graph, name, name)
+    return Context(model, task, circuit, graph, PatchConfig(direction="noise"), 20, 0)
+
+
+@pytest.fixture(scope="module")
+def permute():
+    return context("permute", corruption="values")
+
+
+def run(ctx: Context, **params):
+    kind = params.pop("kind")
+    table = check_claims(Hypothesis("h", "m", "t", {}, (Claim("c", kind, params),)), ctx)
+    return table.iloc[0]
+
+
+def effect_of(ctx: Context, edge: str) -> float:
+    row = patch_edges(ctx.model, ctx.task, [edge]).iloc[0]
+    return float(row["normalized"])
+
+
+def test_an_upper_bound_says_a_path_is_negligible(permute):
+    small = run(permute, kind="effect", edge="embed->logits", max=0.05)
+    assert small["op"] == "<=" and small["passed"] and small["value"] == pytest.approx(effect_of(permute, "embed->logits"), abs=1e-5)
+    assert not run(permute, kind="effect", edge="L0H0->L1H0.v", max=0.05)["passed"]
+
+
+def test_compare_measures_the_difference_of_two_effects(permute):
+    row = run(permute, kind="compare", a="L0H0->L1H0.v", b="embed->logits")
+    expected = effect_of(permute, "L0H0->L1H0.v") - effect_of(permute, "embed->logits")
+    assert row["value"] == pytest.approx(expected, abs=1e-5) and row["passed"]
+    assert not run(permute, kind="compare", a="embed->logits", b="L0H0->L1H0.v")["passed"]
+
+
+def test_rank_passes_only_when_the_claimed_nodes_are_the_strongest(permute):
+    among = ["L0H0->L1H0.v", "embed->logits", "embed->L1H0.q"]
+    assert run(permute, kind="rank", nodes=["L0H0->L1H0.v"], among=among)["passed"]
+    wrong = run(permute, kind="rank", nodes=["embed->logits"], among=among)
+    assert not wrong["passed"] and wrong["value"] == 0.0 and "L0H0->L1H0.v" in wrong["detail"]
+
+
+def test_a_report_only_claim_is_measured_but_never_fails(permute):
+    row = run(permute, kind="effect", edge="L0H0->L1H0.v", max=0.0, report=True)
+    assert row["passed"] and row["op"] == "report" and row["value"] > 0.5
+
+
+def pattern(ctx: Context, layer: int, head: int) -> torch.Tensor:
+    _, cache = ctx.model.run_with_cache(ctx.task.clean)
+    return cache[f"blocks.{layer}.attn.hook_pattern"][:, head]
+
+
+def test_attention_to_a_set_of_positions(permute):
+    p = pattern(permute, 1, 0)
+    row = run(permute, kind="head_role", head="L1H0", role="attends_to", to=[1, 2, 3], positions="read", min=0.0)
+    read = permute.task.positions % p.shape[-1]
+    assert row["value"] == pytest.approx(p[:, read][:, :, 1:4].sum(-1).mean().item(), abs=1e-6)
+    assert not run(permute, kind="head_role", head="L1H0", role="attends_to", to=[0], positions="read", min=0.5)["passed"]
+
+
+@pytest.fixture(scope="module")
+def sorted_list():
+    return context("sorted-list")
+
+
+def test_attention_to_the_smallest_larger_value_follows_the_data(sorted_list):
+    p = pattern(sorted_list, 0, 0)
+    tokens = sorted_list.task.clean
+    per_prompt = []
+    for b in range(tokens.shape[0]):
+        mass = []
+        for dest in range(11, 20):
+            larger = [q for q in range(10) if tokens[b, q] > tokens[b, dest]]
+            if larger:
+                mass.append(p[b, dest, min(larger, key=lambda q: tokens[b, q])].item())
+        per_prompt.append(sum(mass) / len(mass))
+    row = run(sorted_list, kind="head_role", head="L0H0", role="attends_to", to="smallest_larger", among=list(range(10)),
+              positions=list(range(11, 20)), min=0.5)
+    assert row["value"] == pytest.approx(sum(per_prompt) / len(per_prompt), abs=1e-5)
+    assert row["passed"]
+    assert not run(sorted_list, kind="head_role", head="L0H0", role="attends_to", to="largest_smaller", among=list(range(10)),
+                   positions=list(range(11, 20)), min=0.5)["passed"]
+
+
+def test_uniform_attention_is_a_distance_from_uniform(sorted_list):
+    p = pattern(sorted_list, 0, 1)
+    rows = [0.5 * (p[:, d, : d + 1] - 1 / (d + 1)).abs().sum(-1) for d in range(p.shape[-1])]  # causal: no mass after d
+    expected = torch.stack(rows, -1).mean().item()
+    row = run(sorted_list, kind="head_role", head="L0H1", role="uniform", max=1.0)
+    assert row["value"] == pytest.approx(expected, abs=1e-5) and row["passed"]
+    assert not run(sorted_list, kind="head_role", head="L0H1", role="uniform", max=0.01)["passed"]
+
+
+@pytest.fixture(scope="module")
+def trigrams():
+    return context("trigrams", n=64)
+
+
+def test_forced_attention_equals_feeding_the_previous_value_to_the_head(trigrams):
+    """Reference: a one-layer head attending only to p - 1 outputs z[p] = v[p - 1]; patch hook_z with that."""
+    model, task = trigrams.model, with_metric(trigrams.task, "accuracy")
+    _, cache = model.run_with_cache(task.clean)
+    read = task.positions % task.clean.shape[1]
+
+    def feed(z, hook):
+        z = z.clone()
+        z[:, read, 0] = cache["blocks.0.attn.hook_v"][:, read - 1, 0]
+        return z
+
+    with torch.no_grad():
+        expected = task.score_per_prompt(model.run_with_hooks(task.clean, fwd_hooks=[("blocks.0.attn.hook_z", feed)])).mean().item()
+    row = run(trigrams, kind="forced_attention", heads=["L0H0"], offset=1, min=0.75)
+    assert row["value"] == pytest.approx(expected, abs=1e-6) and row["passed"]
+    assert not run(trigrams, kind="forced_attention", heads=["L0H0"], offset=1, min=0.99)["passed"]
+
+
+def test_a_neurons_direct_effect_equals_removing_it_from_the_final_stream_with_norm_scales_frozen(trigrams):
+    model, task = trigrams.model, trigrams.task
+    neuron = 5
+    _, cache = model.run_with_cache(task.clean)
+    out = cache["blocks.0.mlp.hook_post"][:, :, neuron, None] * model.blocks[0].mlp.W_out[neuron]  # [batch pos d_model]
+    scale = cache["ln_final.hook_scale"]
+    hooks = [("blocks.0.hook_resid_post", lambda x, hook: x - out), ("ln_final.hook_scale", lambda s, hook: scale)]
+    with torch.no_grad():
+        base = task.score_per_prompt(model(task.clean))
+        without = task.score_per_prompt(model.run_with_hooks(task.clean, fwd_hooks=hooks))
+    row = run(trigrams, kind="neuron", layer=0, neuron=neuron, min=-100.0)
+    assert row["value"] == pytest.approx((base - without).mean().item(), abs=1e-4)
+    assert not run(trigrams, kind="neuron", layer=0, neuron=neuron, min=row["value"] + 1.0)["passed"]
+
+
+def test_faithfulness_by_noising_is_what_corrupting_only_the_circuit_loses(permute):
+    denoise = run(permute, kind="faithfulness", min=0.9)
+    noise = run(permute, kind="faithfulness", direction="noise", min=0.9)
+    assert denoise["passed"] and noise["passed"] and noise["value"] != denoise["value"]
