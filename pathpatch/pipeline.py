@@ -32,13 +32,14 @@ from pathpatch.discovery.config import PatchConfig
 from pathpatch.discovery.edges import patch_edges
 from pathpatch.discovery.graph import ComputeGraph
 from pathpatch.discovery.prune import PruneConfig, acdc, prune, strongest
-from pathpatch.files import write_atomic, write_text_atomic
+from pathpatch.files import output_folder, write_atomic, write_text_atomic
 from pathpatch.graphs.checks import Context, check_claims
 from pathpatch.graphs.circuit import Circuit
 from pathpatch.graphs.export import write_diagram
 from pathpatch.graphs.faithfulness import faithfulness, faithfulness_curve
 from pathpatch.graphs.hypotheses import Hypothesis, load_hypothesis
 from pathpatch.models.loading import load_model
+from pathpatch.reports import check_html, discovery_html
 from pathpatch.models.task_files import load_task
 from pathpatch.models.tasks import METRICS, AnyTask, n_prompts, with_metric
 
@@ -122,6 +123,7 @@ class DiscoveryResult:
     task_name: str
     n_prompts: int
     curve: pd.DataFrame | None = None
+    attention_png: bytes | None = None
 
     def summary(self) -> str:
         f = self.faithfulness
@@ -148,20 +150,45 @@ class DiscoveryResult:
         lines += [f"| {r.edge} | {r.score:.4g} | {getattr(r, 'normalized', float('nan')):.3f} |" for r in kept.itertuples()]
         return "\n".join(lines) + "\n"
 
-    def write(self, out: Path) -> tuple[dict[str, Path], str]:
-        """Write scores.csv, circuit.json, circuit.dot/.svg and report.md into ``out`` (each atomically).
+    def write(self, out: Path, *, force: bool = False, command: str = "DiscoveryResult.write") -> tuple[dict[str, Path], str]:
+        """Write scores.csv, circuit.json, circuit.dot/.svg and report.md as one folder ``out``.
+
+        The files go into a hidden sibling folder that replaces ``out`` only once all are written
+        (``pathpatch.files.output_folder``), so ``out`` holds this run or the earlier one, never a mix.
+
+        Args:
+            out: Output folder; an earlier pathpatch run in it is replaced whole.
+            force: Write into a folder that holds files pathpatch did not write (they are kept).
+            command: The command line recorded in the folder's marker file.
 
         Returns:
             The written paths by role, and the diagram message (which says if Graphviz is missing).
+
+        Raises:
+            ValueError: ``out`` is a file, or holds other files and ``force`` is off.
+            OSError: A write failed (disk full, permissions); ``out`` is left as it was.
         """
-        out.mkdir(parents=True, exist_ok=True)
-        paths = {
-            "scores": write_atomic(out / "scores.csv", lambda tmp: self.scores.to_csv(tmp, index=False)),
-            "circuit": self.circuit.to_json(out / "circuit.json"),
-            "report": write_text_atomic(out / "report.md", self.report()),
-        }
-        paths["diagram"], message = write_diagram(self.circuit, out / "circuit.svg")
-        return paths, message
+        with output_folder(out, command, __version__, force) as tmp:
+            write_atomic(tmp / "scores.csv", lambda path: self.scores.to_csv(path, index=False))
+            self.circuit.to_json(tmp / "circuit.json")
+            write_text_atomic(tmp / "report.md", self.report())
+            write_text_atomic(tmp / "report.html", discovery_html(self))
+            diagram, message = write_diagram(self.circuit, tmp / "circuit.svg")
+        out = Path(out)
+        paths = {"scores": out / "scores.csv", "circuit": out / "circuit.json", "report": out / "report.md", "html": out / "report.html",
+                 "diagram": out / diagram.name}
+        return paths, _moved(message, tmp, out)
+
+
+def _moved(message: str, tmp: Path, out: Path) -> str:
+    """A message about files written into the temporary folder ``tmp``, naming them where they now are."""
+    return message.replace(str(tmp), str(out))
+
+
+def failed_hops(detail: str) -> list[str]:
+    """Return the edges a failed path claim names as missing from the circuit."""
+    prefix = "not in circuit: "
+    return detail[len(prefix):].split(", ") if detail.startswith(prefix) else []
 
 
 def score_edges(model: torch.nn.Module, task: AnyTask, config: DiscoverConfig, progress: bool = False) -> pd.DataFrame:
@@ -265,8 +292,21 @@ def discover(
     patch = config.patch_config()
     faith = faithfulness(circuit, loaded, loaded_task, patch)
     curve = faithfulness_curve(scores, loaded, loaded_task, config=patch) if config.method == "exact" else None
+    pictures = circuit_attention_png(loaded, loaded_task, circuit)
     return DiscoveryResult(config, scores, circuit, faith, time.perf_counter() - started, name, loaded_task.name,
-                           n_prompts(loaded_task), curve)
+                           n_prompts(loaded_task), curve, pictures)
+
+
+def circuit_attention_png(model: torch.nn.Module, task: AnyTask, circuit: Circuit, most: int = 4) -> bytes | None:
+    """Attention patterns of up to ``most`` heads of the circuit (mean and example prompts) as PNG; None
+    when the circuit has no head or the prompts are vectors or of several lengths."""
+    from pathpatch.graphs.plots import attention_patterns, figure_png
+    from pathpatch.models.tasks import Task
+
+    heads = sorted({n for n, kind in circuit.graph.nodes(data="kind") if kind == "head"})[:most]
+    if not heads or not isinstance(task, Task) or task.clean.is_floating_point():
+        return None
+    return figure_png(attention_patterns(model, task, heads))
 
 
 def _with_settings(config: DiscoverConfig, settings: dict) -> DiscoverConfig:
@@ -301,10 +341,29 @@ class CheckReport:
         return {"hypothesis": h.name, "model": h.model, "task": h.task, "method": h.method, "version": __version__,
                 "claims": self.table.to_dict(orient="records")}
 
-    def write(self, path: Path) -> Path:
-        """Write the report as JSON, and beside it as Markdown (both atomically)."""
-        write_text_atomic(path.with_suffix(".md"), self.markdown())
-        return write_text_atomic(path, json.dumps(self.to_dict(), indent=2, default=float) + "\n")
+    def write(self, out: Path, *, force: bool = False, command: str = "CheckReport.write") -> tuple[dict[str, Path], str]:
+        """Write check.json, check.md, circuit.json and the diagram (failed hops highlighted) as one folder ``out``.
+
+        Like ``DiscoveryResult.write``: the folder appears whole, replacing an earlier pathpatch run.
+
+        Returns:
+            The written paths by role, and the diagram message.
+
+        Raises:
+            ValueError: ``out`` is a file, or holds other files and ``force`` is off.
+            OSError: A write failed; ``out`` is left as it was.
+        """
+        failed = {hop for detail in self.table.loc[~self.table["passed"], "detail"] for hop in failed_hops(detail)}
+        with output_folder(out, command, __version__, force) as tmp:
+            write_text_atomic(tmp / "check.md", self.markdown())
+            write_text_atomic(tmp / "report.html", check_html(self, failed))
+            write_text_atomic(tmp / "check.json", json.dumps(self.to_dict(), indent=2, default=float) + "\n")
+            self.circuit.to_json(tmp / "circuit.json")
+            diagram, message = write_diagram(self.circuit, tmp / "circuit.svg", highlight=failed)
+        out = Path(out)
+        paths = {"report": out / "check.json", "markdown": out / "check.md", "html": out / "report.html", "circuit": out / "circuit.json",
+                 "diagram": out / diagram.name}
+        return paths, _moved(message, tmp, out)
 
     def markdown(self) -> str:
         """Return the checks as a Markdown report: verdict, methodology, one row per claim."""

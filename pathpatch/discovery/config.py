@@ -12,6 +12,7 @@ behaviour one component restores); ``noise`` runs the clean input and patches co
 the clean answer.
 """
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -59,10 +60,16 @@ class PatchConfig:
                 f"direction='denoise' patches clean activations into a corrupt run, but corruption="
                 f"{self.corruption!r} has no corrupt run; use direction='noise' for ablations."
             )
-        if self.chunk is not None and self.chunk < 1:
-            raise ValueError(f"chunk={self.chunk}; give at least 1 variant per forward pass, or None for automatic.")
-        if self.max_memory is not None and self.max_memory <= 0:
-            raise ValueError(f"max_memory={self.max_memory} bytes; give a positive budget.")
+        if self.chunk is not None and (isinstance(self.chunk, bool) or not isinstance(self.chunk, int) or self.chunk < 1):
+            raise ValueError(f"chunk={self.chunk!r}; give at least 1 variant per forward pass (an int), or None for automatic.")
+        memory = self.max_memory
+        if memory is not None and (isinstance(memory, bool) or not isinstance(memory, (int, float)) or not math.isfinite(memory) or memory <= 0):
+            raise ValueError(f"max_memory={memory!r}; give a positive, finite budget in bytes (e.g. 2 * 2**30), or None for automatic.")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"seed={self.seed!r}; give an integer.")
+        for key in ("normalize", "progress"):
+            if not isinstance(getattr(self, key), bool):
+                raise ValueError(f"{key}={getattr(self, key)!r}; give True or False.")
 
 
 def corrupt_inputs(task: Task, config: PatchConfig) -> Tensor | None:

@@ -10,7 +10,9 @@ how the circuit was found (model, task, method, metric, corruption, threshold, s
 JSON export is networkx's node-link format, so ``from_json(to_json(c)) == c``.
 """
 
+import difflib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,8 +23,8 @@ from torch import Tensor
 
 from pathpatch import __version__
 from pathpatch.discovery.graph import ComputeGraph
-from pathpatch.files import write_text_atomic
-from pathpatch.names import component_name
+from pathpatch.files import read_text_limited, write_text_atomic
+from pathpatch.names import CHANNELS, component_name, node_name
 
 
 @dataclass(eq=False)
@@ -113,23 +115,163 @@ class Circuit:
         return path
 
 
-def from_dict(data: dict) -> Circuit:
-    """Rebuild a circuit from node-link data; raise ValueError naming what is missing."""
-    try:
-        graph = nx.node_link_graph(data, directed=True, edges="edges")
-        attrs = graph.graph
-        return Circuit(graph, attrs["model"], attrs["task"], attrs["method"], {k: v for k, v in attrs.items() if k not in ("model", "task", "method")})
-    except (KeyError, TypeError, nx.NetworkXError) as err:
-        raise ValueError(f"Not a pathpatch circuit (missing {err}); write circuits with Circuit.to_json().") from err
+MAX_HEADS = 2**16  # layers x heads a circuit file may record (GPT-3 has 96 x 96); larger shapes are refused
+
+
+def from_dict(data: object, source: str = "circuit") -> Circuit:
+    """Rebuild a circuit from node-link data after ``validate`` checks it.
+
+    Raises:
+        ValueError: Not node-link data, or a node, edge or setting that its recorded shape does not allow.
+    """
+    validate(data, source)
+    graph = nx.node_link_graph(data, directed=True, edges="edges")
+    attrs = graph.graph
+    return Circuit(graph, attrs["model"], attrs["task"], attrs["method"], {k: v for k, v in attrs.items() if k not in ("model", "task", "method")})
+
+
+def validate(data: object, source: str = "circuit") -> None:
+    """Check node-link data against the model shape it records, without importing TransformerLens.
+
+    Every node must exist in a model of the recorded ``n_layers``, ``n_heads``, ``attn_only`` (with
+    the layer, head, kind and stage its name implies), every edge must join two of the circuit's
+    nodes, and every scored edge must be an edge of that model's graph (a writer to a later reader;
+    in ``parallel`` models no head of layer l feeds ``MLP{l}``), with a finite score.
+
+    Raises:
+        ValueError: The first problem found, naming the node, edge or key, with ``source`` (the file).
+
+    Examples:
+        >>> data = {"graph": {"model": "m", "task": "t", "method": "exact", "n_layers": 2, "n_heads": 1, "attn_only": True},
+        ...         "nodes": [{"id": "embed"}, {"id": "L9H9.v"}], "edges": []}
+        >>> validate(data)
+        Traceback (most recent call last):
+        ValueError: circuit: unknown node 'L9H9.v' for a 2-layer, 1-head model without MLPs; its nodes are embed, L0H0..L1H0 (inputs .q/.k/.v) and logits. Did you mean 'L1H0.v', 'L0H0.v'?
+    """
+    where = f"{source}:"
+    if not isinstance(data, dict) or not isinstance(data.get("nodes"), list) or not isinstance(data.get("edges"), list) or not isinstance(data.get("graph"), dict):
+        raise ValueError(f"{where} not a pathpatch circuit (node-link JSON needs 'graph', 'nodes' and 'edges'); write circuits with Circuit.to_json().")
+    shape = _check_settings(data["graph"], where)
+    nodes = _check_nodes(data["nodes"], shape, where)
+    for item in data["edges"]:
+        _check_edge(item, nodes, shape, where)
+
+
+def _check_settings(attrs: dict, where: str) -> tuple[int, int, bool, bool]:
+    """Return the recorded shape ``(n_layers, n_heads, attn_only, parallel)`` after checking its types."""
+    for key in ("model", "task", "method"):
+        if not isinstance(attrs.get(key), str):
+            raise ValueError(f"{where} not a pathpatch circuit: graph '{key}' is missing or not a string; write circuits with Circuit.to_json().")
+    for key in ("n_layers", "n_heads"):
+        value = attrs.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_HEADS:
+            raise ValueError(f"{where} graph '{key}' is {value!r}; it must be the model's {key}, an integer from 1 to {MAX_HEADS}.")
+    if attrs["n_layers"] * attrs["n_heads"] > MAX_HEADS:
+        raise ValueError(f"{where} records {attrs['n_layers']} layers x {attrs['n_heads']} heads; circuits of more than {MAX_HEADS} heads are not supported.")
+    for key, default in (("attn_only", None), ("parallel", False)):
+        if not isinstance(attrs.get(key, default), bool):
+            raise ValueError(f"{where} graph '{key}' is {attrs.get(key)!r}; it must be true or false (write circuits with Circuit.to_json()).")
+    return attrs["n_layers"], attrs["n_heads"], attrs["attn_only"], attrs.get("parallel", False)
+
+
+def shape_nodes(n_layers: int, n_heads: int, attn_only: bool) -> dict[str, dict]:
+    """Return every node of a model shape with its ``layer``, ``head``, ``kind`` and ``stage``, in forward order.
+
+    The same nodes and stages as ``ComputeGraph`` (``names.Node.stage``), built from names alone.
+
+    Examples:
+        >>> list(shape_nodes(1, 1, True))
+        ['embed', 'L0H0.q', 'L0H0.k', 'L0H0.v', 'L0H0', 'logits']
+    """
+    nodes = {"embed": {"layer": -1, "head": None, "kind": "embed", "stage": 0}}
+    for layer in range(n_layers):
+        for head in range(n_heads):
+            for channel in CHANNELS:
+                nodes[node_name("head_input", layer, head, channel)] = {"layer": layer, "head": head, "kind": "head_input", "stage": 2 * layer + 1}
+        for head in range(n_heads):
+            nodes[node_name("head", layer, head)] = {"layer": layer, "head": head, "kind": "head", "stage": 2 * layer + 1}
+        if not attn_only:
+            nodes[node_name("mlp", layer)] = {"layer": layer, "head": None, "kind": "mlp", "stage": 2 * layer + 2}
+    nodes["logits"] = {"layer": n_layers, "head": None, "kind": "logits", "stage": 2 * n_layers + 1}
+    return nodes
+
+
+def _check_nodes(items: list, shape: tuple[int, int, bool, bool], where: str) -> dict[str, dict]:
+    """Return the circuit's nodes by name, each checked to exist in ``shape`` with the attributes its name implies."""
+    n_layers, n_heads, attn_only, _ = shape
+    known = shape_nodes(n_layers, n_heads, attn_only)
+    seen: dict[str, dict] = {}
+    for item in items:
+        name = item.get("id") if isinstance(item, dict) else None
+        if not isinstance(name, str):
+            raise ValueError(f"{where} every node needs a string 'id' (a node name such as 'L0H0'), got {item!r:.80}.")
+        if name not in known:
+            raise ValueError(_unknown_node(name, shape, where, known))
+        if name in seen:
+            raise ValueError(f"{where} node {name!r} is listed twice.")
+        for key, expected in known[name].items():
+            if key in item and item[key] != expected:
+                raise ValueError(f"{where} node {name!r} records {key} {item[key]!r}, but {name} has {key} {expected!r}; "
+                                 "the file was edited by hand. Write circuits with Circuit.to_json().")
+        if item.get("pos", -1) != -1:
+            raise ValueError(f"{where} node {name!r} has pos {item['pos']!r}; position-aware circuits are not supported yet (pos must be -1).")
+        seen[name] = known[name]
+    return seen
+
+
+def _check_edge(item: object, nodes: dict[str, dict], shape: tuple[int, int, bool, bool], where: str) -> None:
+    """Check one edge: both ends are circuit nodes, scored edges are edges of the shape's graph with finite scores."""
+    if not isinstance(item, dict) or not isinstance(item.get("source"), str) or not isinstance(item.get("target"), str):
+        raise ValueError(f"{where} every edge needs string 'source' and 'target' node names, got {item!r:.80}.")
+    src, dest, kind = item["source"], item["target"], item.get("kind")
+    name = f"{src}->{dest}"
+    for end in (src, dest):
+        if end not in nodes:
+            raise ValueError(f"{where} edge {name!r} joins {end!r}, which is not a node of the circuit; list it under 'nodes' or drop the edge.")
+    if kind == "internal":
+        if nodes[src]["kind"] != "head_input" or component_name(src) != dest:
+            raise ValueError(f"{where} internal edge {name!r} must join a head's input to its head (e.g. 'L1H0.v->L1H0').")
+        return
+    if kind != "edge":
+        raise ValueError(f"{where} edge {name!r} has kind {kind!r}; edges are 'edge' (scored) or 'internal' (input to its head).")
+    a, b = nodes[src], nodes[dest]
+    reads_at = 2 * b["layer"] + 1 if shape[3] and b["kind"] == "mlp" else b["stage"]
+    if a["kind"] not in ("embed", "head", "mlp") or b["kind"] not in ("head_input", "mlp", "logits") or a["stage"] >= reads_at:
+        raise ValueError(f"{where} {name!r} is not an edge of this model's graph: an edge runs from an output (embed, a head, an MLP) "
+                         f"to a later input (a head's .q/.k/.v, a later MLP, logits){' (parallel blocks: no head feeds its own layer MLP)' if shape[3] else ''}.")
+    for key in ("score", "normalized"):
+        value = item.get(key, 0.0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{where} edge {name!r} has {key} {value!r}; scores must be finite numbers.")
+
+
+def _unknown_node(name: str, shape: tuple[int, int, bool, bool], where: str, known: dict) -> str:
+    """The message for a node the recorded shape lacks, with close matches."""
+    n_layers, n_heads, attn_only, _ = shape
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
+    mlps = " without MLPs" if attn_only else ""
+    last = node_name("head", n_layers - 1, n_heads - 1)
+    mlp_range = "" if attn_only else f", {node_name('mlp', 0)}..{node_name('mlp', n_layers - 1)}"
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return (f"{where} unknown node {name!r} for a {n_layers}-layer, {n_heads}-head model{mlps}; its nodes are embed, "
+            f"L0H0..{last} (inputs .q/.k/.v){mlp_range} and logits.{hint}")
 
 
 def from_json(path: "str | Path") -> Circuit:
-    """Read a circuit written by ``Circuit.to_json``."""
+    """Read and validate a circuit written by ``Circuit.to_json`` (at most ``files.MAX_INPUT_BYTES``).
+
+    Raises:
+        FileNotFoundError: No such file.
+        ValueError: Too large, not JSON, nested too deeply, or not a valid circuit (``validate``).
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"No circuit file at {path}; run `pathpatch discover ... --out DIR` to make one.")
+    text = read_text_limited(path, "circuit")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(text)
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON ({err}); write circuits with Circuit.to_json().") from err
-    return from_dict(data)
+    except RecursionError:
+        raise ValueError(f"{path} nests JSON deeper than it can be read; a circuit file is flat node-link JSON, so this is not one.") from None
+    return from_dict(data, str(path))

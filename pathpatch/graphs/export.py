@@ -2,7 +2,8 @@
 
 The diagram is ranked by layer, ``embed`` at the bottom and ``logits`` at the top; each layer's heads,
 inputs and MLP share a rank. Scored edges are coloured by sign (blue helps the clean answer, red
-hurts), their width grows with ``|score|``, and q/k/v inputs are labelled by their node names. When
+hurts), their width grows with ``|score|``, and q/k/v inputs are labelled by their node names. Every
+name and label passes through ``text`` (Graphviz quoting, never HTML), so hostile names stay text. When
 Graphviz's ``dot`` is missing the ``.dot`` file is still written and the message says how to install it.
 """
 
@@ -31,7 +32,8 @@ def to_dot(circuit: Circuit, highlight: set[str] | None = None) -> graphviz.Digr
         True
     """
     highlight = highlight or set()
-    dot = graphviz.Digraph("circuit", graph_attr={"rankdir": "BT", "label": f"{circuit.model_name} / {circuit.task_name} ({circuit.method})"})
+    title = f"{circuit.model_name} / {circuit.task_name} ({circuit.method})"
+    dot = graphviz.Digraph("circuit", graph_attr={"rankdir": "BT", "label": text(title)})
     scores = [abs(s) for _, _, s in circuit.graph.edges(data="score") if s is not None]
     top = max(scores, default=1.0) or 1.0
     ranks: dict[int, list[str]] = {}
@@ -43,22 +45,34 @@ def to_dot(circuit: Circuit, highlight: set[str] | None = None) -> graphviz.Digr
                 kind = circuit.graph.nodes[node].get("kind")
                 shape = {"embed": "invhouse", "logits": "house", "mlp": "box", "head_input": "ellipse"}.get(kind, "box")
                 style = "rounded,filled" if kind == "head" else "filled"
-                sub.node(node, shape=shape, style=style, fillcolor="#eef3fb" if kind != "head_input" else "white",
+                sub.node(text(node), shape=shape, style=style, fillcolor="#eef3fb" if kind != "head_input" else "white",
                          fontsize="10" if kind == "head_input" else "12")
     for src, dest, attrs in circuit.graph.edges(data=True):
         if attrs.get("kind") == "internal":
-            dot.edge(src, dest, style="dashed", arrowhead="none", color="gray50")
+            dot.edge(text(src), text(dest), style="dashed", arrowhead="none", color="gray50")
             continue
         score = float(attrs.get("score", 0.0))
         name = f"{src}->{dest}"
         color = HIGHLIGHT if name in highlight else ("#2166ac" if score >= 0 else "#b2182b")
         width = 0.5 + 4.5 * abs(score) / top
-        dot.edge(src, dest, color=color, penwidth=f"{width:.2f}", tooltip=f"{name}: {score:.4g}")
+        dot.edge(text(src), text(dest), color=color, penwidth=f"{width:.2f}", tooltip=text(f"{name}: {score:.4g}"))
     present = {f"{u}->{v}" for u, v in circuit.graph.edges()}
     for name in sorted(highlight - present):
         edge = circuit.compute_graph.edge(name)
-        dot.edge(edge.src.name, edge.dest.name, color=HIGHLIGHT, style="dashed", penwidth="2", tooltip=f"{name}: missing")
+        dot.edge(text(edge.src.name), text(edge.dest.name), color=HIGHLIGHT, style="dashed", penwidth="2", tooltip=text(f"{name}: missing"))
     return dot
+
+
+def text(value: str) -> str:
+    r"""Return ``value`` as literal Graphviz text: quoted where needed, backslashes doubled, never read as an
+    HTML label (``<...>``), so a model or task name cannot change the diagram's DOT source.
+
+    Examples:
+        >>> source = graphviz.Digraph(graph_attr={"label": text('<b>"x"</b>')}).source
+        >>> r'label="<b>\"x\"</b>"' in source
+        True
+    """
+    return graphviz.escape(str(value))
 
 
 def write_diagram(circuit: Circuit, path: "str | Path", highlight: set[str] | None = None) -> tuple[Path, str]:

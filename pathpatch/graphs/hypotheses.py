@@ -43,18 +43,65 @@ from pathlib import Path
 from typing import Any
 
 from pathpatch.factories import parse_factory
+from pathpatch.files import read_text_limited
 
+COMMON = {"report", "direction"}  # every kind: report = true (measure, never fail); direction = noise | denoise
 CLAIM_KEYS: dict[str, tuple[set[str], set[str]]] = {
     # kind: (required keys, optional keys), besides name and kind
     "path": ({"nodes", "min_effect"}, set()),
-    "effect": ({"min"}, {"edge", "node"}),
-    "faithfulness": ({"min"}, set()),
-    "head_role": ({"head", "role"}, {"min", "max", "offset", "token", "positions", "space"}),
-    "composition": ({"src", "dest", "type", "min"}, set()),
-    "virtual_ov": ({"heads", "min"}, set()),
-    "ablation": ({"head", "min"}, set()),
+    "effect": (set(), {"edge", "node", "min", "max"}),
+    "faithfulness": (set(), {"min", "max"}),
+    "head_role": ({"head", "role"}, {"min", "max", "offset", "token", "to", "among", "positions", "space", "tokens"}),
+    "composition": ({"src", "dest", "type"}, {"min", "max"}),
+    "virtual_ov": ({"heads"}, {"min", "max"}),
+    "ablation": ({"head"}, {"min", "max"}),
+    "compare": ({"a", "b"}, {"by", "margin"}),
+    "rank": ({"nodes", "among"}, {"by"}),
+    "neuron": ({"layer", "neuron"}, {"tokens", "correlates_with", "min", "max"}),
+    "forced_attention": ({"heads"}, {"offset", "positions", "metric", "min", "max"}),
 }
-ROLES = ("previous_token", "attends_to", "induction", "copying", "negative_copy")
+BOUNDED = ("effect", "faithfulness", "head_role", "composition", "virtual_ov", "ablation", "neuron", "forced_attention")
+STRING_KEYS = {"edge", "node", "head", "src", "dest", "role", "type", "space", "a", "b", "by", "correlates_with", "metric", "direction"}
+EXAMPLES = {"edge": "L0H0->L1H0.v", "node": "L1H0", "head": "L1H0", "src": "L0H0", "dest": "L1H0", "role": "previous_token", "type": "v",
+            "positions": "all", "space": "vocab", "nodes": '["embed", "L0H0.v", "L0H0", "logits"]', "heads": '["L0H0", "L1H0"]',
+            "a": "L0H1", "b": "L0H0", "by": "effect", "correlates_with": "value", "metric": "accuracy", "direction": "denoise",
+            "among": '["L0H0", "L0H1"]'}
+ROLES = ("previous_token", "attends_to", "induction", "copying", "negative_copy", "uniform")
+ATTENTION_RULES = ("smallest", "largest", "smallest_larger", "largest_smaller", "mismatch", "same_token")
+
+# One row per claim kind: what it measures and an example line; the README's table and `check --explain`.
+REFERENCE: tuple[tuple[str, str, str], ...] = (
+    ("path", "weakest normalized effect of the path's hops; each hop must be in the circuit",
+     'kind = "path", nodes = ["embed", "L0H0.v", "L0H0", "L1H0.v", "L1H0", "logits"], min_effect = 0.5'),
+    ("effect", "normalized effect of one edge or of all of a node's outputs (min or max: 'negligible')",
+     'kind = "effect", edge = "embed->logits", max = 0.05'),
+    ("faithfulness", "share of clean - corrupt the circuit alone recovers (direction = \"noise\": lost when only it is corrupted)",
+     'kind = "faithfulness", min = 0.9'),
+    ("head_role previous_token / attends_to", "attention mass from the claim's positions to p - offset, a token, a set, or a data rule",
+     'kind = "head_role", head = "L0H0", role = "attends_to", to = "smallest_larger", among = [0, 1, 2], min = 0.5'),
+    ("head_role uniform", "total-variation distance of attention rows from uniform",
+     'kind = "head_role", head = "L0H1", role = "uniform", max = 0.2'),
+    ("head_role induction", "attention to the token after the earlier copy, on repeated random tokens",
+     'kind = "head_role", head = "L1H0", role = "induction", min = 0.5'),
+    ("head_role copying / negative_copy", "eigenvalue copying score of the OV circuit (on a token subset with tokens)",
+     'kind = "head_role", head = "L0H0", role = "copying", tokens = {from = 28, to = 37}, min = 0.7'),
+    ("composition", "Q/K/V composition score between two heads (weights)",
+     'kind = "composition", src = "L0H0", dest = "L1H0", type = "v", min = 0.3'),
+    ("virtual_ov", "diagonal top-1 accuracy of the heads' chained OV circuit (weights)",
+     'kind = "virtual_ov", heads = ["L0H0", "L1H0"], min = 0.95'),
+    ("ablation", "increase of the task loss when a head is mean-ablated",
+     'kind = "ablation", head = "L0H1", min = 1.0'),
+    ("compare", "measure(a) - measure(b) by effect or ablation, above margin",
+     'kind = "compare", a = "L0H1", b = "L0H0", by = "ablation", margin = 0.0'),
+    ("rank", "the named nodes are the strongest of among (share of them in the top)",
+     'kind = "rank", nodes = ["L0H1"], among = ["L0H0", "L0H1"], by = "ablation"'),
+    ("neuron", "a neuron's direct effect on the logit difference (or tokens), or its correlation with a task feature",
+     'kind = "neuron", layer = 0, neuron = 5, correlates_with = "value", min = 0.5'),
+    ("forced_attention", "task metric (default accuracy) with the heads' attention forced to p - offset: a simplified model",
+     'kind = "forced_attention", heads = ["L0H0"], offset = 1, min = 0.75'),
+)
+
+
 METHOD_DEFAULTS: dict[str, Any] = {
     "scoring": "exact", "direction": "noise", "corruption": "paired", "task_corruption": None, "threshold": 0.05, "relative": True,
     "metric": None, "granularity": "edge", "positions": "task", "aggregation": "mean",
@@ -109,10 +156,13 @@ def load_hypothesis(path: "str | Path") -> Hypothesis:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"No hypothesis file at {path}; see hypotheses/*.toml for examples.")
+    text = read_text_limited(path, "hypothesis")
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ValueError(f"{path} is not valid TOML: {err}. Fix the syntax (strings in quotes, [[claim]] tables).") from err
+    except RecursionError:
+        raise ValueError(f"{path} nests tables or arrays deeper than TOML can be read; a hypothesis file is flat (see hypotheses/*.toml).") from None
     return parse_hypothesis(data, path.stem, path.resolve().parent)
 
 
@@ -136,6 +186,8 @@ def resolve_spec(spec: str, base: Path | None) -> str:
 
 def parse_hypothesis(data: dict, name: str, base: Path | None = None) -> Hypothesis:
     """Validate parsed TOML and return the Hypothesis; relative specs resolve against ``base``."""
+    if not isinstance(data, dict):
+        raise ValueError(f"Hypothesis {name!r} is a {type(data).__name__}; give the parsed TOML table (a dict).")
     unknown = set(data) - {"model", "task", "model_config", "method", "claim", "name", "description"}
     if unknown:
         raise ValueError(f"Hypothesis {name!r}: unknown top-level keys {sorted(unknown)}; expected model, task, [method], [[claim]].")
@@ -144,13 +196,20 @@ def parse_hypothesis(data: dict, name: str, base: Path | None = None) -> Hypothe
             raise ValueError(f"Hypothesis {name!r}: '{key}' must be a non-empty string, e.g. {key} = \"permute\" or {key} = \"my_model/\".")
     if "model_config" in data and not isinstance(data["model_config"], str):
         raise ValueError(f"Hypothesis {name!r}: 'model_config' must be a string path, e.g. model_config = \"config.json\".")
+    for key in ("name", "description"):
+        if key in data and not isinstance(data[key], str):
+            raise ValueError(f"Hypothesis {name!r}: '{key}' = {data[key]!r}; give a string in quotes.")
+    if not isinstance(data.get("method", {}), dict):
+        raise ValueError(f"Hypothesis {name!r}: 'method' = {data['method']!r}; give a [method] table of settings.")
     method = {**METHOD_DEFAULTS, **data.get("method", {})}
     bad = set(method) - set(METHOD_DEFAULTS)
     if bad:
         raise ValueError(f"Hypothesis {name!r}: unknown [method] keys {sorted(bad)}; known: {', '.join(METHOD_DEFAULTS)}.")
     _check_method(name, method)
     claims = data.get("claim", [])
-    if not isinstance(claims, list) or not claims:
+    if not isinstance(claims, list):
+        raise ValueError(f"Hypothesis {name!r}: 'claim' = {claims!r:.60}; write claims as [[claim]] tables.")
+    if not claims:
         raise ValueError(f"Hypothesis {name!r} has no claims; add at least one [[claim]] table.")
     config = resolve_spec(data["model_config"], base) if "model_config" in data else None
     return Hypothesis(data.get("name", name), resolve_spec(data["model"], base), resolve_spec(data["task"], base), method,
@@ -159,6 +218,9 @@ def parse_hypothesis(data: dict, name: str, base: Path | None = None) -> Hypothe
 
 def _check_method(name: str, method: dict) -> None:
     """Validate the pinned methodology."""
+    for key in ("scoring", "direction", "corruption", "granularity", "positions", "aggregation", "task_corruption", "metric"):
+        if not isinstance(method[key], str) and not (method[key] is None and METHOD_DEFAULTS[key] is None):
+            raise ValueError(f"Hypothesis {name!r}: {key} = {method[key]!r}; give a string in quotes, e.g. {key} = \"{METHOD_DEFAULTS[key] or 'values'}\".")
     if method["scoring"] not in ("exact", "eap", "eap-ig", "acdc"):
         raise ValueError(f"Hypothesis {name!r}: scoring {method['scoring']!r}; choose exact, eap, eap-ig or acdc.")
     if method["corruption"] not in ("paired", "resample", "mean", "zero"):
@@ -192,26 +254,98 @@ def _parse_claim(name: str, index: int, raw: Any) -> Claim:
     if not isinstance(raw, dict) or "kind" not in raw:
         raise ValueError(f"{where}: each [[claim]] needs a kind ({', '.join(CLAIM_KEYS)}).")
     kind = raw["kind"]
-    if kind not in CLAIM_KEYS:
+    if not isinstance(kind, str) or kind not in CLAIM_KEYS:
         raise ValueError(f"{where}: unknown claim kind {kind!r}; choose one of {', '.join(CLAIM_KEYS)}.")
     required, optional = CLAIM_KEYS[kind]
+    optional = optional | COMMON
     params = {k: v for k, v in raw.items() if k not in ("kind", "name")}
     missing, extra = required - set(params), set(params) - required - optional
     if missing or extra:
         raise ValueError(f"{where} ({kind}): missing keys {sorted(missing)}, unknown keys {sorted(extra)}; "
                          f"a {kind} claim takes {sorted(required)} and optionally {sorted(optional)}.")
+    _check_claim_types(where, kind, params)
+    _check_new_keys(where, kind, params)
+    if kind in BOUNDED and kind != "head_role" and not params.get("report") and ("min" in params) == ("max" in params):
+        raise ValueError(f"{where} ({kind}): give exactly one bound, min = X or max = X (or report = true to only record the value).")
     if kind == "effect" and ("edge" in params) == ("node" in params):
         raise ValueError(f"{where} (effect): give exactly one of edge = \"SRC->DEST\" or node = \"L1H0\".")
     if kind == "head_role":
         _check_role(where, params)
+    if kind in ("faithfulness", "virtual_ov") and "min" in params and not 0 <= params["min"] <= 1:
+        raise ValueError(f"{where}: min = {params['min']} is out of range; a {kind} threshold lies in [0, 1].")
+    if not isinstance(raw.get("name", ""), str):
+        raise ValueError(f"{where}: name = {raw['name']!r}; give the claim's label as a string in quotes.")
+    subject = params.get("head") or params.get("edge") or params.get("node") or params.get("a") or ""
+    label = raw.get("name") or f"{kind} {subject}".strip()
+    return Claim(label, kind, params)
+
+
+def _check_claim_types(where: str, kind: str, params: dict) -> None:
+    """Check every claim key's type: strings, finite numbers (never booleans or NaN), integers, node lists."""
+    for key in STRING_KEYS & params.keys():
+        if not isinstance(params[key], str) or not params[key].strip():
+            raise ValueError(f"{where} ({kind}): {key} = {params[key]!r}; give a non-empty string in quotes, e.g. {key} = \"{EXAMPLES[key]}\".")
     for key in ("min", "max", "min_effect"):
         value = params.get(key, 0.0)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"{where}: {key} must be a finite number, got {value!r}.")
-    if kind in ("faithfulness", "virtual_ov") and not 0 <= params["min"] <= 1:
-        raise ValueError(f"{where}: min = {params['min']} is out of range; a {kind} threshold lies in [0, 1].")
-    label = raw.get("name") or f"{kind} {params.get('head') or params.get('edge') or params.get('node') or ''}".strip()
-    return Claim(label, kind, params)
+            raise ValueError(f"{where} ({kind}): {key} must be a finite number, got {value!r}.")
+    for key, low in (("offset", None), ("token", 0)):
+        value = params.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
+            raise ValueError(f"{where} ({kind}): {key} = {value!r}; give an integer{'' if low is None else f' >= {low}'} (no quotes, no decimal point).")
+    for key, fewest in (("nodes", 2 if kind == "path" else 1), ("heads", 1)):
+        value = params.get(key, ["x"] * fewest)
+        if not isinstance(value, list) or len(value) < fewest or not all(isinstance(v, str) and v.strip() for v in value):
+            raise ValueError(f"{where} ({kind}): {key} = {value!r:.80}; give a list of at least {fewest} node names in quotes, "
+                             f"e.g. {key} = {EXAMPLES[key]}.")
+    for key, allowed in (("type", ("q", "k", "v")), ("space", ("vocab", "residual"))):
+        if key in params and params[key] not in allowed:
+            raise ValueError(f"{where} ({kind}): {key} = {params[key]!r}; choose one of {', '.join(allowed)}.")
+
+
+def _check_new_keys(where: str, kind: str, params: dict) -> None:
+    """Check the keys of the richer claims: positions, to/among, tokens, by, direction, report, layer/neuron."""
+    if "positions" in params and params["positions"] not in ("all", "read") and not _int_list(params["positions"]):
+        raise ValueError(f"{where} ({kind}): positions = {params['positions']!r}; give \"all\", \"read\" or a list of integers.")
+    if "to" in params and params["to"] not in ATTENTION_RULES and not _int_list(params["to"]):
+        raise ValueError(f"{where} ({kind}): to = {params['to']!r}; give a list of positions or one of {', '.join(ATTENTION_RULES)}.")
+    if "among" in params and not (_int_list(params["among"]) if kind == "head_role" else _str_list(params["among"])):
+        what = "a list of positions" if kind == "head_role" else "a list of node or edge names"
+        raise ValueError(f"{where} ({kind}): among = {params['among']!r:.80}; give {what}.")
+    if kind == "rank" and not _str_list(params["nodes"]):
+        raise ValueError(f"{where} (rank): nodes = {params['nodes']!r:.80}; give a list of node or edge names.")
+    tokens = params.get("tokens")
+    if tokens is not None and not _int_list(tokens) and not (isinstance(tokens, dict) and set(tokens) == {"from", "to"}
+                                                               and _int_list([tokens["from"], tokens["to"]]) and tokens["from"] <= tokens["to"]):
+        raise ValueError(f"{where} ({kind}): tokens = {tokens!r:.80}; give token ids [3, 5, 8] or a range {{from = 28, to = 37}}.")
+    checks = {"by": ("effect", "ablation"), "direction": ("noise", "denoise"), "metric": ("logit_diff", "loss", "accuracy", "kl", "mse")}
+    for key, allowed in checks.items():
+        if key in params and params[key] not in allowed:
+            raise ValueError(f"{where} ({kind}): {key} = {params[key]!r}; choose one of {', '.join(allowed)}.")
+    if "report" in params and not isinstance(params["report"], bool):
+        raise ValueError(f"{where} ({kind}): report = {params['report']!r}; give true or false (a TOML boolean, no quotes).")
+    for key in ("layer", "neuron"):
+        if key in params and (isinstance(params[key], bool) or not isinstance(params[key], int) or params[key] < 0):
+            raise ValueError(f"{where} ({kind}): {key} = {params[key]!r}; give an integer >= 0.")
+    if "margin" in params and (isinstance(params["margin"], bool) or not isinstance(params["margin"], (int, float)) or not math.isfinite(params["margin"])):
+        raise ValueError(f"{where} ({kind}): margin = {params['margin']!r}; give a finite number.")
+
+
+def _int_list(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+
+
+def _str_list(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, str) and v.strip() for v in value)
+
+
+def explain() -> str:
+    """The claim reference as a plain-text table (``pathpatch check --explain``)."""
+    width = max(len(kind) for kind, _, _ in REFERENCE)
+    lines = ["Claim kinds ([[claim]] tables; every kind also takes name, report = true and direction = \"noise\"|\"denoise\"):", ""]
+    for kind, meaning, example in REFERENCE:
+        lines += [f"{kind.ljust(width)}  {meaning}", f"{' ' * width}  {example}"]
+    return "\n".join(lines)
 
 
 def _check_role(where: str, params: dict) -> None:
@@ -219,13 +353,15 @@ def _check_role(where: str, params: dict) -> None:
     role = params["role"]
     if role not in ROLES:
         raise ValueError(f"{where}: unknown role {role!r}; choose one of {', '.join(ROLES)}.")
-    if ("min" in params) == ("max" in params):
+    if ("min" in params) == ("max" in params) and not params.get("report"):
         raise ValueError(f"{where}: give exactly one of min or max for role {role!r}.")
-    bound = params.get("min", params.get("max"))
+    bound = params.get("min", params.get("max", 0.0))
     low = -1 if role in ("copying", "negative_copy") else 0
     if not low <= bound <= 1:
         raise ValueError(f"{where}: bound {bound} is out of range [{low}, 1] for role {role!r}.")
-    if role == "attends_to" and ("offset" in params) == ("token" in params):
-        raise ValueError(f"{where}: role attends_to needs exactly one of offset = K (p attends to p - K) or token = ID.")
-    if params.get("positions", "all") not in ("all", "read"):
-        raise ValueError(f"{where}: positions must be 'all' or 'read'.")
+    targets = [k for k in ("offset", "token", "to") if k in params]
+    if role == "attends_to" and len(targets) != 1:
+        raise ValueError(f"{where}: role attends_to needs exactly one of offset = K (p attends to p - K), token = ID, "
+                         f"or to = [positions] / a rule ({', '.join(ATTENTION_RULES)}); got {targets or 'none'}.")
+    if "tokens" in params and role not in ("copying", "negative_copy"):
+        raise ValueError(f"{where}: tokens = ... limits a copying score; use it with role copying or negative_copy.")

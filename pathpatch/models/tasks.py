@@ -57,6 +57,7 @@ class Task:
     reference: Tensor | None = None
 
     def __post_init__(self) -> None:
+        _as_long_tokens(self)
         _check_task(self)
 
     @property
@@ -86,7 +87,8 @@ class Task:
         """Return the metric per prompt from logits already taken at the read positions.
 
         ``read`` may hold several copies of the task's batch stacked variant-major
-        (``[variant * batch pos d_vocab]``); answers are tiled to match.
+        (``[variant * batch pos d_vocab]``); answers are tiled to match, and a custom metric is called
+        once per copy. A custom metric must return finite floats (else ValueError naming it).
         """
         copies = read.shape[0] // self.answers.shape[0]
         if callable(self.metric):
@@ -149,13 +151,41 @@ class Task:
 
 
 def _checked_custom(task: Task, read: Tensor) -> Tensor:
-    """Call a custom metric and check it returns one finite value per prompt."""
+    """Call a custom metric on each ``[batch ...]`` block of ``read`` and check it returns finite floats per prompt.
+
+    The engine stacks variants on the batch (``[variant * batch pos d_vocab]``); calling the metric once
+    per block of the task's batch keeps the documented contract (``[batch pos d_vocab] -> [batch]``), so
+    a metric whose answers come from a closure over the task's prompts sees the batch they match.
+    """
+    batch = task.answers.shape[0]
+    copies = read.shape[0] // batch if read.shape[0] % batch == 0 else 1
+    blocks = [read] if copies == 1 else list(read.split(batch))
+    out = torch.cat([_call_custom(task, block) for block in blocks])
+    bad = ~torch.isfinite(out.detach())
+    if bad.any():
+        finite = torch.isfinite(read.detach()).all()
+        cause = "the logits it was given are finite, so the metric made them" if finite else "its input logits hold NaN/inf"
+        raise ValueError(
+            f"Task '{task.name}': the metric {task.metric_name!r} returned NaN or inf for {int(bad.sum())} of {len(out)} "
+            f"prompt runs (patched runs included); {cause}. Scores would be NaN, so nothing was scored: make the metric "
+            "finite for every input (e.g. clamp before log, avoid dividing by zero)."
+        )
+    return out
+
+
+def _call_custom(task: Task, read: Tensor) -> Tensor:
+    """Call the metric on one block and check its shape and dtype."""
     out = task.metric(read)
     if not torch.is_tensor(out) or tuple(out.shape) != (read.shape[0],):
         shape = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
         raise ValueError(
             f"Task '{task.name}': the metric {task.metric_name!r} returned {shape}; it must return one value per "
             f"prompt, shape ({read.shape[0]},), from read logits {tuple(read.shape)}. Reduce over positions, not prompts."
+        )
+    if not out.is_floating_point():
+        raise ValueError(
+            f"Task '{task.name}': the metric {task.metric_name!r} returned {out.dtype} values; it must return floats "
+            "(higher is better), e.g. (read.argmax(-1) == answers).float().mean(-1) rather than a bool or int tensor."
         )
     return out
 
@@ -181,6 +211,24 @@ def mean_squared_error(
 def _tile(x: Tensor, copies: int) -> Tensor:
     """Stack ``copies`` of ``x`` along the batch dimension."""
     return x if copies == 1 else x.repeat(copies, *([1] * (x.ndim - 1)))
+
+
+def _as_long_tokens(task: Task) -> None:
+    """Store integer ids of any width (uint8, int32 ...) as ``torch.long``, which indexing needs (widening
+    loses nothing; ``Task`` is frozen, hence ``object.__setattr__``); refuse non-tensors, bools, complex."""
+    for field in ("clean", "corrupt", "answers", "wrong_answers", "positions"):
+        value = getattr(task, field)
+        if value is None:
+            continue
+        if not torch.is_tensor(value):
+            raise TypeError(f"Task '{task.name}': {field} is a {type(value).__name__}; give a torch tensor (token ids as torch.long).")
+        if value.dtype == torch.bool or value.is_complex():
+            raise TypeError(f"Task '{task.name}': {field} is a {value.dtype} tensor; give token ids as torch.long "
+                            "(or input vectors and targets as float).")
+        if not value.is_floating_point() and value.dtype != torch.long:
+            object.__setattr__(task, field, value.long())
+    if task.positions.is_floating_point():
+        raise TypeError(f"Task '{task.name}': positions is {task.positions.dtype}; give read positions as integers (torch.long).")
 
 
 def _check_task(task: Task) -> None:

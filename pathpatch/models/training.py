@@ -43,7 +43,12 @@ def train_seed(
 
     Runs with ``torch.use_deterministic_algorithms`` (restored afterwards): on CPU the embedding's
     backward otherwise sums in a thread-dependent order, and the same seed would not give the same weights.
+
+    Raises:
+        ValueError: ``steps`` is not a positive integer (None: the seed's recipe).
     """
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise ValueError(f"steps={steps!r}; give a positive number of training steps (e.g. {spec.train.steps}, the recipe), or None for the recipe.")
     previous = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
@@ -54,7 +59,7 @@ def train_seed(
 
 def _train(spec: SeedSpec, steps: int | None, device: str, progress: bool) -> tuple[HookedTransformer, dict]:
     cfg = spec.train
-    steps = steps or cfg.steps
+    steps = cfg.steps if steps is None else steps
     torch.manual_seed(cfg.seed)
     model = build_model(spec, device).train()
     params = [p for p in model.parameters() if p.requires_grad]

@@ -196,14 +196,22 @@ def load_bundled(name: str, device: str | torch.device = "cpu", directory: Path 
     return model.eval()
 
 
-def save_bundled(name: str, model: HookedTransformer, card: dict, directory: Path | None = None) -> Path:
-    """Write ``model``'s weights and ``card`` atomically; return the weights path."""
+BELOW_TARGET = ".below-target"
+
+
+def save_bundled(name: str, model: HookedTransformer, card: dict, directory: Path | None = None, below_target: bool = False) -> Path:
+    """Write ``model``'s weights and ``card`` atomically; return the weights path.
+
+    With ``below_target`` (a model that missed its target) they go to ``<name>.below-target.safetensors``
+    and ``.json`` instead, so weights that meet the target are never replaced by worse ones.
+    """
     directory = directory or weights_dir()
     directory.mkdir(parents=True, exist_ok=True)
+    stem = f"{name}{BELOW_TARGET}" if below_target else name
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    target = directory / f"{name}.safetensors"
+    target = directory / f"{stem}.safetensors"
     write_atomic(target, lambda tmp: save_file(state, tmp))
-    write_text_atomic(directory / f"{name}.json", json.dumps(card, indent=2) + "\n")
+    write_text_atomic(directory / f"{stem}.json", json.dumps({**card, "below_target": True} if below_target else card, indent=2) + "\n")
     return target
 
 

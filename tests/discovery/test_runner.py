@@ -79,6 +79,6 @@ def test_chunk_size_grows_with_the_budget(random_model):
 def test_a_non_positive_memory_budget_is_refused_and_none_means_automatic():
     from pathpatch.discovery.config import PatchConfig
 
-    with pytest.raises(ValueError, match=r"max_memory=0 bytes; give a positive budget"):
+    with pytest.raises(ValueError, match=r"max_memory=0; give a positive, finite budget in bytes"):
         PatchConfig(max_memory=0)
     assert PatchConfig().max_memory is None

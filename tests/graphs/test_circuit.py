@@ -77,7 +77,7 @@ def test_malformed_circuit_files_are_explained(tmp_path):
     with pytest.raises(ValueError, match="not valid JSON"):
         from_json(bad)
     bad.write_text(json.dumps({"nodes": [], "edges": []}))
-    with pytest.raises(ValueError, match="Not a pathpatch circuit"):
+    with pytest.raises(ValueError, match="not a pathpatch circuit"):
         from_json(bad)
     with pytest.raises(FileNotFoundError, match="No circuit file"):
         from_json(tmp_path / "missing.json")

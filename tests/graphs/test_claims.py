@@ -150,3 +150,78 @@ def test_faithfulness_by_noising_is_what_corrupting_only_the_circuit_loses(permu
     denoise = run(permute, kind="faithfulness", min=0.9)
     noise = run(permute, kind="faithfulness", direction="noise", min=0.9)
     assert denoise["passed"] and noise["passed"] and noise["value"] != denoise["value"]
+
+
+def test_the_readme_claim_table_is_the_reference_check_explain_prints():
+    from pathlib import Path
+
+    from pathpatch.graphs.hypotheses import REFERENCE, explain, parse_hypothesis
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text().split("<!-- claims -->")[1].split("\n\n")[0]
+    for kind, _, example in REFERENCE:
+        assert f"| {kind} |" in readme and f"`{example}`" in readme and example in explain()
+        fields = dict(part.split(" = ", 1) for part in _split(example))
+        import tomllib
+
+        table = tomllib.loads("\n".join(f"{k} = {v}" for k, v in fields.items()))
+        parse_hypothesis({"model": "m", "task": "t", "claim": [table]}, "example")  # every example parses
+
+
+def _split(example: str) -> list[str]:
+    """Split ``a = 1, b = [1, 2], c = {from = 1, to = 2}`` at top-level commas."""
+    parts, depth, current = [], 0, ""
+    for ch in example:
+        depth += ch in "[{" and 1 or 0
+        depth -= ch in "]}" and 1 or 0
+        if ch == "," and depth == 0:
+            parts.append(current.strip())
+            current = ""
+        else:
+            current += ch
+    return parts + [current.strip()]
+
+
+FALSE_CLAIMS = {
+    "effect max": 'kind = "effect"\nedge = "L0H0->L1H0.v"\nmax = 0.05',
+    "compare": 'kind = "compare"\na = "embed->logits"\nb = "L0H0->L1H0.v"',
+    "rank": 'kind = "rank"\nnodes = ["embed->logits"]\namong = ["embed->logits", "L0H0->L1H0.v"]',
+    "attends_to set": 'kind = "head_role"\nhead = "L1H0"\nrole = "attends_to"\nto = [0]\npositions = "read"\nmin = 0.9',
+    "attends_to rule": 'kind = "head_role"\nhead = "L1H0"\nrole = "attends_to"\nto = "mismatch"\npositions = "read"\nmin = 0.99',
+    "uniform": 'kind = "head_role"\nhead = "L1H0"\nrole = "uniform"\nmax = 0.001',
+    "forced attention": 'kind = "forced_attention"\nheads = ["L1H0"]\noffset = 1\nmin = 0.99',
+    "denoised effect": 'kind = "effect"\nedge = "embed->logits"\ndirection = "denoise"\nmin = 0.5',
+    "faithfulness max": 'kind = "faithfulness"\nmax = 0.5',
+}
+BAD_CLAIMS = {
+    "unknown rule": ('kind = "head_role"\nhead = "L1H0"\nrole = "attends_to"\nto = "biggest"\nmin = 0.5', "to = 'biggest'"),
+    "position out of range": ('kind = "head_role"\nhead = "L1H0"\nrole = "attends_to"\nto = [40]\nmin = 0.5', "positions [40] lie outside"),
+    "rank outsider": ('kind = "rank"\nnodes = ["L0H0"]\namong = ["L1H0"]', "not among the candidates"),
+    "neuron without MLP": ('kind = "neuron"\nlayer = 0\nneuron = 1\nmin = 0.0', "has no MLP"),
+    "report not bool": ('kind = "faithfulness"\nmin = 0.5\nreport = "yes"', "report = 'yes'"),
+    "by unknown": ('kind = "compare"\na = "L0H0"\nb = "L1H0"\nby = "vibes"', "by = 'vibes'"),
+    "two bounds": ('kind = "effect"\nnode = "L0H0"\nmin = 0.1\nmax = 0.5', "exactly one bound"),
+    "nan bound": ('kind = "effect"\nnode = "L0H0"\nmax = nan', "finite number"),
+}
+
+
+def write_claim(tmp_path, claim: str):
+    path = tmp_path / "h.toml"
+    path.write_text('model = "permute"\ntask = "permute"\n[method]\nn = 8\nbootstrap = 10\ntask_corruption = "values"\n[[claim]]\n' + claim + "\n")
+    return path
+
+
+@pytest.mark.parametrize("kind", list(FALSE_CLAIMS))
+def test_a_false_claim_of_every_kind_exits_1(kind, tmp_path, capsys):
+    from pathpatch.cli import main
+
+    assert main(["check", str(write_claim(tmp_path, FALSE_CLAIMS[kind]))]) == 1, capsys.readouterr().err
+    assert "FAIL" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kind", list(BAD_CLAIMS))
+def test_a_malformed_or_impossible_claim_exits_2_naming_it(kind, tmp_path, capsys):
+    from pathpatch.cli import main
+
+    claim, message = BAD_CLAIMS[kind]
+    assert main(["check", str(write_claim(tmp_path, claim))]) == 2
+    assert message in capsys.readouterr().err

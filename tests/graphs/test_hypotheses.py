@@ -22,7 +22,7 @@ def minimal(**claim):
     [
         ({"model": "permute", "task": "permute"}, "has no claims"),
         (minimal(kind="telepathy"), "unknown claim kind 'telepathy'"),
-        (minimal(kind="effect", edge="L0H0->L1H0.v"), r"missing keys \['min'\]"),
+        (minimal(kind="effect", edge="L0H0->L1H0.v"), r"give exactly one bound, min = X or max = X"),
         (minimal(kind="effect", edge="L0H0->L1H0.v", min=0.5, colour="red"), r"unknown keys \['colour'\]"),
         (minimal(kind="effect", min=0.5), "exactly one of edge"),
         (minimal(kind="faithfulness", min=1.5), "out of range"),

@@ -1,0 +1,69 @@
+"""The commands added for pictures, interop and scale-out, through the command line as a user runs them."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from pathpatch.cli import main
+
+
+def test_patch_writes_tables_heatmaps_and_a_report(tmp_path, capsys):
+    out = tmp_path / "patch"
+    assert main(["patch", "--model", "permute", "--n", "8", "--what", "resid_pre,z", "--out", str(out)]) == 0, capsys.readouterr().err
+    table = pd.read_csv(out / "z.csv")
+    assert {"layer", "pos", "head", "normalized"} <= set(table.columns) and len(table) == 2 * 12 * 1
+    assert (out / "resid_pre.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html and "https://" not in html
+
+
+def test_patch_names_an_unknown_activation(tmp_path, capsys):
+    assert main(["patch", "--model", "permute", "--what", "resid_pre,telepathy", "--out", str(tmp_path / "p")]) == 2
+    assert "telepathy" in capsys.readouterr().err
+
+
+def test_discover_and_check_write_report_html_beside_the_markdown(tmp_path):
+    assert main(["discover", "--model", "permute", "--n", "8", "--out", str(tmp_path / "d")]) == 0
+    assert "<svg" in (tmp_path / "d" / "report.html").read_text() or "dot is not installed" in (tmp_path / "d" / "report.html").read_text()
+    assert main(["check", "hypotheses/permute.toml", "--circuit", str(tmp_path / "d" / "circuit.json"), "--out", str(tmp_path / "c")]) == 0
+    assert "95% CI" in (tmp_path / "c" / "report.html").read_text()
+
+
+def test_check_explain_prints_every_claim_kind(capsys):
+    from pathpatch.graphs.hypotheses import REFERENCE
+
+    assert main(["check", "--explain"]) == 0
+    out = capsys.readouterr().out
+    assert all(kind in out and example in out for kind, _, example in REFERENCE)
+
+
+def test_convert_round_trips_a_circuit_through_eap_ig_json(tmp_path, capsys):
+    assert main(["discover", "--model", "permute", "--n", "8", "--out", str(tmp_path / "d")]) == 0
+    ours = tmp_path / "d" / "circuit.json"
+    assert main(["convert", str(ours), str(tmp_path / "eap.json"), "--to", "eap-json", "--d-model", "128"]) == 0
+    eap = json.loads((tmp_path / "eap.json").read_text())
+    assert {"cfg", "nodes", "edges"} <= set(eap) and any(v["in_graph"] for v in eap["edges"].values())
+    assert main(["convert", str(tmp_path / "eap.json"), str(tmp_path / "back.json"), "--to", "pathpatch"]) == 0
+    from pathpatch.graphs.circuit import from_json
+
+    assert from_json(tmp_path / "back.json").scored_edges == from_json(ours).scored_edges
+
+
+def test_two_workers_give_one_process_scores_csv(tmp_path):
+    """``--workers 2`` runs torchrun with two gloo processes; scores.csv must be byte-identical."""
+    args = ["discover", "--model", "permute", "--n", "8", "--top-k", "4"]
+    one = subprocess.run([sys.executable, "-m", "pathpatch", *args, "--out", str(tmp_path / "one")], capture_output=True, text=True)
+    two = subprocess.run([sys.executable, "-m", "pathpatch", "--workers", "2", *args, "--out", str(tmp_path / "two")], capture_output=True, text=True)
+    assert one.returncode == 0 and two.returncode == 0, two.stderr[-2000:]
+    assert (tmp_path / "two" / "scores.csv").read_bytes() == (tmp_path / "one" / "scores.csv").read_bytes()
+    assert two.stdout.count("edges kept") == 1  # rank 0 alone prints
+
+
+@pytest.mark.parametrize("command", [["patch"], ["convert"], ["save"]])
+def test_new_commands_have_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
