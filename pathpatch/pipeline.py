@@ -36,7 +36,7 @@ from pathpatch.files import output_folder, write_atomic, write_text_atomic
 from pathpatch.graphs.checks import Context, check_claims
 from pathpatch.graphs.circuit import Circuit
 from pathpatch.graphs.export import write_diagram
-from pathpatch.graphs.faithfulness import faithfulness, faithfulness_curve
+from pathpatch.graphs.faithfulness import faithfulness, faithfulness_curve, mib_curves
 from pathpatch.graphs.hypotheses import Hypothesis, load_hypothesis
 from pathpatch.models.loading import load_model
 from pathpatch.reports import check_html, discovery_html
@@ -142,7 +142,9 @@ class DiscoveryResult:
         lines += [f"- {key}: {value}" for key, value in settings.items()] + [f"- pathpatch: {__version__}", ""]
         lines += ["## Faithfulness", ""] + [f"- {k}: {v:.4g}" if isinstance(v, float) else f"- {k}: {v}" for k, v in self.faithfulness.items()]
         if self.curve is not None:
-            lines += ["", f"Top-edge curve (MIB style): CPR {self.curve.attrs['cpr']:.3f}, CMD {self.curve.attrs['cmd']:.3f}", "",
+            a = self.curve.attrs
+            mib = f"; as MIB computes them (int sizes, signed ranking for CPR, paths only): CPR {a['mib_cpr']:.3f}, CMD {a['mib_cmd']:.3f}" if "mib_cpr" in a else ""
+            lines += ["", f"Top-edge curve: CPR {a['cpr']:.3f}, CMD {a['cmd']:.3f}{mib}", "",
                       "| share of edges | edges | faithfulness |", "|---|---|---|"]
             lines += [f"| {r.fraction:g} | {r.n_edges} | {r.faithfulness:.3f} |" for r in self.curve.itertuples()]
         kept = self.scores[self.scores["edge"].isin(self.circuit.scored_edges)].sort_values("score", ascending=False)
@@ -292,6 +294,9 @@ def discover(
     patch = config.patch_config()
     faith = faithfulness(circuit, loaded, loaded_task, patch)
     curve = faithfulness_curve(scores, loaded, loaded_task, config=patch) if config.method == "exact" else None
+    if curve is not None:  # MIB's own CPR (signed ranking) and CMD (|score| ranking), reported beside ours
+        signed, absolute = mib_curves(scores, loaded, loaded_task, config=patch)
+        curve.attrs.update(mib_cpr=signed.attrs["cpr"], mib_cmd=absolute.attrs["cmd"])
     pictures = circuit_attention_png(loaded, loaded_task, circuit)
     return DiscoveryResult(config, scores, circuit, faith, time.perf_counter() - started, name, loaded_task.name,
                            n_prompts(loaded_task), curve, pictures)

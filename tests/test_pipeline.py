@@ -100,3 +100,13 @@ def test_attends_to_a_later_position_with_a_negative_offset(permute):
     n = pattern.shape[-1]
     expected = torch.stack([pattern[:, p, p + 1] for p in range(n - 1)], -1).mean()
     assert value == pytest.approx(expected.item(), abs=1e-6)
+
+
+def test_the_report_gives_mibs_cpr_and_cmd_beside_ours(permute):
+    from pathpatch.graphs.faithfulness import mib_curves
+
+    model, task = permute
+    result = discover(model, task, top_k=4)
+    signed, absolute = mib_curves(result.scores, model, task, config=PatchConfig(direction="noise"))
+    assert result.curve.attrs["mib_cpr"] == pytest.approx(signed.attrs["cpr"]) and result.curve.attrs["mib_cmd"] == pytest.approx(absolute.attrs["cmd"])
+    assert f"CPR {signed.attrs['cpr']:.3f}, CMD {absolute.attrs['cmd']:.3f}" in result.report()
