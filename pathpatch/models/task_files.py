@@ -60,7 +60,7 @@ from pathpatch.models.zoo import TASK_CORRUPTIONS, build_task
 
 logger = logging.getLogger(__name__)
 
-PROMPT_FIELDS = ("clean", "corrupt", "answer", "wrong_answer", "positions")
+PROMPT_FIELDS = ("clean", "corrupt", "answer", "wrong_answer", "positions", "features")
 HEADER_FIELDS = ("name", "metric", "corruption")
 EAP_COLUMNS = {"clean": "clean", "corrupt": "corrupted", "answer": "correct_idx", "wrong_answer": "incorrect_idx"}
 AUTO_FIELDS = {"clean": "clean", "corrupt": "corrupt", "answer": "answers", "wrong_answer": "wrong_answers"}
@@ -228,10 +228,20 @@ def _prompt(record: _Record, model, read: _Records, kind: str | None, first: _Re
     if clean_kind == "vectors":
         if record.fields.get("wrong_answer") is not None:
             raise record.fail("wrong_answer", "given for vector prompts; metric 'mse' compares to target vectors only, remove it.")
-        return clean_kind, Prompt(clean, corrupt, _targets(record, len(positions), model), None, positions)
+        return clean_kind, Prompt(clean, corrupt, _targets(record, len(positions), model), None, positions, _features(record))
     answers = _answer_tokens(record, "answer", len(positions), model)
     wrong = _answer_tokens(record, "wrong_answer", len(positions), model) if record.fields.get("wrong_answer") is not None else None
-    return clean_kind, Prompt(clean, corrupt, answers, wrong, positions)
+    return clean_kind, Prompt(clean, corrupt, answers, wrong, positions, _features(record))
+
+
+def _features(record: _Record) -> dict[str, float] | None:
+    """The prompt's named numbers (``"features": {"value": 3}``), checked finite and not booleans."""
+    value = record.fields.get("features")
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(isinstance(k, str) and _is_number(v) and math.isfinite(v) for k, v in value.items()):
+        raise record.fail("features", f"got {_describe(value)}; give an object of finite numbers, e.g. {{\"value\": 3}}.")
+    return {k: float(v) for k, v in value.items()}
 
 
 def _is_int(value: object) -> bool:

@@ -15,7 +15,7 @@ that a model can read the task (vocabulary, context length) before any forward p
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import torch
@@ -44,6 +44,7 @@ class Task:
             ``[batch pos d_vocab]`` to ``[batch]`` (higher is better).
         corruption: How ``corrupt`` was made from ``clean``, in words a hypothesis file can pin.
         reference: Clean log-probabilities at the read positions ``[batch pos d_vocab]``, for ``kl``.
+        features: Named per-prompt numbers ``[batch]`` (e.g. the value a neuron should track), for claims.
     """
 
     name: str
@@ -55,6 +56,7 @@ class Task:
     metric: "MetricName | MetricFn" = "logit_diff"
     corruption: str = "paired"
     reference: Tensor | None = None
+    features: dict[str, Tensor] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         _as_long_tokens(self)
@@ -396,6 +398,7 @@ class Prompt:
         answers: One answer per read position ``[pos]`` (token ids) or ``[pos d_vocab]`` (targets).
         wrong_answers: One wrong answer per read position ``[pos]``, or None.
         positions: Read positions ``[pos]``, non-negative.
+        features: Named numbers of this prompt (``Task.features``), or None.
     """
 
     clean: Tensor
@@ -403,6 +406,7 @@ class Prompt:
     answers: Tensor
     wrong_answers: Tensor | None
     positions: Tensor
+    features: dict[str, float] | None = None
 
 
 def from_prompts(
@@ -421,6 +425,11 @@ def from_prompts(
     groups = []
     for members in keyed.values():
         wrong = None if members[0].wrong_answers is None else torch.stack([p.wrong_answers for p in members])
+        names = {tuple(sorted(p.features or {})) for p in members}
+        if len(names) > 1:
+            raise ValueError(f"Task '{name}': prompts name different features {sorted(names)}; give every prompt the same feature names.")
+        features = {k: torch.tensor([float(p.features[k]) for p in members]) for k in names.pop()} or None
         groups.append(Task(name, torch.stack([p.clean for p in members]), torch.stack([p.corrupt for p in members]),
-                           torch.stack([p.answers for p in members]), wrong, members[0].positions.clone(), metric, corruption))
+                           torch.stack([p.answers for p in members]), wrong, members[0].positions.clone(), metric, corruption,
+                           features=features))
     return groups[0] if len(groups) == 1 else TaskGroups(name, tuple(groups))

@@ -225,3 +225,30 @@ def test_a_malformed_or_impossible_claim_exits_2_naming_it(kind, tmp_path, capsy
     claim, message = BAD_CLAIMS[kind]
     assert main(["check", str(write_claim(tmp_path, claim))]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_neuron_correlates_with_a_feature_the_task_file_carries(tmp_path, capsys):
+    """JSONL prompts carry "features"; the claim's value is Pearson's r of the neuron's activation with it."""
+    import json
+
+    from pathpatch.cli import main
+
+    model, task = load_model("trigrams"), build_task("trigrams", n=32, seed=0)
+    feature = task.clean[:, 0].float()  # the first token: something the input fixes
+    lines = [json.dumps({"clean": task.clean[i].tolist(), "corrupt": task.corrupt[i].tolist(), "answer": task.answers[i].tolist(),
+                         "wrong_answer": task.wrong_answers[i].tolist(), "positions": task.positions.tolist(),
+                         "features": {"first": float(feature[i])}}) for i in range(32)]
+    (tmp_path / "tri.jsonl").write_text("\n".join(lines) + "\n")
+    _, cache = model.run_with_cache(task.clean)
+    act = cache["blocks.0.mlp.hook_post"][:, task.positions, 7].mean(-1)
+    r = torch.corrcoef(torch.stack([act.double(), feature.double()]))[0, 1].item()
+    claim = 'kind = "neuron"\nlayer = 0\nneuron = 7\ncorrelates_with = "first"\n'
+    base = 'model = "trigrams"\ntask = "tri.jsonl"\n[method]\nbootstrap = 10\n[[claim]]\n'
+    (tmp_path / "ok.toml").write_text(base + claim + f"min = {r - 0.01}\n")
+    (tmp_path / "no.toml").write_text(base + claim + f"min = {r + 0.01}\n")
+    assert main(["check", str(tmp_path / "ok.toml")]) == 0, capsys.readouterr().err
+    assert f"{r:.4g}" in capsys.readouterr().out
+    assert main(["check", str(tmp_path / "no.toml")]) == 1
+    (tmp_path / "bad.toml").write_text(base + 'kind = "neuron"\nlayer = 0\nneuron = 7\ncorrelates_with = "second"\nmin = 0.0\n')
+    assert main(["check", str(tmp_path / "bad.toml")]) == 2
+    assert "no feature 'second'" in capsys.readouterr().err
