@@ -150,7 +150,7 @@ def cmd_discover(args: argparse.Namespace) -> int:
     config = DiscoverConfig(
         method=args.method, corruption=args.corruption, direction=args.direction, threshold=args.threshold,
         relative=not args.absolute, metric=args.metric, top_k=args.top_k, n=args.n, seed=args.seed, device=device,
-        steps=args.steps, task_corruption=args.task_corruption,
+        steps=args.steps, task_corruption=args.task_corruption, granularity=args.granularity,
     )
     from pathpatch.discovery.distributed import close, init_from_env, local_device, world
 
@@ -478,6 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--absolute", action="store_true", help="read --threshold in metric units, not as a share of clean - corrupt")
     p.add_argument("--metric", default=None, choices=["logit_diff", "loss", "accuracy", "kl", "mse"], help="override the task's metric")
     p.add_argument("--top-k", type=int, default=None, help="keep the k strongest edges instead of a threshold (k >= 1)")
+    p.add_argument("--granularity", default="component", choices=["component", "position"],
+                   help="component: an edge over all positions (default); position: an edge at each position label, e.g. L0H0->L1H0.v@END")
     p.add_argument("--steps", type=int, default=10, help=f"EAP-IG interpolation steps, 1..{MAX_STEPS} (default 10)")
     p.add_argument("--n", type=int, default=None, help=f"prompts, 1..{MAX_PROMPTS:,} (default: 64 generated, or every prompt of a file)")
     p.add_argument("--seed", type=int, default=0, help="data seed (default 0)")

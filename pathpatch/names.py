@@ -6,7 +6,8 @@ graph. Outputs (graph sources) are ``embed`` (token plus positional embedding, r
 ``MLP{l}`` (``blocks.{l}.hook_mlp_out``). Inputs (graph destinations) are each head's query, key and
 value input ``L{l}H{h}.q|.k|.v`` (``blocks.{l}.hook_q_input[:, :, h]`` ...), each ``MLP{l}``
 (``blocks.{l}.hook_mlp_in``) and ``logits`` (``blocks.{L-1}.hook_resid_post``). An edge ``src->dest``
-joins an output to every later input; ``@pos`` suffixes a node or edge with a sequence position.
+joins an output to every later input; ``@POS`` suffixes a node or edge with a position: an index
+(``L0H0@5``) or a task's position label (``L1H0.v@END``, see ``pathpatch.positions``).
 
 Every hook string is built here with TransformerLens' ``get_act_name``; no other module parses names.
 """
@@ -20,7 +21,7 @@ NodeKind = Literal["embed", "head", "head_input", "mlp", "logits"]
 Channel = Literal["q", "k", "v"]
 CHANNELS: tuple[Channel, ...] = ("q", "k", "v")
 
-_NODE = re.compile(r"^(?:(embed|logits)|L(\d+)H(\d+)(?:\.([qkv]))?|MLP(\d+))(?:@(\d+))?$")
+_NODE = re.compile(r"^(?:(embed|logits)|L(\d+)H(\d+)(?:\.([qkv]))?|MLP(\d+))(?:@([A-Za-z0-9_]{1,64}))?$")
 
 
 def hook_name(act: str, layer: int) -> str:
@@ -46,7 +47,7 @@ class Node:
         hook_in: Hook where the node reads the residual stream (None for outputs only).
         hook_out: Hook where the node writes to the residual stream (None for inputs only).
         channel: ``q``, ``k`` or ``v`` for head inputs, else None.
-        pos: Sequence position for position-aware nodes, else None.
+        pos: Position (an index or a task's label, as text) for position-aware nodes, else None.
     """
 
     name: str
@@ -56,7 +57,7 @@ class Node:
     hook_in: str | None
     hook_out: str | None
     channel: Channel | None = None
-    pos: int | None = None
+    pos: str | None = None
 
     @property
     def stage(self) -> int:
@@ -113,8 +114,24 @@ class Edge:
         return f"{self.src.name}->{self.dest.name}"
 
 
+def split_pos(name: str) -> tuple[str, str | None]:
+    """Split a position-aware edge or node name into its position-free name and its position.
+
+    Examples:
+        >>> split_pos("L0H0->L1H0.v@END"), split_pos("embed->L0H0.q")
+        (('L0H0->L1H0.v', 'END'), ('embed->L0H0.q', None))
+    """
+    base, _, pos = name.partition("@")
+    return base, (pos or None)
+
+
+def edge_at(name: str, pos: "str | int | None") -> str:
+    """Name an edge (or node) at a position: ``edge_at("L0H0->L1H0.v", "END") == "L0H0->L1H0.v@END"``."""
+    return name if pos is None else f"{name}@{pos}"
+
+
 def node_name(
-    kind: NodeKind, layer: int | None = None, head: int | None = None, channel: Channel | None = None, pos: int | None = None
+    kind: NodeKind, layer: int | None = None, head: int | None = None, channel: Channel | None = None, pos: "str | int | None" = None
 ) -> str:
     """Return the canonical name of a node, e.g. ``node_name("head_input", 1, 0, "v") == "L1H0.v"``."""
     if kind in ("embed", "logits"):
@@ -142,7 +159,6 @@ def parse_node(name: str, n_layers: int, n_heads: int, attn_only: bool = False) 
     if match is None:
         raise KeyError(_unknown(name, n_layers, n_heads, attn_only, "is not a node name"))
     special, layer, head, channel, mlp_layer, pos = match.groups()
-    pos = None if pos is None else int(pos)
     if special == "embed":
         return Node(name, -1, None, "embed", None, hook_name("resid_pre", 0), pos=pos)
     if special == "logits":

@@ -37,14 +37,18 @@ from pathpatch.graphs.checks import Context, check_claims
 from pathpatch.graphs.circuit import Circuit
 from pathpatch.graphs.export import write_diagram
 from pathpatch.graphs.faithfulness import faithfulness, faithfulness_curve, mib_curves
-from pathpatch.graphs.hypotheses import Hypothesis, load_hypothesis
+from pathpatch.graphs.hypotheses import GRANULARITY, Hypothesis, load_hypothesis
 from pathpatch.models.loading import load_model
 from pathpatch.reports import check_html, discovery_html
 from pathpatch.models.task_files import load_task
 from pathpatch.models.tasks import METRICS, AnyTask, n_prompts, with_metric
+from pathpatch.names import component_name
+from pathpatch.positions import layout
+from pathpatch.discovery.runner import is_causal
 
 CANDIDATES = 50
 METHODS = ("exact", "eap", "eap-ig", "acdc")
+GRANULARITIES = ("component", "position")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,6 +68,8 @@ class DiscoverConfig:
         seed: Data, resampling and bootstrap seed.
         task_corruption: Which corruption the task generator makes (e.g. ``values`` for ``permute``).
         device: Torch device for models loaded from a spec.
+        granularity: ``component`` (an edge over every position) or ``position`` (an edge at each position
+            label, ``L0H0->L1H0.v@END``: position-aware circuits; ``exact``, ``eap`` and ``eap-ig`` only).
     """
 
     method: Literal["exact", "eap", "eap-ig", "acdc"] = "exact"
@@ -78,6 +84,7 @@ class DiscoverConfig:
     seed: int = 0
     task_corruption: str | None = None
     device: str = "cpu"
+    granularity: Literal["component", "position"] = "component"
 
     def __post_init__(self) -> None:
         _check_discover_config(self)
@@ -89,7 +96,8 @@ class DiscoverConfig:
 
 def _check_discover_config(c: DiscoverConfig) -> None:
     """Validate types and ranges once, naming the bad value and the fix."""
-    choices = {"method": METHODS, "corruption": ("paired", "resample", "mean", "zero"), "direction": ("noise", "denoise")}
+    choices = {"method": METHODS, "corruption": ("paired", "resample", "mean", "zero"), "direction": ("noise", "denoise"),
+               "granularity": GRANULARITIES}
     for key, allowed in choices.items():
         if getattr(c, key) not in allowed:
             raise ValueError(f"Unknown {key} {getattr(c, key)!r}; choose one of {', '.join(allowed)}.")
@@ -105,6 +113,9 @@ def _check_discover_config(c: DiscoverConfig) -> None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{key}={value!r}; give an integer >= {low}" + (" (or leave it unset for a threshold)." if key == "top_k" else "."))
+    if c.granularity == "position" and c.method == "acdc":
+        raise ValueError("granularity 'position' works with methods exact, eap and eap-ig; ACDC's greedy search runs over "
+                         "position-free edges (use --method exact for position-aware circuits).")
     if c.direction == "denoise" and c.corruption in ("mean", "zero"):
         raise ValueError(f"direction 'denoise' patches clean activations into a corrupt run, but corruption {c.corruption!r} "
                          "has no corrupt run; use direction 'noise' for ablations.")
@@ -196,11 +207,12 @@ def failed_hops(detail: str) -> list[str]:
 def score_edges(model: torch.nn.Module, task: AnyTask, config: DiscoverConfig, progress: bool = False) -> pd.DataFrame:
     """Return exact scores: of every edge, or of the attribution method's top candidates."""
     patch = config.patch_config(progress)
+    by_pos = config.granularity == "position"
     if config.method == "exact":
-        return patch_edges(model, task, config=patch)
+        return patch_edges(model, task, by_pos=by_pos, config=patch)
     if config.method == "acdc":
         return acdc(model, task, tau=config.threshold, config=patch)
-    approx = attribute_edges(model, task, config.method, steps=config.steps, config=replace(patch, direction="noise"))
+    approx = attribute_edges(model, task, config.method, steps=config.steps, config=replace(patch, direction="noise"), by_pos=by_pos)
     top = strongest(approx, max(CANDIDATES, 3 * (config.top_k or 0)))
     exact = patch_edges(model, task, list(top["edge"]), config=patch)
     exact["approx_score"] = top["score"].values
@@ -278,7 +290,8 @@ def discover(
     started = time.perf_counter()
     loaded, loaded_task = resolve(model, task, config, model_config)
     scores = score_edges(loaded, loaded_task, config, progress)
-    kept = scores if config.method == "acdc" else prune(scores, _prune_config(config))
+    columns = layout(loaded_task, _decoder(loaded), is_causal(loaded)) if config.granularity == "position" else None
+    kept = scores if config.method == "acdc" else prune(scores, _prune_config(config), columns)
     if kept.empty:
         column = "normalized" if config.relative else "score"
         best = scores[column].abs().max() if len(scores) else 0.0
@@ -290,12 +303,12 @@ def discover(
     info = {"corruption": config.corruption, "direction": config.direction, "threshold": config.threshold, "relative": config.relative,
             "seed": config.seed, "n": n_prompts(loaded_task), "metric": loaded_task.metric_name, "top_k": config.top_k or 0,
             "task_corruption": loaded_task.corruption}
-    circuit = Circuit.from_edges(kept, ComputeGraph.from_model(loaded), name, loaded_task.name, info)
+    circuit = Circuit.from_edges(kept, ComputeGraph.from_model(loaded), name, loaded_task.name, info, columns)
     patch = config.patch_config()
     faith = faithfulness(circuit, loaded, loaded_task, patch)
-    curve = faithfulness_curve(scores, loaded, loaded_task, config=patch) if config.method == "exact" else None
+    curve = faithfulness_curve(scores, loaded, loaded_task, config=patch, positions=columns) if config.method == "exact" else None
     if curve is not None:  # MIB's own CPR (signed ranking) and CMD (|score| ranking), reported beside ours
-        signed, absolute = mib_curves(scores, loaded, loaded_task, config=patch)
+        signed, absolute = mib_curves(scores, loaded, loaded_task, config=patch, positions=columns)
         curve.attrs.update(mib_cpr=signed.attrs["cpr"], mib_cmd=absolute.attrs["cmd"])
     pictures = circuit_attention_png(loaded, loaded_task, circuit)
     return DiscoveryResult(config, scores, circuit, faith, time.perf_counter() - started, name, loaded_task.name,
@@ -308,10 +321,16 @@ def circuit_attention_png(model: torch.nn.Module, task: AnyTask, circuit: Circui
     from pathpatch.graphs.plots import attention_patterns, figure_png
     from pathpatch.models.tasks import Task
 
-    heads = sorted({n for n, kind in circuit.graph.nodes(data="kind") if kind == "head"})[:most]
+    heads = sorted({component_name(n) for n, kind in circuit.graph.nodes(data="kind") if kind == "head"})[:most]
     if not heads or not isinstance(task, Task) or task.clean.is_floating_point():
         return None
     return figure_png(attention_patterns(model, task, heads))
+
+
+def _decoder(model: torch.nn.Module):
+    """A token id -> text function from the model's tokenizer, or None (ids are shown)."""
+    tokenizer = getattr(model, "tokenizer", None)
+    return None if tokenizer is None else (lambda token: tokenizer.decode([token]))
 
 
 def _with_settings(config: DiscoverConfig, settings: dict) -> DiscoverConfig:
@@ -403,7 +422,7 @@ def discover_config_of(hypothesis: Hypothesis, device: str = "cpu") -> DiscoverC
     m = hypothesis.method
     return DiscoverConfig(method=m["scoring"], corruption=m["corruption"], direction=m["direction"], threshold=float(m["threshold"]),
                           relative=m["relative"], metric=m["metric"], n=m["n"], seed=m["seed"], device=device,
-                          task_corruption=m["task_corruption"])
+                          task_corruption=m["task_corruption"], granularity=GRANULARITY[m["granularity"]])
 
 
 def check(

@@ -123,7 +123,7 @@ HYPOTHESES = [
     (TOML_BASE + "[method]\nbootstrap = -1\n" + FAITH, "bootstrap = -1"),
     (TOML_BASE + "[method]\nbootstrap = 10000000\n" + FAITH, "bootstrap 10000000 is out of range"),
     (TOML_BASE + '[method]\nseed = "0"\n' + FAITH, "seed = '0'"),
-    (TOML_BASE + '[method]\ngranularity = "pos"\n' + FAITH, "granularity = 'pos' is not supported"),
+    (TOML_BASE + '[method]\ngranularity = "pos"\n' + FAITH, "granularity = 'pos'; use \"edge\""),
     (TOML_BASE + "[method]\ncolour = 1\n" + FAITH, "unknown [method] keys ['colour']"),
     (TOML_BASE, "has no claims"),
     (TOML_BASE + "claim = 1\n", "'claim' = 1"),

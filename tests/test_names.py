@@ -11,7 +11,8 @@ def test_every_name_round_trips(attn_only):
     for name in all_node_names(3, 2, attn_only):
         node = parse_node(name, 3, 2, attn_only)
         assert node.name == node.base == name
-        assert parse_node(f"{name}@4", 3, 2, attn_only).pos == 4
+        assert parse_node(f"{name}@4", 3, 2, attn_only).pos == "4"
+        assert parse_node(f"{name}@END", 3, 2, attn_only).pos == "END"
 
 
 def test_nodes_map_to_transformer_lens_hooks():

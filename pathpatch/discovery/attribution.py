@@ -18,12 +18,13 @@ from einops import einsum
 from torch import Tensor
 
 from pathpatch.discovery.config import PatchConfig, groups_of
-from pathpatch.discovery.edges import NOISE, collect_outputs, patch_edges, prepare_edges
+from pathpatch.discovery.edges import NOISE, collect_outputs, edge_rows, patch_edges, position_layout, prepare_edges
 from pathpatch.discovery.graph import ComputeGraph, with_patching_hooks
 from pathpatch.discovery.prune import strongest
 from pathpatch.discovery.runner import Prepared, read_logits, repeat_variants, run_blocks, supports_prefix_reuse
-from pathpatch.models.tasks import AnyTask, n_prompts
-from pathpatch.names import hook_name
+from pathpatch.models.tasks import AnyTask, Task, n_prompts
+from pathpatch.names import edge_at, hook_name
+from pathpatch.positions import Layout, labels_of
 
 def _dest_gradients(
     model: torch.nn.Module, graph: ComputeGraph, prep: Prepared, embed: Tensor, copies: int
@@ -58,9 +59,12 @@ def _dest_gradients(
 
 @with_patching_hooks
 def attribute_edges(
-    model: torch.nn.Module, task: AnyTask, method: str = "eap", steps: int = 5, config: PatchConfig = NOISE
+    model: torch.nn.Module, task: AnyTask, method: str = "eap", steps: int = 5, config: PatchConfig = NOISE, by_pos: bool = False
 ) -> pd.DataFrame:
     """Score every edge with EAP or EAP-IG (``steps`` interpolation points).
+
+    With ``by_pos``, one row per edge and position label (``L0H0->L1H0.v@END``), in ``patch_edges``' order:
+    the estimate summed over the positions each label covers instead of over all positions.
 
     Returns:
         One row per edge: ``edge, src, dest, channel, pos, score, method`` (``score`` estimates the
@@ -70,17 +74,33 @@ def attribute_edges(
         raise ValueError(f"Unknown attribution method {method!r}; choose 'eap' or 'eap-ig'.")
     if steps < 1:
         raise ValueError(f"steps={steps}; EAP-IG needs at least 1 interpolation step.")
-    groups = groups_of(task, config)
-    if len(groups) > 1:  # a score is a mean over prompts: weight each length group by its prompts
-        tables = [attribute_edges(model, group, method, steps, config) for group in groups]
-        weights = [group.clean.shape[0] / n_prompts(task) for group in groups]
-        table = tables[0].copy()
-        table["score"] = sum(w * t["score"].to_numpy() for w, t in zip(weights, tables))
-        return table
-    task = groups[0]
     graph = ComputeGraph.from_model(model)
+    columns = position_layout(task) if by_pos else None
+    total = torch.zeros(len(graph.sources), len(graph.dests), *(() if columns is None else (len(columns.labels),)))
+    sign = 1.0
+    for group in groups_of(task, config):  # a score is a mean over prompts: weight each length group by its prompts
+        scores, sign = _group_scores(model, graph, group, method, steps, config, columns)
+        total += scores * (group.clean.shape[0] / n_prompts(task))
+    rows = edge_rows(graph, task, None, by_pos)
+    index = [(graph.src_index(e.src), graph.dest_index(e.dest)) + (() if pos is None else (columns.index(pos),)) for e, pos in rows]
+    flat = torch.stack([total[i] for i in index]) if index else torch.zeros(0)
+    return pd.DataFrame(
+        {
+            "edge": [edge_at(e.name, pos) for e, pos in rows],
+            "src": [e.src.name for e, _ in rows],
+            "dest": [e.dest.name for e, _ in rows],
+            "channel": [e.dest.channel or "" for e, _ in rows],
+            "pos": [-1 if pos is None else pos for _, pos in rows],
+            "score": (sign * flat).numpy(),
+            "method": method,
+        }
+    )
+
+
+def _group_scores(model: torch.nn.Module, graph: ComputeGraph, task: Task, method: str, steps: int, config: PatchConfig,
+                  columns: Layout | None) -> tuple[Tensor, float]:
+    """EAP(-IG) estimates ``[src dest]`` of one same-shape group (``[src dest label]`` with ``columns``), and the metric's sign."""
     prep = prepare_edges(model, graph, task)
-    small = prep.task
     outputs = collect_outputs(model, graph, prep, config)
     clean_embed, corrupt_embed = outputs.clean[0], outputs.corrupt[0]  # [batch pos d_model]
     if method == "eap":
@@ -91,26 +111,19 @@ def attribute_edges(
     embed = (corrupt_embed[None] + alphas * (clean_embed - corrupt_embed)[None]).flatten(0, 1)  # [copies * batch pos d_model]
     grads = _dest_gradients(model, graph, prep, embed.detach().requires_grad_(True), len(alphas))
     delta = outputs.clean - outputs.corrupt  # [src batch pos d_model]
-    scores = torch.zeros(len(graph.sources), len(graph.dests), device=delta.device)
+    n_pos = delta.shape[2]
+    scores = torch.zeros(len(graph.sources), len(graph.dests), n_pos, device=delta.device)
     for j, node in enumerate(graph.dests):
         grad = grads[node.hook_in]
         grad = grad[:, :, node.head] if node.kind == "head_input" else grad  # [batch pos d_model]
-        scores[:, j] = einsum(delta, grad, "src batch pos d_model, batch pos d_model -> src")
-    sign = 1.0 if small.higher_is_better else -1.0
-    valid = graph.valid
-    edges = graph.edges
-    flat = (sign * scores.cpu()).T[valid.T]  # dest-major, matching graph.edges
-    return pd.DataFrame(
-        {
-            "edge": [e.name for e in edges],
-            "src": [e.src.name for e in edges],
-            "dest": [e.dest.name for e in edges],
-            "channel": [e.dest.channel or "" for e in edges],
-            "pos": -1,
-            "score": flat.numpy(),
-            "method": method,
-        }
-    )
+        scores[:, j] = einsum(delta, grad, "src batch pos d_model, batch pos d_model -> src pos")
+    scores = scores.cpu()
+    if columns is None:
+        out = scores.sum(-1)
+    else:  # sum each label's positions (positions after the last read one were cut and contribute 0)
+        out = torch.zeros(*scores.shape[:2], len(columns.labels))
+        out.index_add_(2, torch.tensor([columns.index(label) for label in labels_of(prep.task)], dtype=torch.long), scores)
+    return out, 1.0 if prep.task.higher_is_better else -1.0
 
 
 def spearman(a: pd.Series, b: pd.Series) -> float:

@@ -43,8 +43,9 @@ from pathpatch.discovery.runner import (
     suffix_groups,
     supports_suffix_reuse,
 )
-from pathpatch.models.tasks import AnyTask, Task
-from pathpatch.names import Edge, Node, hook_name
+from pathpatch.models.tasks import AnyTask, Task, task_groups
+from pathpatch.names import Edge, Node, edge_at, hook_name, split_pos
+from pathpatch.positions import Layout, labels_of, layout, positions_of
 
 NOISE = PatchConfig(direction="noise")
 
@@ -157,12 +158,12 @@ class Variant:
     Attributes:
         name: Row label (an edge name, a path-patching sender).
         edges: The edges patched together; all sources precede all destinations.
-        pos: Restrict the patch to one position, or None for all positions.
+        pos: Restrict the patch to these positions, or None for all positions.
     """
 
     name: str
     edges: tuple[Edge, ...]
-    pos: int | None = None
+    pos: tuple[int, ...] | None = None
 
 
 def shared_head_inputs(model: torch.nn.Module) -> bool:
@@ -224,10 +225,13 @@ def _variant_hooks(
     """
     groups: dict[str, list[tuple[int, int | None, int | None, int]]] = {}
     where: dict[str, tuple[int, str | None]] = {}  # hook -> (layer, q/k/v channel) of its destinations
+    mixed = any(v.pos is not None for v in variants) and any(v.pos is None for v in variants)
+    every = tuple(range(first, delta.shape[2]))  # a position-free variant beside positional ones: all its positions
     for row, variant in enumerate(variants):
         for edge in variant.edges:
             head = edge.dest.head if edge.dest.kind == "head_input" else None
-            groups.setdefault(edge.dest.hook_in, []).append((row, head, variant.pos, graph.src_index(edge.src)))
+            for pos in (every if mixed else (None,)) if variant.pos is None else variant.pos:
+                groups.setdefault(edge.dest.hook_in, []).append((row, head, pos, graph.src_index(edge.src)))
             where[edge.dest.hook_in] = (edge.dest.layer, edge.dest.channel)
     hooks, resid, recorded = [], {}, set()
     for name, items in groups.items():
@@ -241,7 +245,7 @@ def _variant_hooks(
         if model is None or head is None:
             hooks.append((name, _add_hook(row, head, pos, deltas, len(variants))))
             continue
-        if len(set(zip(rows, heads))) < len(rows):
+        if len(set(zip(rows, heads, poss))) < len(rows):
             raise ValueError("A variant patches one head input from several sources; run it with run_circuits().")
         layer, channel = where[name]
         if layer not in recorded:
@@ -261,7 +265,7 @@ def _first_position(variant: Variant, first_read: int, n_layers: int) -> int:
     """The first position a variant's run needs: its patched position (or the first read one, if
     earlier); the first read position for edges that change only their own position of the last layer."""
     if variant.pos is not None:
-        return min(variant.pos, first_read)
+        return min(*variant.pos, first_read)
     return first_read if all(_reads_own_position(e.dest, n_layers) for e in variant.edges) else 0
 
 
@@ -345,6 +349,47 @@ def _join(tables: list[pd.DataFrame], labels: list[str], task: AnyTask, config: 
     return table
 
 
+EdgeRow = tuple[Edge, "str | None"]  # an edge and the position label it is patched at (None: every position)
+
+
+def edge_rows(graph: ComputeGraph, task: AnyTask, edges: "list[str] | list[Edge] | None", by_pos: bool) -> list[EdgeRow]:
+    """Return the rows ``patch_edges`` scores: each edge, at every position label with ``by_pos``, edge-major.
+
+    Names may carry a position (``L0H0->L1H0.v@END``); labels are checked against the task's.
+
+    Raises:
+        ValueError: An empty list, or positions for prompts of several lengths without labels.
+        KeyError: An unknown edge or position label.
+    """
+    chosen: list[EdgeRow] = []
+    for item in graph.edges if edges is None else edges:
+        if isinstance(item, Edge):
+            chosen.append((graph.edge(item.src.name + "->" + item.dest.base), item.dest.pos))
+            continue
+        base, pos = split_pos(item)
+        chosen.append((graph.edge(base), pos))
+    if not chosen:
+        raise ValueError("patch_edges got an empty edge list; pass None to score every edge.")
+    if not by_pos and all(pos is None for _, pos in chosen):
+        return chosen
+    columns = position_layout(task)
+    for _, pos in chosen:
+        if pos is not None:
+            columns.index(pos)
+    spread = columns.labels if by_pos else (None,)  # position-free names: every label with by_pos, else all positions at once
+    return [(edge, label) for edge, pos in chosen for label in ((pos,) if pos is not None else spread)]
+
+
+def position_layout(task: AnyTask) -> "Layout":
+    """The task's position columns; refuse index positions over prompts of different lengths."""
+    groups = task_groups(task)
+    if len({g.clean.shape[1] for g in groups}) > 1 and any(g.labels is None for g in groups):
+        raise ValueError(f"Task '{task.name}': its prompts differ in length, so position indices name different tokens in "
+                         "different prompts; label the positions by role (JSONL \"labels\": {\"S1\": 2, \"END\": -1}) "
+                         "or score edges over all positions.")
+    return layout(task)
+
+
 @with_patching_hooks
 def patch_edges(
     model: torch.nn.Module,
@@ -358,42 +403,57 @@ def patch_edges(
     Args:
         model: A TransformerLens model with per-head hooks (see ``check_supported``).
         task: Clean/corrupt inputs and metric.
-        edges: Edge names or Edges; None for every edge of the graph.
-        by_pos: One variant per edge and position (``L0H0->L1H0.v@5``) instead of per edge.
+        edges: Edge names or Edges, optionally at a position (``L0H0->L1H0.v@END``); None for every edge.
+        by_pos: One variant per edge and position label (``L0H0->L1H0.v@5``, ``...@END``; all positions a
+            label covers are patched together) instead of per edge.
         config: Direction (default ``noise``), corruption and memory budget.
 
     Returns:
-        One row per edge (and position): ``edge, src, dest, channel, pos, metric, score[, normalized], method``.
+        One row per edge (and position): ``edge, src, dest, channel, pos, metric, score[, normalized], method``;
+        ``pos`` is the position label, or -1 for every position.
     """
-    groups = groups_of(task, config)
-    if len(groups) > 1:
-        if by_pos:
-            raise ValueError(f"Task '{task.name}': by_pos=True needs prompts of one length, but they have several; "
-                             "score edges over all positions (by_pos=False), or give prompts of one length.")
-        tables = [patch_edges(model, group, edges, by_pos, config) for group in groups]
-        return _join(tables, ["edge", "src", "dest", "channel", "pos"], task, config)
     graph = ComputeGraph.from_model(model)
-    chosen = graph.edges if edges is None else [graph.edge(e) if isinstance(e, str) else e for e in edges]
-    if not chosen:
-        raise ValueError("patch_edges got an empty edge list; pass None to score every edge.")
-    prep = prepare_edges(model, graph, groups[0], keys_values=supports_suffix_reuse(model))
-    outputs = collect_outputs(model, graph, prep, config)
-    n_pos = prep.task.clean.shape[1]
-    positions = list(range(n_pos)) if by_pos else [None]
-    variants = [Variant(e.name if p is None else f"{e.name}@{p}", (e,), p) for e in chosen for p in positions]
-    per_prompt = run_variants(model, graph, prep, outputs, variants, config)
+    rows = edge_rows(graph, task, edges, by_pos)
+    parts = [_patch_group(model, graph, group, rows, config) for group in groups_of(task, config)]
+    per_prompt, clean, corrupt = (torch.cat([part[i] for part in parts], dim=-1) for i in range(3))
     labels = pd.DataFrame(
         {
-            "edge": [v.name for v in variants],
-            "src": [v.edges[0].src.name for v in variants],
-            "dest": [v.edges[0].dest.name for v in variants],
-            "channel": [v.edges[0].dest.channel or "" for v in variants],
-            "pos": [-1 if v.pos is None else v.pos for v in variants],
+            "edge": [edge_at(edge.name, pos) for edge, pos in rows],
+            "src": [edge.src.name for edge, _ in rows],
+            "dest": [edge.dest.name for edge, _ in rows],
+            "channel": [edge.dest.channel or "" for edge, _ in rows],
+            "pos": [-1 if pos is None else pos for _, pos in rows],
         }
     )
-    table = _scored(labels, per_prompt, prep.clean_per_prompt, prep.corrupt_per_prompt, task, config)
+    table = _scored(labels, per_prompt, clean, corrupt, task, config)
     table["method"] = f"exact-{config.direction}"
     return table
+
+
+def _patch_group(model: torch.nn.Module, graph: ComputeGraph, task: Task, rows: list[EdgeRow], config: PatchConfig) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-prompt patched metrics ``[row batch]`` of one same-shape group, and its clean and corrupt metrics ``[batch]``.
+
+    A row whose label covers no position of this group (or only positions after the last read one) changes
+    nothing: it gets the unpatched run's metric without running.
+    """
+    prep = prepare_edges(model, graph, task, keys_values=supports_suffix_reuse(model))
+    outputs = collect_outputs(model, graph, prep, config)
+    labels = labels_of(prep.task)
+    variants, todo = [], []
+    for i, (edge, label) in enumerate(rows):
+        pos = None if label is None else tuple(positions_of(labels, label))
+        if pos != ():
+            variants.append(Variant(edge_at(edge.name, label), (edge,), pos))
+            todo.append(i)
+    noise = config.direction == "noise"
+    if len(todo) < len(rows) and not noise and config.corruption != "paired":
+        raise ValueError(f"Task '{task.name}': some position labels are missing from some prompts, and a {config.corruption!r} "
+                         "denoising run has no unpatched metric to give them; use direction 'noise' or corruption 'paired'.")
+    base = prep.clean_per_prompt if noise else prep.corrupt_per_prompt
+    per_prompt = base[None].repeat(len(rows), 1)
+    if variants:
+        per_prompt[todo] = run_variants(model, graph, prep, outputs, variants, config)
+    return per_prompt, prep.clean_per_prompt, prep.corrupt_per_prompt
 
 
 @with_patching_hooks
@@ -438,9 +498,10 @@ def run_circuits(
     task: AnyTask,
     masks: Bool[Tensor, "*batch src dest"],
     config: PatchConfig = NOISE,
+    positions: "Layout | None" = None,
 ) -> Float[Tensor, " batch"]:
     """Return the task metric of each circuit (averaged over prompts); see ``run_circuits_per_prompt``."""
-    return run_circuits_per_prompt(model, task, masks, config).mean(-1)
+    return run_circuits_per_prompt(model, task, masks, config, positions).mean(-1)
 
 
 @with_patching_hooks
@@ -449,27 +510,37 @@ def run_circuits_per_prompt(
     task: AnyTask,
     masks: Bool[Tensor, "*batch src dest"],
     config: PatchConfig = NOISE,
+    positions: "Layout | None" = None,
 ) -> Tensor:
     """Return the task metric ``[circuit batch]`` of each circuit and prompt: kept edges carry clean outputs, all others corrupt ones.
 
     Args:
         model: A TransformerLens model with per-head hooks.
         task: Clean/corrupt inputs and metric.
-        masks: One circuit per row, ``[batch src dest]`` (or one ``[src dest]``), over graph sources and dests.
+        masks: One circuit per row, ``[batch src dest]`` (or one ``[src dest]``), over graph sources and dests;
+            position-aware circuits ``[batch src dest label]`` over the labels of ``positions``: an edge is
+            kept at every position its label covers in each prompt.
         config: Corruption and memory budget (direction is ignored: circuits always run this way).
+        positions: The label columns of position-aware masks (``pathpatch.positions.layout``).
     """
     groups = groups_of(task, config)
     if len(groups) > 1:  # prompts of each length run alone; their metrics join along the prompt axis
-        return torch.cat([run_circuits_per_prompt(model, group, masks, config) for group in groups], dim=-1)
+        return torch.cat([run_circuits_per_prompt(model, group, masks, config, positions) for group in groups], dim=-1)
     task = groups[0]
     graph = ComputeGraph.from_model(model)
-    masks = masks[None] if masks.ndim == 2 else masks
-    expected = (len(graph.sources), len(graph.dests))
+    positional = positions is not None
+    masks = masks[None] if masks.ndim == 2 + positional else masks
+    expected = (len(graph.sources), len(graph.dests)) + ((len(positions.labels),) if positional else ())
     if tuple(masks.shape[1:]) != expected:
-        raise ValueError(f"Circuit masks are {tuple(masks.shape)}; this model needs [circuits {expected[0]} {expected[1]}] (circuits x sources x destinations).")
+        raise ValueError(f"Circuit masks are {tuple(masks.shape)}; this model needs [circuits {' '.join(map(str, expected))}] "
+                         f"(circuits x sources x destinations{' x position labels' if positional else ''}).")
     prep = prepare_edges(model, graph, task)
     outputs = collect_outputs(model, graph, prep, config)
-    cut = (graph.valid & ~masks.bool()).to(outputs.clean.device)  # [variant src dest]
+    valid = graph.valid
+    if positional:  # [circuit src dest label] -> [circuit src dest pos], each position taking its label's column
+        masks = masks[..., torch.tensor([positions.index(label) for label in labels_of(prep.task)])]
+        valid = valid[..., None]
+    cut = (valid & ~masks.bool()).to(outputs.clean.device)  # [variant src dest (pos)]
     batch, n_pos = prep.task.clean.shape[:2]
     chunk = config.chunk or max(1, chunk_size(model, batch, n_pos, config.max_memory, len(cut)) // 4)
 
@@ -484,7 +555,7 @@ def run_circuits_per_prompt(
 
 
 def run_circuits_with_baselines(
-    model: torch.nn.Module, task: AnyTask, masks: Tensor, config: PatchConfig = NOISE
+    model: torch.nn.Module, task: AnyTask, masks: Tensor, config: PatchConfig = NOISE, positions: "Layout | None" = None
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Return per-prompt metrics of ``masks`` ``[circuit batch]`` and of the full and empty circuits ``[batch]``.
 
@@ -492,9 +563,11 @@ def run_circuits_with_baselines(
     corruption, the all-ablated run for mean/zero ablation. Both baselines run in the same batch.
     """
     graph = ComputeGraph.from_model(model)
-    masks = masks[None] if masks.ndim == 2 else masks
-    full, empty = graph.valid.to(masks.device), torch.zeros_like(graph.valid).to(masks.device)
-    values = run_circuits_per_prompt(model, task, torch.cat([masks.bool(), full[None], empty[None]]), config)
+    masks = masks[None] if masks.ndim == 2 + (positions is not None) else masks
+    full = graph.valid.to(masks.device)
+    full = full[..., None].expand(*full.shape, len(positions.labels)) if positions is not None else full
+    empty = torch.zeros_like(full)
+    values = run_circuits_per_prompt(model, task, torch.cat([masks.bool(), full[None], empty[None]]), config, positions)
     return values[:-2], values[-2], values[-1]
 
 
@@ -516,8 +589,11 @@ def _circuit_hooks(model: torch.nn.Module, graph: ComputeGraph, cut: Tensor, out
     def correct(act: Tensor, hook, columns: list[int]) -> Tensor:
         n_src = len(diffs)
         stacked = torch.stack(diffs, dim=1)  # [variant src batch pos d_model]
-        weights = cut[:, :n_src][:, :, columns].to(stacked.dtype)  # [variant src dest]
-        fix = einsum(stacked, weights, "variant src batch pos d_model, variant src dest -> variant batch pos dest d_model")
+        weights = cut[:, :n_src][:, :, columns].to(stacked.dtype)  # [variant src dest (pos)]
+        if weights.ndim == 4:  # position-aware: each position cuts its own edges
+            fix = einsum(stacked, weights, "variant src batch pos d_model, variant src dest pos -> variant batch pos dest d_model")
+        else:
+            fix = einsum(stacked, weights, "variant src batch pos d_model, variant src dest -> variant batch pos dest d_model")
         view = act.view(n_variants, -1, *act.shape[1:])
         fix = fix if view.ndim == 5 else fix[:, :, :, 0]
         return (view - fix).view(act.shape)

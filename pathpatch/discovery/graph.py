@@ -26,7 +26,8 @@ from jaxtyping import Bool
 from torch import Tensor
 
 from pathpatch.discovery.architecture import Architecture
-from pathpatch.names import CHANNELS, Edge, Node, node_name, parse_edge, parse_node
+from pathpatch.names import CHANNELS, Edge, Node, node_name, parse_edge, parse_node, split_pos
+from pathpatch.positions import Layout
 
 @dataclass(frozen=True)
 class ComputeGraph:
@@ -111,12 +112,19 @@ class ComputeGraph:
         """Column of a destination in ``[src dest]`` masks."""
         return self._index(self.dests, node)
 
-    def mask(self, edges: "list[Edge] | list[str]") -> Bool[Tensor, "src dest"]:
-        """Return the ``[src dest]`` mask with True on the given edges."""
-        out = torch.zeros(len(self.sources), len(self.dests), dtype=torch.bool)
+    def mask(self, edges: "list[Edge] | list[str]", positions: "Layout | None" = None) -> Bool[Tensor, "src dest *pos"]:
+        """Return the ``[src dest]`` mask with True on the given edges; with ``positions``, the
+        ``[src dest label]`` mask of position-aware edges (``L0H0->L1H0.v@END``) over its labels."""
+        shape = (len(self.sources), len(self.dests)) + (() if positions is None else (len(positions.labels),))
+        out = torch.zeros(shape, dtype=torch.bool)
         for edge in edges:
-            edge = self.edge(edge) if isinstance(edge, str) else edge
-            out[self.src_index(edge.src), self.dest_index(edge.dest)] = True
+            base, pos = split_pos(edge) if isinstance(edge, str) else (edge.src.name + "->" + edge.dest.base, edge.dest.pos)
+            if (pos is None) != (positions is None):
+                raise ValueError(f"Edge {base if pos is None else base + '@' + pos!r} " + ("has no position, but the mask is position-aware."
+                                 if pos is None else "has a position; pass the task's positions (Layout) for a position-aware mask."))
+            parsed = self.edge(base)
+            where = (self.src_index(parsed.src), self.dest_index(parsed.dest))
+            out[where + (() if positions is None else (positions.index(pos),))] = True
         return out
 
     def edges_of(self, mask: Bool[Tensor, "src dest"]) -> list[Edge]:

@@ -22,7 +22,8 @@ from pathpatch.discovery.config import PatchConfig, normalized
 from pathpatch.discovery.edges import NOISE, run_circuits, run_circuits_with_baselines
 from pathpatch.discovery.graph import ComputeGraph, with_patching_hooks
 from pathpatch.models.tasks import AnyTask
-from pathpatch.names import component_name, node_name
+from pathpatch.names import component_name, edge_at, node_name, split_pos
+from pathpatch.positions import Layout, is_positional
 
 PruneMethod = Literal["threshold", "top_k"]
 
@@ -52,8 +53,9 @@ class PruneConfig:
             raise ValueError(f"top_k={self.top_k}; keep at least one edge.")
 
 
-def prune(scores: pd.DataFrame, config: PruneConfig = PruneConfig()) -> pd.DataFrame:
-    """Return the rows of ``scores`` kept by ``config``, then restricted to embed -> logits paths."""
+def prune(scores: pd.DataFrame, config: PruneConfig = PruneConfig(), positions: Layout | None = None) -> pd.DataFrame:
+    """Return the rows of ``scores`` kept by ``config``, then restricted to embed -> logits paths
+    (through positions, for position-aware rows: pass the task's ``positions``)."""
     missing = {"edge", "src", "dest", "score"} - set(scores.columns)
     if missing:
         raise ValueError(f"Score table lacks columns {sorted(missing)}; pass the table from patch_edges or attribute_edges.")
@@ -64,7 +66,7 @@ def prune(scores: pd.DataFrame, config: PruneConfig = PruneConfig()) -> pd.DataF
         if column not in scores.columns:
             raise ValueError("Relative thresholds need a 'normalized' column; score with normalize=True or pass relative=False.")
         kept = scores[scores[column].abs() >= config.threshold]
-    return on_paths(kept)
+    return on_paths(kept, positions)
 
 
 def strongest(scores: pd.DataFrame, k: int) -> pd.DataFrame:
@@ -78,25 +80,47 @@ def prune_top_k(scores: pd.DataFrame, k: int) -> pd.DataFrame:
     return strongest(scores, k).sort_index()
 
 
-def edge_graph(edges: pd.DataFrame) -> nx.DiGraph:
-    """Return a DiGraph of components with one edge per row (src -> dest input -> dest component)."""
+def edge_graph(edges: pd.DataFrame, positions: Layout | None = None) -> nx.DiGraph:
+    """Return a DiGraph of components with one edge per row (src -> dest input -> dest component).
+
+    Position-aware rows join ``src@p -> dest@p``; a head's query at ``p`` feeds the head at ``p``, its key
+    or value at ``p`` the head at every position ``p`` reaches; ``embed`` feeds every ``embed@p`` and
+    every ``logits@p`` feeds ``logits``, so one path search covers all positions.
+    """
     graph = nx.DiGraph()
-    for src, dest in zip(edges["src"], edges["dest"]):
-        graph.add_edge(src, dest)
-        if component_name(dest) != dest:
-            graph.add_edge(dest, component_name(dest))
+    for name, src, dest in zip(edges["edge"], edges["src"], edges["dest"]):
+        pos = split_pos(str(name))[1] if positions is not None else None
+        dest, owner = split_pos(dest)[0], component_name(dest)
+        graph.add_edge(edge_at(src, pos), edge_at(dest, pos))
+        if pos is None:
+            if owner != dest:
+                graph.add_edge(dest, owner)
+            continue
+        for special in ("embed", "logits"):
+            graph.add_edge(*((special, edge_at(special, pos)) if special == "embed" else (edge_at(special, pos), special)))
+        if owner == dest:
+            continue
+        targets = [pos] if dest.endswith(".q") else [b for b in positions.labels if (pos, b) in positions.reaches]
+        for b in targets:
+            graph.add_edge(edge_at(dest, pos), edge_at(owner, b))
     return graph
 
 
-def on_paths(edges: pd.DataFrame) -> pd.DataFrame:
-    """Return the rows whose edge lies on some ``embed`` -> ``logits`` path through the kept edges."""
-    graph = edge_graph(edges)
+def on_paths(edges: pd.DataFrame, positions: Layout | None = None) -> pd.DataFrame:
+    """Return the rows whose edge lies on some ``embed`` -> ``logits`` path through the kept edges
+    (through positions, for position-aware rows with the task's ``positions``)."""
+    if positions is None and is_positional(edges):
+        raise ValueError("Position-aware rows (e.g. 'L0H0->L1H0.v@END') need the task's positions to find paths; pass positions=layout(task).")
+    graph = edge_graph(edges, positions)
     embed, logits = node_name("embed"), node_name("logits")
     if embed not in graph or logits not in graph:
         return edges.iloc[0:0]
     reach = nx.descendants(graph, embed) | {embed}
     back = nx.ancestors(graph, logits) | {logits}
-    keep = [src in reach and component_name(dest) in back for src, dest in zip(edges["src"], edges["dest"])]
+    keep = []
+    for name, src, dest in zip(edges["edge"], edges["src"], edges["dest"]):
+        pos = split_pos(str(name))[1] if positions is not None else None
+        keep.append(edge_at(src, pos) in reach and edge_at(split_pos(dest)[0], pos) in back)
     return edges[keep]
 
 

@@ -72,7 +72,8 @@ def trim_task(task: Task, cut: bool = True) -> Task:
     n_pos = task.clean.shape[1]
     positions = task.positions % n_pos
     end = int(positions.max()) + 1 if cut else n_pos
-    return replace(task, clean=task.clean[:, :end], corrupt=task.corrupt[:, :end], positions=positions)
+    labels = None if task.labels is None else task.labels[:end]
+    return replace(task, clean=task.clean[:, :end], corrupt=task.corrupt[:, :end], positions=positions, labels=labels)
 
 
 def is_causal(model: torch.nn.Module) -> bool:

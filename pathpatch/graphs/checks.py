@@ -27,7 +27,9 @@ from pathpatch.graphs.weights import canonical, composition_score, copying_score
 from pathpatch.graphs.attention import attention_to, destinations, distance_from_uniform, forced_pattern_metric, pattern_of, target_mask
 from pathpatch.graphs.neurons import activation, direct_effect, pearson
 from pathpatch.models.tasks import AnyTask, Task, task_groups, with_metric
-from pathpatch.names import component_name, hook_name
+from pathpatch.discovery.runner import is_causal
+from pathpatch.names import edge_at, hook_name, split_pos
+from pathpatch.positions import Layout, layout
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,11 @@ class Context:
     seed: int
 
     @cached_property
+    def positions(self) -> Layout:
+        """The task's position labels, for claims that name positions (``L1H0@END``)."""
+        return layout(self.task, causal=is_causal(self.model))
+
+    @cached_property
     def weights(self) -> torch.nn.Module:
         """The model with norms folded and weights centred, for scores read off the weights (``weights.canonical``)."""
         return canonical(self.model)
@@ -99,26 +106,61 @@ def normalized_effect(patched: Tensor, clean: Tensor, corrupt: Tensor, direction
 
 
 def check_path(ctx: Context, claim: Claim) -> ClaimResult:
-    nodes = [ctx.graph.node(n) for n in claim.params["nodes"]]
+    """The weakest normalized effect of a path's hops; every hop must be in the circuit.
+
+    Nodes may sit at positions (``embed@a0, L0H0.v@a0, L0H0@p0, L1H0.v@p0, L1H0@END, logits@END``): a
+    residual hop joins one position, a head moves information from a key/value position to a later one.
+    """
+    nodes = [_positioned(ctx, n) for n in claim.params["nodes"]]
     hops = []
     for a, b in zip(nodes, nodes[1:]):
         if a.kind == "head_input":
-            if component_name(a.name) != b.name:
-                raise ValueError(f"Path {claim.name!r}: input {a.name} belongs to {component_name(a.name)}, not {b.name}.")
+            if a.owner != b.base:
+                raise ValueError(f"Path {claim.name!r}: input {a.name} belongs to {a.owner}, not {b.name}.")
+            _check_move(ctx, claim, a, b)
             continue
-        hops.append(f"{a.name}->{b.name}")
+        if a.pos != b.pos:
+            raise ValueError(f"Path {claim.name!r}: hop {a.name}->{b.name} joins two positions; the residual stream joins a writer "
+                             f"and a reader at one position (heads move information between positions: through {b.owner}'s input).")
+        hops.append(edge_at(f"{a.base}->{b.base}", b.pos))
     for hop in hops:
-        ctx.graph.edge(hop)  # raises on a hop that is no edge
+        ctx.graph.edge(split_pos(hop)[0])  # raises on a hop that is no edge
     direction = direction_of(ctx, claim)
     patched, clean, corrupt = effects_per_prompt(ctx, hops, direction)
     effect = normalized_effect(patched, clean, corrupt, direction)
     full = torch.arange(len(clean))
     weakest = lambda idx: float(effect(idx).min())  # noqa: E731
-    missing = [h for h in hops if h not in ctx.circuit.scored_edges]
+    missing = [h for h in hops if not _in_circuit(ctx.circuit, h)]
     value, threshold = weakest(full), float(claim.params["min_effect"])
     low, high = bootstrap(weakest, len(clean), ctx.resamples, ctx.seed)
     detail = f"not in circuit: {', '.join(missing)}" if missing else ""
     return ClaimResult(claim.name, claim.kind, value, ">=", threshold, low, high, value >= threshold and not missing, detail)
+
+
+def _positioned(ctx: Context, name: str):
+    """Parse a node name, checking that its position (if any) is one the task has."""
+    node = ctx.graph.node(name)
+    if node.pos is not None:
+        ctx.positions.index(node.pos)
+    return node
+
+
+def _check_move(ctx: Context, claim: Claim, a, b) -> None:
+    """A head input at one position feeds the head at another only through keys/values, forwards."""
+    if a.pos is None or b.pos is None or a.pos == b.pos:
+        if (a.pos is None) != (b.pos is None):
+            raise ValueError(f"Path {claim.name!r}: {a.name} and {b.name} mix a position-aware node with a position-free one; "
+                             "name positions on every node of the path or on none.")
+        return
+    if a.channel == "q" or (a.pos, b.pos) not in ctx.positions.reaches:
+        raise ValueError(f"Path {claim.name!r}: {a.name} cannot reach {b.name}: a head reads keys and values at earlier "
+                         "positions, and its query only at its own.")
+
+
+def _in_circuit(circuit: Circuit, edge: str) -> bool:
+    """Whether the circuit keeps ``edge``; a position-free circuit keeps an edge at every position."""
+    kept = circuit.scored_edges
+    return edge in kept or (circuit.layout is None and split_pos(edge)[0] in kept)
 
 
 def check_effect(ctx: Context, claim: Claim) -> ClaimResult:
@@ -132,13 +174,22 @@ def effect_statistic(ctx: Context, subject: str, direction: str) -> tuple[Callab
     outputs clean (denoise), as one circuit run.
     """
     if "->" in subject:
-        patched, clean, corrupt = effects_per_prompt(ctx, [ctx.graph.edge(subject).name], direction)
+        base, pos = split_pos(subject)
+        if pos is not None:
+            ctx.positions.index(pos)
+        patched, clean, corrupt = effects_per_prompt(ctx, [edge_at(ctx.graph.edge(base).name, pos)], direction)
         return normalized_effect(patched[0], clean, corrupt, direction), len(clean)
-    node = ctx.graph.node(subject)
+    node = _positioned(ctx, subject)
     only = torch.zeros(len(ctx.graph.sources), len(ctx.graph.dests), dtype=torch.bool)
     only[ctx.graph.src_index(node)] = True
-    mask = (ctx.graph.valid & only) if direction == "denoise" else (ctx.graph.valid & ~only)
-    patched, clean, corrupt = run_circuits_with_baselines(ctx.model, ctx.task, mask, ctx.config)
+    valid, columns = ctx.graph.valid, None
+    if node.pos is not None:  # the node's outputs at one position: a position-aware circuit run
+        columns = ctx.positions
+        at = torch.zeros(len(columns.labels), dtype=torch.bool)
+        at[columns.index(node.pos)] = True
+        only, valid = only[..., None] & at, valid[..., None].expand(*valid.shape, len(columns.labels))
+    mask = (valid & only) if direction == "denoise" else (valid & ~only)
+    patched, clean, corrupt = run_circuits_with_baselines(ctx.model, ctx.task, mask, ctx.config, columns)
     return normalized_effect(patched[0], clean, corrupt, direction), len(clean)
 
 
@@ -147,9 +198,10 @@ def check_faithfulness(ctx: Context, claim: Claim) -> ClaimResult:
     when only the circuit's edges are corrupted (everything else clean)."""
     if not ctx.circuit.scored_edges:
         raise ValueError("The circuit is empty; a faithfulness claim needs edges. Lower the threshold in [method].")
-    mask = ctx.circuit.mask()
+    mask, columns = ctx.circuit.mask(), ctx.circuit.layout
+    valid = ctx.graph.valid if columns is None else ctx.graph.valid[..., None]
     noise = claim.params.get("direction", "denoise") == "noise"
-    runs, clean, corrupt = run_circuits_with_baselines(ctx.model, ctx.task, (ctx.graph.valid & ~mask) if noise else mask, ctx.config)
+    runs, clean, corrupt = run_circuits_with_baselines(ctx.model, ctx.task, (valid & ~mask) if noise else mask, ctx.config, columns)
     gap = lambda idx: clean[idx].mean() - corrupt[idx].mean()  # noqa: E731
     if noise:
         share = lambda idx: (clean[idx].mean() - runs[0, idx].mean()) / gap(idx)  # noqa: E731

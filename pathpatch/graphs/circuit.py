@@ -5,8 +5,14 @@ Nodes are the graph's names: components (``embed``, ``L0H0``, ``MLP1``, ``logits
 ``score`` (and ``normalized``, ``channel``, ``method``), plus the structural edge ``L1H0.v -> L1H0``
 that joins an input to its head; so a V-composition path reads ``embed -> L0H0.v -> L0H0 -> L1H0.v
 -> L1H0 -> logits``. Node attributes: ``layer``, ``head``, ``kind``, ``stage`` (forward order), ``pos``
-(-1: all positions; position-aware circuits are not built yet), ``hook``. Graph attributes record
-how the circuit was found (model, task, method, metric, corruption, threshold, seed, version).
+(-1: all positions), ``hook``. Graph attributes record how the circuit was found (model, task, method,
+metric, corruption, threshold, seed, version) and its ``granularity``.
+
+A position-aware circuit (``granularity = "position"``) has nodes at positions, ``L0H0@p0``,
+``L1H0.v@p0`` (``pos`` the label, ``column`` its index in the graph attribute ``positions``, the task's
+``Layout``): the kept edge ``L0H0->L1H0.v@p0`` joins ``L0H0@p0 -> L1H0.v@p0``, and heads move
+information between positions inside themselves (``L1H0.v@p0 -> L1H0@END``), so a path reads
+``embed@a0 -> L0H0.v@a0 -> L0H0@p0 -> L1H0.v@p0 -> L1H0@END -> logits@END``.
 JSON export is networkx's node-link format, so ``from_json(to_json(c)) == c``.
 """
 
@@ -18,13 +24,16 @@ from pathlib import Path
 
 import networkx as nx
 import pandas as pd
+import torch
 from jaxtyping import Bool
 from torch import Tensor
 
 from pathpatch import __version__
 from pathpatch.discovery.graph import ComputeGraph
 from pathpatch.files import read_text_limited, write_text_atomic
-from pathpatch.names import CHANNELS, component_name, node_name
+from pathpatch.names import CHANNELS, Node, component_name, edge_at, node_name, split_pos
+from pathpatch.models.tasks import LABEL
+from pathpatch.positions import Layout, is_positional
 
 
 @dataclass(eq=False)
@@ -49,9 +58,14 @@ class Circuit:
 
     @classmethod
     def from_edges(
-        cls, edges: pd.DataFrame, compute_graph: ComputeGraph, model_name: str, task_name: str, info: dict | None = None
+        cls, edges: pd.DataFrame, compute_graph: ComputeGraph, model_name: str, task_name: str, info: dict | None = None,
+        positions: Layout | None = None,
     ) -> "Circuit":
         """Build a circuit from kept rows of a score table (``edge, src, dest, score`` ...).
+
+        Position-aware rows (``L0H0->L1H0.v@END``, from ``patch_edges(by_pos=True)``) need the task's
+        ``positions`` (``pathpatch.positions.layout``): their nodes are ``L0H0@END``, ``L1H0.v@END``, and a
+        head's key or value input at ``a`` joins the head's outputs at every kept position ``a`` can reach.
 
         Examples:
             >>> import pandas as pd
@@ -61,30 +75,28 @@ class Circuit:
             >>> sorted(c.graph.edges())
             [('L0H0', 'logits'), ('L0H0.v', 'L0H0'), ('embed', 'L0H0.v')]
         """
-        if "pos" in edges and (edges["pos"] >= 0).any():
-            raise ValueError(
-                "Position-aware circuits (edges scored with by_pos=True, e.g. 'L0H0->L1H0.v@5') are not supported yet; "
-                "score edges over all positions to build a circuit."
-            )
+        positional = is_positional(edges)
+        if positional and positions is None:
+            raise ValueError("Position-aware rows (e.g. 'L0H0->L1H0.v@END') need the task's positions: "
+                             "Circuit.from_edges(..., positions=pathpatch.positions.layout(task)).")
         graph = nx.DiGraph()
         method = str(edges["method"].iloc[0]) if len(edges) and "method" in edges else "unknown"
         for row in edges.itertuples(index=False):
-            src, dest = compute_graph.node(row.src), compute_graph.node(row.dest)
-            for node in (src, dest):
-                graph.add_node(node.name, layer=node.layer, head=node.head, kind=node.kind, stage=node.stage, pos=-1, hook=node.hook_out or node.hook_in)
+            base, pos = split_pos(str(row.edge))
+            if positional and pos is None:
+                raise ValueError(f"Edge {row.edge!r} has no position, but the table is position-aware; keep one kind of row.")
+            src, dest = compute_graph.node(row.src), compute_graph.node(split_pos(row.dest)[0])
+            names = [_add_node(graph, node, pos, positions) for node in (src, dest)]
             attrs = {"score": float(row.score), "channel": dest.channel or "", "method": method, "kind": "edge"}
             if hasattr(row, "normalized"):
                 attrs["normalized"] = float(row.normalized)
-            graph.add_edge(src.name, dest.name, **attrs)
-            owner = component_name(dest.name)
-            if owner != dest.name:
-                head = compute_graph.node(owner)
-                graph.add_node(owner, layer=head.layer, head=head.head, kind=head.kind, stage=head.stage, pos=-1, hook=head.hook_out)
-                graph.add_edge(dest.name, owner, kind="internal")
+            graph.add_edge(*names, **attrs)
+        _join_inputs(graph, compute_graph, positions if positional else None)
         graph.graph.update(
             model=model_name, task=task_name, method=method, version=__version__,
             n_layers=compute_graph.n_layers, n_heads=compute_graph.n_heads, attn_only=compute_graph.attn_only,
-            parallel=compute_graph.parallel,
+            parallel=compute_graph.parallel, granularity="position" if positional else "component",
+            **({"positions": positions.to_dict()} if positional else {}),
             **(info or {}),
         )
         return cls(graph, model_name, task_name, method, dict(info or {}))
@@ -96,13 +108,21 @@ class Circuit:
         return ComputeGraph(int(g["n_layers"]), int(g["n_heads"]), bool(g["attn_only"]), bool(g.get("parallel", False)))
 
     @property
-    def scored_edges(self) -> list[str]:
-        """Names ``src->dest`` of the kept (scored) edges, sorted."""
-        return sorted(f"{u}->{v}" for u, v, kind in self.graph.edges(data="kind") if kind == "edge")
+    def layout(self) -> Layout | None:
+        """The position columns of a position-aware circuit; None for a position-free one."""
+        data = self.graph.graph.get("positions")
+        return None if data is None else Layout.from_dict(data)
 
-    def mask(self) -> Bool[Tensor, "src dest"]:
-        """Return the circuit as a ``[src dest]`` mask over its model's ``ComputeGraph``."""
-        return self.compute_graph.mask(self.scored_edges)
+    @property
+    def scored_edges(self) -> list[str]:
+        """Names of the kept (scored) edges, as score tables name them (``L0H0->L1H0.v``, ``L0H0->L1H0.v@END``), sorted."""
+        return sorted(edge_at(f"{split_pos(u)[0]}->{split_pos(v)[0]}", split_pos(v)[1])
+                      for u, v, kind in self.graph.edges(data="kind") if kind == "edge")
+
+    def mask(self) -> Bool[Tensor, "src dest *pos"]:
+        """Return the circuit as a ``[src dest]`` mask over its model's ``ComputeGraph``, or ``[src dest pos]``
+        over the layout's labels for a position-aware circuit."""
+        return self.compute_graph.mask(self.scored_edges, self.layout)
 
     def to_dict(self) -> dict:
         """Return the circuit as networkx node-link data (JSON-ready)."""
@@ -113,6 +133,33 @@ class Circuit:
         path = Path(path)
         write_text_atomic(path, json.dumps(self.to_dict(), indent=2, sort_keys=True))
         return path
+
+
+def _add_node(graph: nx.DiGraph, node: Node, pos: str | None, positions: Layout | None) -> str:
+    """Add a node (at a position) with its attributes; return its name."""
+    name = edge_at(node.base, pos)
+    where = {"pos": -1} if pos is None else {"pos": pos, "column": positions.index(pos)}
+    graph.add_node(name, layer=node.layer, head=node.head, kind=node.kind, stage=node.stage, hook=node.hook_out or node.hook_in, **where)
+    return name
+
+
+def _join_inputs(graph: nx.DiGraph, compute_graph: ComputeGraph, positions: Layout | None) -> None:
+    """Join every head input to its head: ``L1H0.v -> L1H0``; by position, a query at ``a`` to the head at ``a``
+    and a key or value at ``a`` to the head's kept outputs at positions ``a`` reaches (else to the head at ``a``)."""
+    inputs = [n for n, kind in graph.nodes(data="kind") if kind == "head_input"]
+    outputs = {n for n, kind in graph.nodes(data="kind") if kind == "head"}
+    for name in inputs:
+        base, pos = split_pos(name)
+        owner = compute_graph.node(component_name(base))
+        if positions is None:
+            targets = [(owner.name, None)]
+        else:
+            kept = [p for p in positions.labels if edge_at(owner.name, p) in outputs and (pos, p) in positions.reaches]
+            targets = [(edge_at(owner.name, p), p) for p in kept] if base.endswith((".k", ".v")) and kept else [(edge_at(owner.name, pos), pos)]
+        for target, p in targets:
+            if target not in graph:
+                _add_node(graph, owner, p, positions)
+            graph.add_edge(name, target, kind="internal")
 
 
 MAX_HEADS = 2**16  # layers x heads a circuit file may record (GPT-3 has 96 x 96); larger shapes are refused
@@ -152,9 +199,10 @@ def validate(data: object, source: str = "circuit") -> None:
     if not isinstance(data, dict) or not isinstance(data.get("nodes"), list) or not isinstance(data.get("edges"), list) or not isinstance(data.get("graph"), dict):
         raise ValueError(f"{where} not a pathpatch circuit (node-link JSON needs 'graph', 'nodes' and 'edges'); write circuits with Circuit.to_json().")
     shape = _check_settings(data["graph"], where)
-    nodes = _check_nodes(data["nodes"], shape, where)
+    columns = _check_layout(data["graph"], where)
+    nodes = _check_nodes(data["nodes"], shape, columns, where)
     for item in data["edges"]:
-        _check_edge(item, nodes, shape, where)
+        _check_edge(item, nodes, shape, columns, where)
 
 
 def _check_settings(attrs: dict, where: str) -> tuple[int, int, bool, bool]:
@@ -172,6 +220,30 @@ def _check_settings(attrs: dict, where: str) -> tuple[int, int, bool, bool]:
         if not isinstance(attrs.get(key, default), bool):
             raise ValueError(f"{where} graph '{key}' is {attrs.get(key)!r}; it must be true or false (write circuits with Circuit.to_json()).")
     return attrs["n_layers"], attrs["n_heads"], attrs["attn_only"], attrs.get("parallel", False)
+
+
+def _check_layout(attrs: dict, where: str) -> Layout | None:
+    """Return the recorded position columns of a position-aware circuit (None for a position-free one)."""
+    granularity = attrs.get("granularity", "component")
+    if granularity not in ("component", "position"):
+        raise ValueError(f"{where} graph 'granularity' is {granularity!r}; it must be 'component' or 'position'.")
+    data = attrs.get("positions")
+    if granularity == "component":
+        if data is not None:
+            raise ValueError(f"{where} graph 'positions' is set but granularity is 'component'; set granularity 'position' or drop 'positions'.")
+        return None
+    fix = "write circuits with Circuit.to_json()"
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("labels", "tokens", "reaches")):
+        raise ValueError(f"{where} a position-aware circuit needs graph 'positions' with lists 'labels', 'tokens', 'reaches'; {fix}.")
+    labels = data["labels"]
+    if not labels or len(labels) > MAX_HEADS or len(set(map(str, labels))) != len(labels) or not all(isinstance(x, str) and LABEL.match(x) for x in labels):
+        raise ValueError(f"{where} graph 'positions' labels {labels[:8]!r} must be 1 to {MAX_HEADS} distinct names (letters, digits, '_'); {fix}.")
+    if len(data["tokens"]) != len(labels) or not all(isinstance(t, str) for t in data["tokens"]):
+        raise ValueError(f"{where} graph 'positions' needs one token text per label; {fix}.")
+    for pair in data["reaches"]:
+        if not isinstance(pair, list) or len(pair) != 2 or not all(p in labels for p in pair):
+            raise ValueError(f"{where} graph 'positions' reaches entry {pair!r:.60} must be a pair of its labels; {fix}.")
+    return Layout.from_dict(data)
 
 
 def shape_nodes(n_layers: int, n_heads: int, attn_only: bool) -> dict[str, dict]:
@@ -196,8 +268,9 @@ def shape_nodes(n_layers: int, n_heads: int, attn_only: bool) -> dict[str, dict]
     return nodes
 
 
-def _check_nodes(items: list, shape: tuple[int, int, bool, bool], where: str) -> dict[str, dict]:
-    """Return the circuit's nodes by name, each checked to exist in ``shape`` with the attributes its name implies."""
+def _check_nodes(items: list, shape: tuple[int, int, bool, bool], columns: Layout | None, where: str) -> dict[str, dict]:
+    """Return the circuit's nodes by name (attributes plus ``at``, the position), each checked against ``shape``
+    with the attributes its name implies, at a recorded position exactly when the circuit is position-aware."""
     n_layers, n_heads, attn_only, _ = shape
     known = shape_nodes(n_layers, n_heads, attn_only)
     seen: dict[str, dict] = {}
@@ -205,21 +278,29 @@ def _check_nodes(items: list, shape: tuple[int, int, bool, bool], where: str) ->
         name = item.get("id") if isinstance(item, dict) else None
         if not isinstance(name, str):
             raise ValueError(f"{where} every node needs a string 'id' (a node name such as 'L0H0'), got {item!r:.80}.")
-        if name not in known:
+        base, pos = split_pos(name) if columns is not None else (name, None)
+        if base not in known:
             raise ValueError(_unknown_node(name, shape, where, known))
         if name in seen:
             raise ValueError(f"{where} node {name!r} is listed twice.")
-        for key, expected in known[name].items():
-            if key in item and item[key] != expected:
-                raise ValueError(f"{where} node {name!r} records {key} {item[key]!r}, but {name} has {key} {expected!r}; "
+        expected = dict(known[base])
+        if columns is None:
+            if item.get("pos", -1) != -1:
+                raise ValueError(f"{where} node {name!r} has pos {item['pos']!r}, but the circuit is not position-aware (pos must be -1).")
+        elif pos is None or pos not in columns.labels:
+            raise ValueError(f"{where} node {name!r} of a position-aware circuit must be at one of its positions "
+                             f"({', '.join(columns.labels[:8])}{' ...' if len(columns.labels) > 8 else ''}), e.g. '{base}@{columns.labels[0]}'.")
+        else:
+            expected.update(pos=pos, column=columns.index(pos))
+        for key, value in expected.items():
+            if key in item and item[key] != value:
+                raise ValueError(f"{where} node {name!r} records {key} {item[key]!r}, but {name} has {key} {value!r}; "
                                  "the file was edited by hand. Write circuits with Circuit.to_json().")
-        if item.get("pos", -1) != -1:
-            raise ValueError(f"{where} node {name!r} has pos {item['pos']!r}; position-aware circuits are not supported yet (pos must be -1).")
-        seen[name] = known[name]
+        seen[name] = {**known[base], "at": pos}
     return seen
 
 
-def _check_edge(item: object, nodes: dict[str, dict], shape: tuple[int, int, bool, bool], where: str) -> None:
+def _check_edge(item: object, nodes: dict[str, dict], shape: tuple[int, int, bool, bool], columns: Layout | None, where: str) -> None:
     """Check one edge: both ends are circuit nodes, scored edges are edges of the shape's graph with finite scores."""
     if not isinstance(item, dict) or not isinstance(item.get("source"), str) or not isinstance(item.get("target"), str):
         raise ValueError(f"{where} every edge needs string 'source' and 'target' node names, got {item!r:.80}.")
@@ -228,13 +309,19 @@ def _check_edge(item: object, nodes: dict[str, dict], shape: tuple[int, int, boo
     for end in (src, dest):
         if end not in nodes:
             raise ValueError(f"{where} edge {name!r} joins {end!r}, which is not a node of the circuit; list it under 'nodes' or drop the edge.")
+    a, b = nodes[src], nodes[dest]
     if kind == "internal":
-        if nodes[src]["kind"] != "head_input" or component_name(src) != dest:
+        if a["kind"] != "head_input" or component_name(src) != split_pos(dest)[0]:
             raise ValueError(f"{where} internal edge {name!r} must join a head's input to its head (e.g. 'L1H0.v->L1H0').")
+        moves = columns is not None and (a["at"] != b["at"]) and (src.endswith(".q@" + str(a["at"])) or (a["at"], b["at"]) not in columns.reaches)
+        if moves:
+            raise ValueError(f"{where} internal edge {name!r} moves information to a position its input cannot reach "
+                             "(queries stay at their position; keys and values reach later positions).")
         return
     if kind != "edge":
         raise ValueError(f"{where} edge {name!r} has kind {kind!r}; edges are 'edge' (scored) or 'internal' (input to its head).")
-    a, b = nodes[src], nodes[dest]
+    if a["at"] != b["at"]:
+        raise ValueError(f"{where} edge {name!r} joins two positions; a residual-stream edge joins a writer and a reader at one position.")
     reads_at = 2 * b["layer"] + 1 if shape[3] and b["kind"] == "mlp" else b["stage"]
     if a["kind"] not in ("embed", "head", "mlp") or b["kind"] not in ("head_input", "mlp", "logits") or a["stage"] >= reads_at:
         raise ValueError(f"{where} {name!r} is not an edge of this model's graph: an edge runs from an output (embed, a head, an MLP) "

@@ -33,6 +33,7 @@ from pathpatch.discovery.graph import ComputeGraph
 from pathpatch.files import MAX_INPUT_BYTES, read_text_limited, write_atomic, write_text_atomic
 from pathpatch.graphs.circuit import Circuit
 from pathpatch.names import CHANNELS, Edge, Node
+from pathpatch.positions import is_positional
 
 # EAP-IG JSON spends ~75 bytes an edge, so Llama-3.1-8B files (1.6M edges) pass MAX_INPUT_BYTES; allow them.
 EAP_JSON_MAX_BYTES = 2**30
@@ -103,6 +104,9 @@ def kept_scores(circuit: Circuit | None) -> dict[tuple[str, str], float]:
     """The circuit's scored edges as ``{(src, dest): score}``."""
     if circuit is None:
         return {}
+    if circuit.layout is not None:
+        raise ValueError("This circuit is position-aware (edges such as 'L0H0->L1H0.v@END'); EAP-IG, Edge Pruning and auto-circuit "
+                         "files hold one edge over all positions. Discover with --granularity component to convert.")
     return {(u, v): float(d.get("score", 0.0)) for u, v, d in circuit.graph.edges(data=True) if d.get("kind") == "edge"}
 
 
@@ -110,7 +114,7 @@ def _score_map(scores: pd.DataFrame | None, graph: ComputeGraph) -> dict[tuple[s
     """A score table as ``{(src, dest): score}``; raise ValueError for per-position rows or unknown edges."""
     if scores is None:
         return {}
-    if "pos" in scores and (scores["pos"] >= 0).any():
+    if is_positional(scores):
         raise ValueError("The score table has per-position rows (by_pos=True); other tools' files hold one score per edge.")
     by_name = {e.name: e for e in graph.edges}
     edges = [by_name.get(name) or graph.edge(name) for name in scores["edge"]]  # graph.edge raises for names it lacks

@@ -1,7 +1,10 @@
 """Export a circuit: Graphviz diagrams (``.dot`` always, SVG/PNG with the ``dot`` binary) and CSV tables.
 
 The diagram is ranked by layer, ``embed`` at the bottom and ``logits`` at the top; each layer's heads,
-inputs and MLP share a rank. Scored edges are coloured by sign (blue helps the clean answer, red
+inputs and MLP share a rank. A position-aware circuit is drawn on a grid instead: one column per
+position it uses (headed by the position's label and token), one row per layer, nodes pinned in place
+(Graphviz's ``neato`` layout, chosen inside the ``.dot`` file), so information moving between positions
+inside a head reads as a slanted dashed line. Scored edges are coloured by sign (blue helps the clean answer, red
 hurts), their width grows with ``|score|``, and q/k/v inputs are labelled by their node names. Every
 name and label passes through ``text`` (Graphviz quoting, never HTML), so hostile names stay text. When
 Graphviz's ``dot`` is missing the ``.dot`` file is still written and the message says how to install it.
@@ -33,23 +36,23 @@ def to_dot(circuit: Circuit, highlight: set[str] | None = None) -> graphviz.Digr
     """
     highlight = highlight or set()
     title = f"{circuit.model_name} / {circuit.task_name} ({circuit.method})"
-    dot = graphviz.Digraph("circuit", graph_attr={"rankdir": "BT", "label": text(title)})
+    if circuit.layout is not None:
+        dot = _grid(circuit, title)
+    else:
+        dot = graphviz.Digraph("circuit", graph_attr={"rankdir": "BT", "label": text(title)})
+        ranks: dict[int, list[str]] = {}
+        for node, attrs in circuit.graph.nodes(data=True):
+            ranks.setdefault(int(attrs.get("stage", 0)), []).append(node)
+        for rank in sorted(ranks):
+            with dot.subgraph(name=f"rank{rank}", graph_attr={"rank": "same"}) as sub:
+                for node in sorted(ranks[rank]):
+                    sub.node(text(node), **_node_style(circuit.graph.nodes[node].get("kind")))
     scores = [abs(s) for _, _, s in circuit.graph.edges(data="score") if s is not None]
     top = max(scores, default=1.0) or 1.0
-    ranks: dict[int, list[str]] = {}
-    for node, attrs in circuit.graph.nodes(data=True):
-        ranks.setdefault(int(attrs.get("stage", 0)), []).append(node)
-    for rank in sorted(ranks):
-        with dot.subgraph(name=f"rank{rank}", graph_attr={"rank": "same"}) as sub:
-            for node in sorted(ranks[rank]):
-                kind = circuit.graph.nodes[node].get("kind")
-                shape = {"embed": "invhouse", "logits": "house", "mlp": "box", "head_input": "ellipse"}.get(kind, "box")
-                style = "rounded,filled" if kind == "head" else "filled"
-                sub.node(text(node), shape=shape, style=style, fillcolor="#eef3fb" if kind != "head_input" else "white",
-                         fontsize="10" if kind == "head_input" else "12")
     for src, dest, attrs in circuit.graph.edges(data=True):
         if attrs.get("kind") == "internal":
-            dot.edge(text(src), text(dest), style="dashed", arrowhead="none", color="gray50")
+            moves = "@" in dest and dest.rsplit("@", 1)[1] != src.rsplit("@", 1)[-1]  # between positions, inside a head
+            dot.edge(text(src), text(dest), style="dashed", arrowhead="vee" if moves else "none", arrowsize="0.5", color="gray50")
             continue
         score = float(attrs.get("score", 0.0))
         name = f"{src}->{dest}"
@@ -58,9 +61,62 @@ def to_dot(circuit: Circuit, highlight: set[str] | None = None) -> graphviz.Digr
         dot.edge(text(src), text(dest), color=color, penwidth=f"{width:.2f}", tooltip=text(f"{name}: {score:.4g}"))
     present = {f"{u}->{v}" for u, v in circuit.graph.edges()}
     for name in sorted(highlight - present):
+        if "@" in name:  # a missing position-aware hop has no pinned place to be drawn at
+            continue
         edge = circuit.compute_graph.edge(name)
         dot.edge(text(edge.src.name), text(edge.dest.name), color=HIGHLIGHT, style="dashed", penwidth="2", tooltip=text(f"{name}: missing"))
     return dot
+
+
+def _node_style(kind: str | None) -> dict[str, str]:
+    """Shape, fill and font of a node by kind."""
+    shape = {"embed": "invhouse", "logits": "house", "mlp": "box", "head_input": "ellipse"}.get(kind or "", "box")
+    return {"shape": shape, "style": "rounded,filled" if kind == "head" else "filled",
+            "fillcolor": "#eef3fb" if kind != "head_input" else "white", "fontsize": "10" if kind == "head_input" else "12"}
+
+
+COLUMN, ROW = 1.9, 0.75  # grid spacing in inches (neato reads pinned positions in inches)
+
+
+def _grid(circuit: Circuit, title: str) -> graphviz.Digraph:
+    """A position-aware circuit's nodes pinned on a grid: a column per position it uses, rows by layer
+    (embed at the bottom; per layer q/k/v inputs, heads, MLP; logits on top), headed by label and token."""
+    columns = circuit.layout
+    assert columns is not None
+    graph = circuit.graph
+    used = sorted({int(graph.nodes[n]["column"]) for n in graph}, key=int)
+    x_of = {c: i * COLUMN for i, c in enumerate(used)}
+    n_layers = int(graph.graph["n_layers"])
+    dot = graphviz.Digraph("circuit", graph_attr={"layout": "neato", "splines": "true", "overlap": "true", "label": text(title),
+                                                  "outputorder": "edgesfirst"})
+    cells: dict[tuple[int, int], list[str]] = {}
+    for node, attrs in graph.nodes(data=True):
+        cells.setdefault((int(attrs["column"]), _row(attrs)), []).append(node)
+    for (column, row), names in sorted(cells.items()):
+        names = sorted(names, key=lambda n: (graph.nodes[n].get("head") or 0, n))
+        for i, node in enumerate(names):
+            x = x_of[column] + (i - (len(names) - 1) / 2) * min(COLUMN / max(len(names), 1), 0.9)
+            style = _node_style(graph.nodes[node].get("kind"))
+            dot.node(text(node), label=text(node.rsplit("@", 1)[0]), pos=f"{x:.2f},{row * ROW:.2f}!", **style)
+    top = (3 * n_layers + 2) * ROW
+    for column in used:
+        label, token = columns.labels[column], columns.tokens[column]
+        heading = label if not token or token == label else f"{label}\n{token}"
+        dot.node(f"column {column}", label=text(heading).replace("\\n", "\n"), shape="plaintext", pos=f"{x_of[column]:.2f},{top:.2f}!")
+    rows = [("embed", 0)] + [(f"layer {l}", 3 * l + 2) for l in range(n_layers)] + [("logits", 3 * n_layers + 1)]
+    for name, row in rows:
+        dot.node(f"row {name}", label=text(name), shape="plaintext", fontcolor="gray40", pos=f"{-COLUMN * 0.6:.2f},{row * ROW:.2f}!")
+    return dot
+
+
+def _row(attrs: dict) -> int:
+    """Grid row of a node: embed 0; layer l's inputs 3l+1, heads 3l+2, MLP 3l+3; logits on top."""
+    kind, layer = attrs.get("kind"), int(attrs.get("layer", 0))
+    if kind == "embed":
+        return 0
+    if kind == "logits":
+        return 3 * layer + 1
+    return 3 * layer + {"head_input": 1, "head": 2, "mlp": 3}[kind]
 
 
 def text(value: str) -> str:

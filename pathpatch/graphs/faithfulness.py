@@ -27,6 +27,7 @@ from pathpatch.discovery.graph import ComputeGraph
 from pathpatch.discovery.prune import on_paths, prune_top_k
 from pathpatch.graphs.circuit import Circuit
 from pathpatch.models.tasks import AnyTask
+from pathpatch.positions import Layout
 
 FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 Shares = Sequence[float | int]  # edge shares, e.g. MIB's (.001, ..., .5, 1)
@@ -41,9 +42,10 @@ def faithfulness(circuit: Circuit, model: torch.nn.Module, task: AnyTask, config
     """
     if not circuit.scored_edges:
         raise ValueError("The circuit has no edges, so faithfulness is that of the corrupt run; lower the threshold.")
-    graph = ComputeGraph.from_model(model)
+    graph, columns = ComputeGraph.from_model(model), circuit.layout
     mask = circuit.mask()
-    values, clean, corrupt = run_circuits_with_baselines(model, task, torch.stack([mask, graph.valid & ~mask]), config)
+    valid = graph.valid if columns is None else graph.valid[..., None]
+    values, clean, corrupt = run_circuits_with_baselines(model, task, torch.stack([mask, valid & ~mask]), config, columns)
     (circuit_m, complement_m), clean_m, corrupt_m = values.mean(-1).tolist(), clean.mean().item(), corrupt.mean().item()
     scaled = normalized(values.mean(-1) - corrupt_m, clean_m, corrupt_m, task.name).tolist()
     return {
@@ -57,13 +59,15 @@ def faithfulness(circuit: Circuit, model: torch.nn.Module, task: AnyTask, config
 
 
 def faithfulness_curve(
-    scores: pd.DataFrame, model: torch.nn.Module, task: AnyTask, fractions: tuple[float, ...] = FRACTIONS, config: PatchConfig = NOISE
+    scores: pd.DataFrame, model: torch.nn.Module, task: AnyTask, fractions: tuple[float, ...] = FRACTIONS, config: PatchConfig = NOISE,
+    positions: Layout | None = None,
 ) -> pd.DataFrame:
-    """Return faithfulness of the top-``fraction`` circuits; ``attrs`` holds ``cpr`` and ``cmd``."""
+    """Return faithfulness of the top-``fraction`` circuits; ``attrs`` holds ``cpr`` and ``cmd``
+    (position-aware rows need the task's ``positions``)."""
     graph = ComputeGraph.from_model(model)
     sizes = [max(1, round(f * len(scores))) for f in fractions]
-    masks = [graph.mask(list(prune_top_k(scores, k)["edge"])) for k in sizes]
-    per_prompt, clean, corrupt = run_circuits_with_baselines(model, task, torch.stack(masks), config)
+    masks = [graph.mask(list(prune_top_k(scores, k)["edge"]), positions) for k in sizes]
+    per_prompt, clean, corrupt = run_circuits_with_baselines(model, task, torch.stack(masks), config, positions)
     values, clean_m, corrupt_m = per_prompt.mean(-1), clean.mean().item(), corrupt.mean().item()
     faith = normalized(values - corrupt_m, clean_m, corrupt_m, task.name)
     table = pd.DataFrame({"fraction": fractions, "n_edges": sizes, "metric": values.numpy(), "faithfulness": faith.numpy()})
@@ -85,7 +89,7 @@ def mib_sizes(n_edges: int, percentages: Shares = FRACTIONS) -> list[int]:
     return [int(pct * n_edges) for pct in percentages]
 
 
-def mib_top_edges(scores: pd.DataFrame, n: int, absolute: bool) -> pd.DataFrame:
+def mib_top_edges(scores: pd.DataFrame, n: int, absolute: bool, positions: Layout | None = None) -> pd.DataFrame:
     """Return the circuit MIB evaluates at size ``n``: the top ``n`` edges, then only those on embed -> logits paths.
 
     EAP-IG's ``Graph.apply_topn(n, absolute)`` ranks by ``|score|`` when ``absolute`` and by the signed score
@@ -100,7 +104,7 @@ def mib_top_edges(scores: pd.DataFrame, n: int, absolute: bool) -> pd.DataFrame:
     """
     key = scores["score"].abs() if absolute else scores["score"]
     top = key.sort_values(ascending=False, kind="stable").index[:n]
-    return on_paths(scores.loc[top].sort_index())
+    return on_paths(scores.loc[top].sort_index(), positions)
 
 
 def _mib_areas(percentages: Shares, faithfulness: Values, log_scale: bool) -> tuple[float, float]:
@@ -139,7 +143,7 @@ def mib_cmd(percentages: Shares, faithfulness: Values, log_scale: bool = False) 
 
 
 def mib_curves(scores: pd.DataFrame, model: torch.nn.Module, task: AnyTask, percentages: Shares = FRACTIONS,
-               config: PatchConfig = NOISE) -> tuple[pd.DataFrame, pd.DataFrame]:
+               config: PatchConfig = NOISE, positions: Layout | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return MIB's two faithfulness curves, signed and ``|score|`` ranking; ``attrs`` hold ``cpr``, ``cmd``, ``average``.
 
     Follows ``evaluate_area_under_curve`` (MIB ``MIB_circuit_track/evaluation.py``): sizes ``mib_sizes``,
@@ -154,9 +158,9 @@ def mib_curves(scores: pd.DataFrame, model: torch.nn.Module, task: AnyTask, perc
     """
     graph = ComputeGraph.from_model(model)
     sizes = mib_sizes(len(scores), percentages)
-    kept = [mib_top_edges(scores, n, absolute) for absolute in (False, True) for n in sizes]
-    masks = torch.stack([graph.mask(list(rows["edge"])) for rows in kept])  # [circuit src dest]
-    per_prompt, clean, corrupt = run_circuits_with_baselines(model, task, masks, config)
+    kept = [mib_top_edges(scores, n, absolute, positions) for absolute in (False, True) for n in sizes]
+    masks = torch.stack([graph.mask(list(rows["edge"]), positions) for rows in kept])  # [circuit src dest (pos)]
+    per_prompt, clean, corrupt = run_circuits_with_baselines(model, task, masks, config, positions)
     values, clean_m, corrupt_m = per_prompt.mean(-1), clean.mean().item(), corrupt.mean().item()
     faith = normalized(values - corrupt_m, clean_m, corrupt_m, task.name).tolist()
     tables = []

@@ -16,7 +16,7 @@ model and prompts it names can travel together:
     task_corruption = "values"
     metric = "logit_diff"     # default: the task's own (logit_diff | loss | accuracy | kl | mse)
     threshold = 0.05          # circuit: edges with |normalized effect| >= threshold (relative = false: metric units)
-    granularity = "edge"      # edges over all positions (the only granularity circuits support so far)
+    granularity = "edge"      # edge: edges over all positions | position: an edge at each position (L0H0->L1H0.v@END)
     positions = "task"        # the metric reads the task's answer positions
     aggregation = "mean"      # metric averaged over prompts and read positions
     n = 64                    # prompts (default: 64 generated, or every prompt of a file)
@@ -102,6 +102,7 @@ REFERENCE: tuple[tuple[str, str, str], ...] = (
 )
 
 
+GRANULARITY = {"edge": "component", "component": "component", "position": "position"}  # file value -> DiscoverConfig's
 METHOD_DEFAULTS: dict[str, Any] = {
     "scoring": "exact", "direction": "noise", "corruption": "paired", "task_corruption": None, "threshold": 0.05, "relative": True,
     "metric": None, "granularity": "edge", "positions": "task", "aggregation": "mean",
@@ -242,7 +243,10 @@ def _check_method(name: str, method: dict) -> None:
             raise ValueError(f"Hypothesis {name!r}: {key} = {value!r}; give an integer >= {low}.")
     if method["metric"] is not None and method["metric"] not in METRICS:
         raise ValueError(f"Hypothesis {name!r}: metric {method['metric']!r}; choose one of {', '.join(METRICS)}.")
-    fixed = {"granularity": "edge", "positions": "task", "aggregation": "mean"}
+    if method["granularity"] not in GRANULARITY:
+        raise ValueError(f"Hypothesis {name!r}: granularity = {method['granularity']!r}; use \"edge\" (edges over all positions) "
+                         "or \"position\" (position-aware edges, e.g. L0H0->L1H0.v@END).")
+    fixed = {"positions": "task", "aggregation": "mean"}
     for key, supported in fixed.items():
         if method[key] != supported:
             raise ValueError(f"Hypothesis {name!r}: {key} = {method[key]!r} is not supported yet; use {key} = \"{supported}\".")

@@ -26,6 +26,10 @@ Accepted ``spec`` forms:
   (no BOS) or an id; a single token stands for a one-item list. ``positions``: an int or a list of
   ints, negative from the end, default ``-1`` (the last token). ``wrong_answer`` is required for
   ``logit_diff`` only. Every line of a file gives the same kind of input (text, ids or vectors).
+  ``labels`` names positions for position-aware circuits: ``{"S1": 2, "IO": 4, "END": -1}`` (a label to an
+  index or a list of indices, negative from the end; unnamed positions are ``other``) or a list of one
+  label per token (a fixed template). ``positions`` given as such a dict is read as ``labels``, and the
+  prompt is then read at its last token.
 * ``*.csv`` in EAP-IG's format (columns ``clean, corrupted, correct_idx, incorrect_idx``; others are
   ignored), read as ``EAPDataset`` in EAP-IG's ``ioi.ipynb`` (hannamw/EAP-IG) does: ``pd.read_csv``,
   the ``*_idx`` columns one token id each, prompts tokenized by ``model.to_tokens(prepend_bos=True)``
@@ -55,12 +59,12 @@ import torch
 from torch import Tensor
 
 from pathpatch.factories import import_factory, parse_factory
-from pathpatch.models.tasks import METRICS, AnyTask, MetricFn, MetricName, Prompt, Task, TaskGroups, from_prompts, with_metric
+from pathpatch.models.tasks import LABEL, METRICS, OTHER, AnyTask, MetricFn, MetricName, Prompt, Task, TaskGroups, from_prompts, with_metric
 from pathpatch.models.zoo import TASK_CORRUPTIONS, build_task
 
 logger = logging.getLogger(__name__)
 
-PROMPT_FIELDS = ("clean", "corrupt", "answer", "wrong_answer", "positions", "features")
+PROMPT_FIELDS = ("clean", "corrupt", "answer", "wrong_answer", "positions", "features", "labels")
 HEADER_FIELDS = ("name", "metric", "corruption")
 EAP_COLUMNS = {"clean": "clean", "corrupt": "corrupted", "answer": "correct_idx", "wrong_answer": "incorrect_idx"}
 AUTO_FIELDS = {"clean": "clean", "corrupt": "corrupt", "answer": "answers", "wrong_answer": "wrong_answers"}
@@ -225,13 +229,44 @@ def _prompt(record: _Record, model, read: _Records, kind: str | None, first: _Re
             "position by position, so a pair needs equal lengths. Reword one of them (e.g. same-length names)."
         )
     positions = _positions(record, len(clean))
+    labels = _labels(record, len(clean))
     if clean_kind == "vectors":
         if record.fields.get("wrong_answer") is not None:
             raise record.fail("wrong_answer", "given for vector prompts; metric 'mse' compares to target vectors only, remove it.")
-        return clean_kind, Prompt(clean, corrupt, _targets(record, len(positions), model), None, positions, _features(record))
+        return clean_kind, Prompt(clean, corrupt, _targets(record, len(positions), model), None, positions, _features(record), labels)
     answers = _answer_tokens(record, "answer", len(positions), model)
     wrong = _answer_tokens(record, "wrong_answer", len(positions), model) if record.fields.get("wrong_answer") is not None else None
-    return clean_kind, Prompt(clean, corrupt, answers, wrong, positions, _features(record))
+    return clean_kind, Prompt(clean, corrupt, answers, wrong, positions, _features(record), labels)
+
+
+def _labels(record: _Record, length: int) -> tuple[str, ...] | None:
+    """One position label per token, from ``labels`` (or a dict ``positions``): a dict of label -> index(es),
+    the rest ``other``, or a list of one label per token."""
+    key = "labels" if "labels" in record.fields else "positions"
+    value = record.fields.get(key)
+    if key == "positions" and not isinstance(value, dict):
+        return None
+    if value is None:
+        return None
+    if isinstance(value, list):
+        if len(value) != length or not all(isinstance(v, str) and LABEL.match(v) for v in value):
+            raise record.fail(key, f"a label list needs one name per token ({length} here; names of letters, digits and '_'), "
+                              f"got {_describe(value)}.")
+        return tuple(value)
+    if not isinstance(value, dict) or not value:
+        raise record.fail(key, f"got {_describe(value)}; give {{\"S1\": 2, \"END\": -1}} (label -> position) or one label per token.")
+    labels = [OTHER] * length
+    for name, where in value.items():
+        items = where if isinstance(where, list) else [where]
+        if not LABEL.match(name) or name == OTHER:
+            raise record.fail(key, f"label {name!r} must be a name of letters, digits and '_' other than {OTHER!r}.")
+        if not items or not all(_is_int(p) and -length <= p < length for p in items):
+            raise record.fail(key, f"label {name!r} gives {_describe(where)}; give a position (or list) in 0..{length - 1} or -{length}..-1.")
+        for p in items:
+            if labels[p % length] != OTHER:
+                raise record.fail(key, f"position {p % length} is labelled both {labels[p % length]!r} and {name!r}; give each position one label.")
+            labels[p % length] = name
+    return tuple(labels)
 
 
 def _features(record: _Record) -> dict[str, float] | None:
@@ -311,6 +346,7 @@ def _vectors(record: _Record, key: str, rows: list, size: int | None) -> Tensor:
 def _positions(record: _Record, length: int) -> Tensor:
     """Return the read positions, normalised to ``0..length-1``; default the last token."""
     value = record.fields.get("positions", -1)
+    value = -1 if isinstance(value, dict) else value  # a dict names positions (labels); the prompt is read at its end
     items = value if isinstance(value, list) else [value]
     if not items or not all(_is_int(p) for p in items):
         raise record.fail("positions", f"got {_describe(value)}; give an int or a non-empty list of ints (negative from the end).")

@@ -14,6 +14,7 @@ Every check on a task's tensors runs once, in ``Task.__post_init__``; ``Task.che
 that a model can read the task (vocabulary, context length) before any forward pass is made.
 """
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -26,6 +27,8 @@ MetricName = Literal["logit_diff", "loss", "accuracy", "kl", "mse"]
 METRICS: tuple[str, ...] = ("logit_diff", "loss", "accuracy", "kl", "mse")
 LOWER_IS_BETTER = ("loss", "kl", "mse")
 MetricFn = Callable[[Tensor], Tensor]
+LABEL = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+OTHER = "other"  # the label of positions no label names
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,8 @@ class Task:
         corruption: How ``corrupt`` was made from ``clean``, in words a hypothesis file can pin.
         reference: Clean log-probabilities at the read positions ``[batch pos d_vocab]``, for ``kl``.
         features: Named per-prompt numbers ``[batch]`` (e.g. the value a neuron should track), for claims.
+        labels: One name per input position, shared by every prompt of the task (``BOS``, ``S1``, ``END``; a
+            name may repeat for a span), which position-aware edges use (``L0H0->L1H0.v@END``); None: indices.
     """
 
     name: str
@@ -57,10 +62,12 @@ class Task:
     corruption: str = "paired"
     reference: Tensor | None = None
     features: dict[str, Tensor] | None = field(default=None, hash=False)
+    labels: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         _as_long_tokens(self)
         _check_task(self)
+        _check_labels(self)
 
     @property
     def higher_is_better(self) -> bool:
@@ -283,6 +290,22 @@ def _check_task(task: Task) -> None:
             raise ValueError(f"Task '{name}': {field} contains NaN or inf; regenerate the data.")
 
 
+def _check_labels(task: Task) -> None:
+    """Check that ``labels`` names every input position with a label edge names can carry."""
+    if task.labels is None:
+        return
+    if isinstance(task.labels, list):
+        object.__setattr__(task, "labels", tuple(task.labels))
+    labels, n_pos = task.labels, task.clean.shape[1]
+    if not isinstance(labels, tuple) or len(labels) != n_pos:
+        got = len(labels) if isinstance(labels, tuple) else type(labels).__name__
+        raise ValueError(f"Task '{task.name}': labels gives {got} names for inputs of {n_pos} positions; give one label per position.")
+    for label in labels:
+        if not isinstance(label, str) or not LABEL.match(label):
+            raise ValueError(f"Task '{task.name}': position label {label!r} is not a name; use letters, digits and '_' "
+                             "(e.g. 'S1', 'END', 'ans0'), at most 64 characters.")
+
+
 def _check_logit_diff_answers(task: Task, expected: tuple[int, int]) -> None:
     """Check answer and wrong-answer tokens of a logit-difference task."""
     name = task.name
@@ -399,6 +422,7 @@ class Prompt:
         wrong_answers: One wrong answer per read position ``[pos]``, or None.
         positions: Read positions ``[pos]``, non-negative.
         features: Named numbers of this prompt (``Task.features``), or None.
+        labels: One position label per input position (``Task.labels``), or None.
     """
 
     clean: Tensor
@@ -407,12 +431,14 @@ class Prompt:
     wrong_answers: Tensor | None
     positions: Tensor
     features: dict[str, float] | None = None
+    labels: tuple[str, ...] | None = None
 
 
 def from_prompts(
     name: str, prompts: "list[Prompt]", metric: "MetricName | MetricFn" = "logit_diff", corruption: str = "paired"
 ) -> AnyTask:
-    """Build a task from prompt pairs: one ``Task`` if they share length and read positions, else ``TaskGroups``.
+    """Build a task from prompt pairs: one ``Task`` if they share length, read positions and position labels,
+    else ``TaskGroups`` of prompts that do.
 
     Raises:
         ValueError: No prompts, or a group that fails ``Task``'s checks.
@@ -421,7 +447,7 @@ def from_prompts(
         raise ValueError(f"Task '{name}' has no prompts; give at least one prompt pair.")
     keyed: dict[tuple, list[Prompt]] = {}
     for prompt in prompts:
-        keyed.setdefault((prompt.clean.shape[0], tuple(prompt.positions.tolist())), []).append(prompt)
+        keyed.setdefault((prompt.clean.shape[0], tuple(prompt.positions.tolist()), prompt.labels), []).append(prompt)
     groups = []
     for members in keyed.values():
         wrong = None if members[0].wrong_answers is None else torch.stack([p.wrong_answers for p in members])
@@ -431,5 +457,5 @@ def from_prompts(
         features = {k: torch.tensor([float(p.features[k]) for p in members]) for k in names.pop()} or None
         groups.append(Task(name, torch.stack([p.clean for p in members]), torch.stack([p.corrupt for p in members]),
                            torch.stack([p.answers for p in members]), wrong, members[0].positions.clone(), metric, corruption,
-                           features=features))
+                           features=features, labels=members[0].labels))
     return groups[0] if len(groups) == 1 else TaskGroups(name, tuple(groups))

@@ -4,12 +4,14 @@ import json
 
 import pytest
 
-from pathpatch.discovery.edges import patch_edges
+from pathpatch.discovery.edges import patch_edges, run_circuits
 from pathpatch.discovery.graph import ComputeGraph
 from pathpatch.discovery.prune import PruneConfig, prune
-from pathpatch.graphs.circuit import Circuit, from_json
+from pathpatch.graphs.circuit import Circuit, from_dict, from_json
 from pathpatch.graphs.export import to_dot, write_diagram
 from pathpatch.graphs.faithfulness import faithfulness, faithfulness_curve
+from pathpatch.models import Task
+from pathpatch.positions import layout
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +85,94 @@ def test_malformed_circuit_files_are_explained(tmp_path):
         from_json(tmp_path / "missing.json")
 
 
-def test_position_aware_rows_are_refused(random_model, random_task):
+@pytest.fixture(scope="module")
+def position_circuit(random_model, random_task):
+    labelled = Task(**{**random_task.__dict__, "labels": ("BOS", "x", "x", "y", "z", "END")})
+    scores = patch_edges(random_model, labelled, by_pos=True)
+    columns = layout(labelled)
+    kept = prune(scores, PruneConfig(method="top_k", top_k=30), columns)
+    return labelled, scores, Circuit.from_edges(kept, ComputeGraph.from_model(random_model), "random", "random", positions=columns), kept
+
+
+def test_position_aware_circuit_round_trips_losslessly(position_circuit, tmp_path):
+    _, _, circuit, kept = position_circuit
+    assert circuit.layout is not None and circuit.graph.graph["granularity"] == "position"
+    assert circuit.scored_edges == sorted(kept["edge"])
+    path = circuit.to_json(tmp_path / "c.json")
+    again = from_json(path)
+    assert again == circuit and again.layout == circuit.layout
+    assert again.to_json(tmp_path / "d.json").read_bytes() == path.read_bytes()
+
+
+def test_position_aware_rows_need_the_tasks_positions(random_model, random_task):
     by_pos = patch_edges(random_model, random_task, ["MLP0->logits"], by_pos=True)
-    with pytest.raises(ValueError, match="Position-aware circuits"):
+    with pytest.raises(ValueError, match="need the task's positions"):
         Circuit.from_edges(by_pos, ComputeGraph.from_model(random_model), "r", "r")
+    with pytest.raises(ValueError, match="need the task's positions to find paths"):
+        prune(by_pos)
+
+
+def test_position_aware_faithfulness_of_all_edges_is_one_and_pruned_circuit_matches_a_mask_run(random_model, position_circuit):
+    task, scores, circuit, _ = position_circuit
+    full = Circuit.from_edges(scores, ComputeGraph.from_model(random_model), "r", "r", positions=layout(task))
+    assert faithfulness(full, random_model, task)["faithfulness"] == pytest.approx(1.0, abs=1e-5)
+    ours = faithfulness(circuit, random_model, task)["metric"]
+    assert ours == pytest.approx(run_circuits(random_model, task, circuit.mask(), positions=circuit.layout).item(), abs=1e-6)
+
+
+def test_head_inputs_join_the_head_at_positions_they_reach(position_circuit):
+    _, _, circuit, _ = position_circuit
+    for src, dest, kind in circuit.graph.edges(data="kind"):
+        a, b = circuit.graph.nodes[src], circuit.graph.nodes[dest]
+        if kind == "internal":
+            assert (a["pos"], b["pos"]) in circuit.layout.reaches
+            if src.split("@")[0].endswith(".q"):
+                assert a["pos"] == b["pos"]
+        else:
+            assert a["pos"] == b["pos"]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d["nodes"][0].update(id=d["nodes"][0]["id"].split("@")[0] + "@nowhere"), "must be at one of its positions"),
+    (lambda d: d["nodes"][0].update(pos="zzz"), "records pos"),
+    (lambda d: d["graph"].update(granularity="token"), "granularity"),
+    (lambda d: d["graph"]["positions"].update(labels=["a", "a", "b", "c", "d"]), "distinct names"),
+    (lambda d: d["graph"].pop("positions"), "needs graph 'positions'"),
+])
+def test_hand_edited_position_aware_circuits_are_refused(position_circuit, edit, message):
+    _, _, circuit, _ = position_circuit
+    data = json.loads(json.dumps(circuit.to_dict()))
+    edit(data)
+    with pytest.raises(ValueError, match=message):
+        from_dict(data, "c.json")
+
+
+def test_an_edge_between_two_positions_is_refused(position_circuit):
+    _, _, circuit, _ = position_circuit
+    data = json.loads(json.dumps(circuit.to_dict()))
+    edge = next(e for e in data["edges"] if e["kind"] == "edge")
+    other = next(n["id"] for n in data["nodes"] if n["id"].split("@")[0] == edge["target"].split("@")[0] and n["id"] != edge["target"]) \
+        if any(n["id"].split("@")[0] == edge["target"].split("@")[0] and n["id"] != edge["target"] for n in data["nodes"]) else None
+    if other is None:
+        pytest.skip("no second position of the same reader in this circuit")
+    edge["target"] = other
+    with pytest.raises(ValueError, match="joins two positions"):
+        from_dict(data, "c.json")
+
+
+def test_position_aware_diagram_pins_a_column_per_position(position_circuit, tmp_path):
+    _, _, circuit, _ = position_circuit
+    source = to_dot(circuit).source
+    assert "layout=neato" in source
+    used = sorted({circuit.graph.nodes[n]["pos"] for n in circuit.graph}, key=circuit.layout.labels.index)
+    for label in used:
+        assert f"column {circuit.layout.index(label)}" in source
+    xs = {}
+    for node in circuit.graph:
+        line = next(line for line in source.splitlines() if line.strip().startswith(f'"{node}"') or line.strip().startswith(f"{node} "))
+        x = float(line.split('pos="')[1].split(",")[0])
+        xs.setdefault(circuit.graph.nodes[node]["pos"], []).append(x)
+    order = [sum(v) / len(v) for _, v in sorted(xs.items(), key=lambda kv: circuit.layout.labels.index(kv[0]))]
+    assert order == sorted(order), "columns run left to right in position order"
+    path, _ = write_diagram(circuit, tmp_path / "c.svg")
+    assert path.with_suffix(".dot").exists()

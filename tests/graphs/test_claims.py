@@ -152,6 +152,52 @@ def test_faithfulness_by_noising_is_what_corrupting_only_the_circuit_loses(permu
     assert denoise["passed"] and noise["passed"] and noise["value"] != denoise["value"]
 
 
+def test_an_effect_at_a_position_is_patching_that_edge_at_that_position(permute):
+    row = run(permute, kind="effect", edge="L0H0->L1H0.v@a1", min=0.1)
+    table = patch_edges(permute.model, permute.task, ["L0H0->L1H0.v"], by_pos=True).set_index("edge")
+    assert row["value"] == pytest.approx(float(table.loc["L0H0->L1H0.v@a1", "normalized"]), abs=1e-5)
+
+
+def test_a_nodes_effect_at_a_position_is_patching_its_output_there(permute):
+    """Noising every output of L0H0 at MID equals TransformerLens activation patching of hook_result there."""
+    row = run(permute, kind="effect", node="L0H0@MID", report=True)
+    model, task = permute.model, permute.task
+    reference = load_model("permute")
+    reference.set_use_attn_result(True)
+    _, corrupt = reference.run_with_cache(task.corrupt)
+    mid = task.labels.index("MID")
+
+    def hook(act, hook):
+        act = act.clone()
+        act[:, mid, 0] = corrupt["blocks.0.attn.hook_result"][:, mid, 0]
+        return act
+
+    clean, wrong = task.score(reference(task.clean)).item(), task.score(reference(task.corrupt)).item()
+    patched = task.score(reference.run_with_hooks(task.clean, fwd_hooks=[("blocks.0.attn.hook_result", hook)])).item()
+    assert row["value"] == pytest.approx((clean - patched) / (clean - wrong), abs=1e-5)
+
+
+def test_a_path_through_positions_is_its_weakest_hop(permute):
+    nodes = ["embed@a2", "L0H0.v@a2", "L0H0@MID", "L1H0.v@MID", "L1H0@END", "logits@END"]
+    row = run(permute, kind="path", nodes=nodes, min_effect=0.05)
+    hops = ["embed->L0H0.v@a2", "L0H0->L1H0.v@MID", "L1H0->logits@END"]
+    table = patch_edges(permute.model, permute.task, hops).set_index("edge")
+    assert row["value"] == pytest.approx(float(table["normalized"].min()), abs=1e-5)
+    assert row["passed"]  # a position-free circuit keeps its edges at every position
+
+
+def test_the_positions_seed_file_passes_and_checks_a_position_aware_circuit(tmp_path, capsys):
+    import json
+    from pathlib import Path
+
+    from pathpatch.cli import main
+
+    path = Path(__file__).resolve().parents[2] / "hypotheses" / "permute-positions.toml"
+    assert main(["check", str(path), "--out", str(tmp_path / "c")]) == 0, capsys.readouterr().err
+    circuit = json.loads((tmp_path / "c" / "circuit.json").read_text())
+    assert circuit["graph"]["granularity"] == "position" and all("@" in n["id"] for n in circuit["nodes"])
+
+
 def test_the_readme_claim_table_is_the_reference_check_explain_prints():
     from pathlib import Path
 
@@ -191,6 +237,9 @@ FALSE_CLAIMS = {
     "forced attention": 'kind = "forced_attention"\nheads = ["L1H0"]\noffset = 1\nmin = 0.99',
     "denoised effect": 'kind = "effect"\nedge = "embed->logits"\ndirection = "denoise"\nmin = 0.5',
     "faithfulness max": 'kind = "faithfulness"\nmax = 0.5',
+    "effect at a position": 'kind = "effect"\nedge = "L0H0->L1H0.v@a2"\nmin = 0.2',
+    "node at a position": 'kind = "effect"\nnode = "L0H0@a1"\nmax = 0.05',
+    "path at positions": 'kind = "path"\nnodes = ["embed@p0", "L1H0.v@p0", "L1H0@END", "logits@END"]\nmin_effect = 0.2',
 }
 BAD_CLAIMS = {
     "unknown rule": ('kind = "head_role"\nhead = "L1H0"\nrole = "attends_to"\nto = "biggest"\nmin = 0.5', "to = 'biggest'"),
@@ -201,12 +250,17 @@ BAD_CLAIMS = {
     "by unknown": ('kind = "compare"\na = "L0H0"\nb = "L1H0"\nby = "vibes"', "by = 'vibes'"),
     "two bounds": ('kind = "effect"\nnode = "L0H0"\nmin = 0.1\nmax = 0.5', "exactly one bound"),
     "nan bound": ('kind = "effect"\nnode = "L0H0"\nmax = nan', "finite number"),
+    "unknown position": ('kind = "effect"\nedge = "L0H0->L1H0.v@S9"\nmin = 0.1', "Unknown position 'S9'; this task's positions are BOS, a0"),
+    "query across positions": ('kind = "path"\nnodes = ["embed@a0", "L1H0.q@a0", "L1H0@END", "logits@END"]\nmin_effect = 0.1', "cannot reach"),
+    "residual hop across positions": ('kind = "path"\nnodes = ["embed@a0", "L0H0.v@a1", "L0H0@a1", "logits@a1"]\nmin_effect = 0.1', "joins two positions"),
+    "unknown granularity": ('kind = "faithfulness"\nmin = 0.5', "granularity = 'token'"),
 }
 
 
-def write_claim(tmp_path, claim: str):
+def write_claim(tmp_path, claim: str, granularity: str = "edge"):
     path = tmp_path / "h.toml"
-    path.write_text('model = "permute"\ntask = "permute"\n[method]\nn = 8\nbootstrap = 10\ntask_corruption = "values"\n[[claim]]\n' + claim + "\n")
+    path.write_text(f'model = "permute"\ntask = "permute"\n[method]\nn = 8\nbootstrap = 10\ntask_corruption = "values"\ngranularity = "{granularity}"\n'
+                    '[[claim]]\n' + claim + "\n")
     return path
 
 
@@ -223,7 +277,7 @@ def test_a_malformed_or_impossible_claim_exits_2_naming_it(kind, tmp_path, capsy
     from pathpatch.cli import main
 
     claim, message = BAD_CLAIMS[kind]
-    assert main(["check", str(write_claim(tmp_path, claim))]) == 2
+    assert main(["check", str(write_claim(tmp_path, claim, "token" if kind == "unknown granularity" else "edge"))]) == 2
     assert message in capsys.readouterr().err
 
 

@@ -162,7 +162,7 @@ class ComputeGraphNodes:
     [
         ("threshold = 20.0", "out of range"),
         ("threshold = 9.0", "circuit is empty"),
-        ('granularity = "pos"', "not supported yet"),
+        ('granularity = "pos"', "use \"edge\""),
         ('metric = "f1"', "metric 'f1'"),
     ],
 )

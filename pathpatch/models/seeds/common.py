@@ -40,9 +40,11 @@ def distinct_values_avoiding(avoid: Tensor, n_values: int, generator: torch.Gene
 
 
 def next_token_task(
-    name: str, clean: Int[Tensor, "batch pos"], corrupt: Int[Tensor, "batch pos"], positions: tuple[int, ...], corruption: str
+    name: str, clean: Int[Tensor, "batch pos"], corrupt: Int[Tensor, "batch pos"], positions: tuple[int, ...], corruption: str,
+    labels: tuple[str, ...] | None = None,
 ) -> Task:
-    """Return a logit-difference task read at ``positions``: the clean next tokens against the corrupt ones."""
+    """Return a logit-difference task read at ``positions``: the clean next tokens against the corrupt ones
+    (``labels`` names the template's positions for position-aware circuits)."""
     read_next = [p + 1 for p in positions]
     return Task(
         name=name,
@@ -53,4 +55,5 @@ def next_token_task(
         positions=torch.tensor(positions),
         metric="logit_diff",
         corruption=corruption,
+        labels=labels,
     )

@@ -21,6 +21,7 @@ LIST_LEN = 3
 MAX_INT = 50
 END, MID, BOS = 50, 51, 52
 POSITIONS = (8, 9, 10)
+LABELS = ("BOS", "a0", "a1", "a2", "MID", "p0", "p1", "p2", "END", "ans0", "ans1", "ans2")  # position-aware edges: L0H0->L1H0.v@p0
 CORRUPTIONS = ("values", "pointers")
 
 CONFIG = dict(
@@ -71,4 +72,4 @@ def make_task(n: int, seed: int, corruption: str | None = None) -> Task:
         corrupt = sequences(distinct_values_avoiding(values, MAX_INT, generator), pointers)
     else:
         corrupt = sequences(values, pointers.roll(1, dims=1))
-    return next_token_task("permute", sequences(values, pointers), corrupt, POSITIONS, corruption)
+    return next_token_task("permute", sequences(values, pointers), corrupt, POSITIONS, corruption, LABELS)

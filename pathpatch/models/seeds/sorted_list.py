@@ -16,6 +16,7 @@ from pathpatch.models.seeds.common import Batch, distinct_values, next_token_tas
 from pathpatch.models.tasks import Task
 
 LIST_LEN = 10
+LABELS = tuple(f"x{i}" for i in range(LIST_LEN)) + ("SEP",) + tuple(f"s{i}" for i in range(LIST_LEN))
 MAX_VALUE = 50
 SEP = MAX_VALUE + 1
 POSITIONS = tuple(range(LIST_LEN, 2 * LIST_LEN))
@@ -56,4 +57,4 @@ def make_task(n: int, seed: int, corruption: str | None = None) -> Task:
     """Return ``n`` clean lists, each paired with an independently drawn corrupt list."""
     generator = torch.Generator().manual_seed(seed)
     clean, corrupt = _batch(n, generator), _batch(n, generator)
-    return next_token_task("sorted-list", clean, corrupt, POSITIONS, corruption or "resample")
+    return next_token_task("sorted-list", clean, corrupt, POSITIONS, corruption or "resample", LABELS)
