@@ -2,7 +2,7 @@
 VENV ?= .venv
 STAMP := $(VENV)/.pathpatch-installed
 
-.PHONY: demo test setup clean
+.PHONY: demo test setup clean pictures
 
 $(STAMP): pyproject.toml tools/setup.sh
 	VENV=$(VENV) bash tools/setup.sh
@@ -15,6 +15,9 @@ demo: $(STAMP)
 	$(VENV)/bin/pathpatch discover --model permute --out out/permute
 	$(VENV)/bin/pathpatch check hypotheses/permute.toml --circuit out/permute/circuit.json --out out/permute/check
 	$(VENV)/bin/pathpatch draw out/permute/circuit.json -o out/permute/circuit.png
+
+pictures: $(STAMP)
+	$(VENV)/bin/python tools/pictures.py
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q

@@ -295,10 +295,11 @@ def discover(
     if kept.empty:
         column = "normalized" if config.relative else "score"
         best = scores[column].abs().max() if len(scores) else 0.0
-        raise ValueError(
-            f"No edge passes threshold {config.threshold} (largest |{column}| is {best:.3g}), so the circuit "
-            "is empty; lower --threshold or use --top-k."
-        )
+        passing = int((scores[column].abs() >= config.threshold).sum()) if config.top_k is None and len(scores) else 0
+        why = (f"{passing} edges pass threshold {config.threshold} (largest |{column}| {best:.3g}), but none of them lies on a path "
+               "from embed to logits through the others" if passing else f"No edge passes threshold {config.threshold} (largest |{column}| is {best:.3g})")
+        spread = " (by position an effect is split over the positions that carry it)" if columns is not None else ""
+        raise ValueError(f"{why}, so the circuit is empty{spread}; lower --threshold or use --top-k.")
     name = model_name or model_label(model, loaded)
     info = {"corruption": config.corruption, "direction": config.direction, "threshold": config.threshold, "relative": config.relative,
             "seed": config.seed, "n": n_prompts(loaded_task), "metric": loaded_task.metric_name, "top_k": config.top_k or 0,
@@ -457,9 +458,11 @@ def check(
     if circuit is None:
         circuit = discover(loaded, loaded_task, config, progress=progress, model_name=hypothesis.model).circuit
     graph = ComputeGraph.from_model(loaded)
-    if (circuit.compute_graph.n_layers, circuit.compute_graph.n_heads) != (graph.n_layers, graph.n_heads):
-        raise ValueError(f"The circuit is from a {circuit.compute_graph.n_layers}-layer, {circuit.compute_graph.n_heads}-head model, but "
-                         f"{hypothesis.model} has {graph.n_layers} layers and {graph.n_heads} heads; check a circuit discovered on the same model.")
+    theirs = circuit.compute_graph
+    if theirs != graph:  # layers, heads, MLPs and parallel blocks: the same graph, or the masks index other edges
+        shape = lambda g: f"{g.n_layers}-layer, {g.n_heads}-head{', attention-only' if g.attn_only else ''}{', parallel' if g.parallel else ''}"  # noqa: E731
+        raise ValueError(f"The circuit is from a {shape(theirs)} model, but {hypothesis.model} is {shape(graph)}; "
+                         "check a circuit discovered on the same model.")
     device_of = next(loaded.parameters()).device
     ctx = Context(loaded, loaded_task.to(device_of), circuit, graph, config.patch_config(), hypothesis.method["bootstrap"], config.seed)
     return CheckReport(hypothesis, check_claims(hypothesis, ctx), circuit)

@@ -32,6 +32,39 @@ def test_discover_and_check_write_report_html_beside_the_markdown(tmp_path):
     assert "95% CI" in (tmp_path / "c" / "report.html").read_text()
 
 
+def test_discover_by_position_keeps_position_aware_edges_drawn_by_position(tmp_path, capsys):
+    """The command line as a user runs it: edges at named positions, scored, drawn on a position grid, byte-identical twice."""
+    from pathpatch.discovery.edges import patch_edges
+    from pathpatch.models import build_task, load_model
+
+    runs = [tmp_path / "a", tmp_path / "b"]
+    for out in runs:
+        assert main(["discover", "--model", "permute", "--n", "16", "--granularity", "position", "--out", str(out)]) == 0, capsys.readouterr().err
+    circuit = json.loads((runs[0] / "circuit.json").read_text())
+    assert circuit["graph"]["granularity"] == "position"
+    kept = sorted(e["source"].split("@")[0] + "->" + e["target"] for e in circuit["edges"] if e["kind"] == "edge")
+    scores = pd.read_csv(runs[0] / "scores.csv").set_index("edge")
+    assert kept and all("@" in e for e in kept) and set(kept) <= set(scores.index)
+    alone = patch_edges(load_model("permute"), build_task("permute", n=16), kept[:3]).set_index("edge")
+    for edge in kept[:3]:  # each kept edge scored alone at its position gives the table's number
+        assert scores.loc[edge, "score"] == pytest.approx(alone.loc[edge, "score"], abs=1e-5)
+    dot = (runs[0] / "circuit.dot").read_text()
+    assert "layout=neato" in dot and "column " in dot
+    for name in ("circuit.json", "scores.csv", "circuit.dot"):
+        assert (runs[0] / name).read_bytes() == (runs[1] / name).read_bytes(), name
+
+
+def test_position_aware_circuits_are_refused_by_peer_formats(tmp_path, capsys):
+    assert main(["discover", "--model", "permute", "--n", "8", "--granularity", "position", "--out", str(tmp_path / "d")]) == 0
+    assert main(["convert", str(tmp_path / "d" / "circuit.json"), str(tmp_path / "e.json"), "--to", "eap-json"]) == 2
+    assert "position-aware" in capsys.readouterr().err
+
+
+def test_acdc_by_position_is_refused_with_the_alternative(tmp_path, capsys):
+    assert main(["discover", "--model", "permute", "--method", "acdc", "--granularity", "position", "--out", str(tmp_path / "d")]) == 2
+    assert "--method exact" in capsys.readouterr().err
+
+
 def test_check_explain_prints_every_claim_kind(capsys):
     from pathpatch.graphs.hypotheses import REFERENCE
 

@@ -75,7 +75,7 @@ def _node_style(kind: str | None) -> dict[str, str]:
             "fillcolor": "#eef3fb" if kind != "head_input" else "white", "fontsize": "10" if kind == "head_input" else "12"}
 
 
-COLUMN, ROW = 1.9, 0.75  # grid spacing in inches (neato reads pinned positions in inches)
+COLUMN, ROW, NODE = 1.9, 0.75, 0.95  # grid spacing and the room a node takes, in inches (neato reads pinned positions in inches)
 
 
 def _grid(circuit: Circuit, title: str) -> graphviz.Digraph:
@@ -85,17 +85,20 @@ def _grid(circuit: Circuit, title: str) -> graphviz.Digraph:
     assert columns is not None
     graph = circuit.graph
     used = sorted({int(graph.nodes[n]["column"]) for n in graph}, key=int)
-    x_of = {c: i * COLUMN for i, c in enumerate(used)}
     n_layers = int(graph.graph["n_layers"])
     dot = graphviz.Digraph("circuit", graph_attr={"layout": "neato", "splines": "true", "overlap": "true", "label": text(title),
                                                   "outputorder": "edgesfirst"})
     cells: dict[tuple[int, int], list[str]] = {}
     for node, attrs in graph.nodes(data=True):
         cells.setdefault((int(attrs["column"]), _row(attrs)), []).append(node)
+    widths = {c: max(COLUMN, max(len(v) for (col, _), v in cells.items() if col == c) * NODE) for c in used}  # a column fits its widest cell
+    x_of, x = {}, 0.0
+    for c in used:
+        x_of[c], x = x + widths[c] / 2, x + widths[c]
     for (column, row), names in sorted(cells.items()):
         names = sorted(names, key=lambda n: (graph.nodes[n].get("head") or 0, n))
         for i, node in enumerate(names):
-            x = x_of[column] + (i - (len(names) - 1) / 2) * min(COLUMN / max(len(names), 1), 0.9)
+            x = x_of[column] + (i - (len(names) - 1) / 2) * NODE
             style = _node_style(graph.nodes[node].get("kind"))
             dot.node(text(node), label=text(node.rsplit("@", 1)[0]), pos=f"{x:.2f},{row * ROW:.2f}!", **style)
     top = (3 * n_layers + 2) * ROW
@@ -105,7 +108,7 @@ def _grid(circuit: Circuit, title: str) -> graphviz.Digraph:
         dot.node(f"column {column}", label=text(heading).replace("\\n", "\n"), shape="plaintext", pos=f"{x_of[column]:.2f},{top:.2f}!")
     rows = [("embed", 0)] + [(f"layer {l}", 3 * l + 2) for l in range(n_layers)] + [("logits", 3 * n_layers + 1)]
     for name, row in rows:
-        dot.node(f"row {name}", label=text(name), shape="plaintext", fontcolor="gray40", pos=f"{-COLUMN * 0.6:.2f},{row * ROW:.2f}!")
+        dot.node(f"row {name}", label=text(name), shape="plaintext", fontcolor="gray40", pos=f"{-COLUMN * 0.4:.2f},{row * ROW:.2f}!")
     return dot
 
 

@@ -349,6 +349,9 @@ def explain() -> str:
     lines = ["Claim kinds ([[claim]] tables; every kind also takes name, report = true and direction = \"noise\"|\"denoise\"):", ""]
     for kind, meaning, example in REFERENCE:
         lines += [f"{kind.ljust(width)}  {meaning}", f"{' ' * width}  {example}"]
+    lines += ["", "Positions: path and effect claims may name a node or edge at a position label of the task",
+              '(nodes = ["embed@a2", "L0H0.v@a2", "L0H0@MID", "L1H0.v@MID", "L1H0@END", "logits@END"], edge = "L0H0->L1H0.v@a1");',
+              'granularity = "position" in [method] checks them against a position-aware circuit.']
     return "\n".join(lines)
 
 

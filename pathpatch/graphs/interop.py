@@ -249,6 +249,8 @@ def convert(src: "str | Path", dest: "str | Path", *, src_format: Format | None 
     src_format = src_format or guess_format(src)
     dest_format = dest_format or _dest_format(dest, src_format)
     circuit, scores, graph = _read(src, src_format, n_layers, n_heads, attn_only, parallel)
+    if circuit is not None and circuit.layout is not None and dest_format != "pathpatch":
+        kept_scores(circuit)  # raises: the peers' formats hold edges over all positions only
     if dest_format in ("eap-json", "eap-pt"):
         write = to_eap_json if dest_format == "eap-json" else to_eap_pt
         return write(circuit if circuit is not None else scores, dest, scores=scores if circuit is not None else None,  # type: ignore[arg-type]

@@ -47,7 +47,8 @@ _METADATA = {"png": {"Software": None}, "svg": {"Date": None, "Creator": None}}
 
 
 def str_tokens(model: torch.nn.Module, task: AnyTask, prompt: int = 0) -> list[str] | None:
-    """Return the token strings of one clean prompt, or None when the model has no tokenizer or inputs are vectors.
+    """Return the token strings of one clean prompt (after the task's position labels, if it has them), or None
+    when the model has no tokenizer and the task no labels, or inputs are vectors.
 
     Examples:
         >>> class NoTokenizer(torch.nn.Module): tokenizer = None
@@ -57,8 +58,9 @@ def str_tokens(model: torch.nn.Module, task: AnyTask, prompt: int = 0) -> list[s
     """
     first = task if isinstance(task, Task) else task.groups[0]
     if getattr(model, "tokenizer", None) is None or first.clean.is_floating_point():
-        return None
-    return [str(t) for t in model.to_str_tokens(first.clean[prompt])]
+        return None if first.labels is None else list(first.labels)  # a template's position labels name the axis
+    tokens = [str(t) for t in model.to_str_tokens(first.clean[prompt])]
+    return tokens if first.labels is None else [f"{label} {token}" for label, token in zip(first.labels, tokens)]
 
 
 def position_labels(n_pos: int, tokens: Sequence[str] | None = None) -> list[str]:
