@@ -109,14 +109,18 @@ def test_circuit_kept_at_every_position_equals_the_position_free_circuit(random_
         run_circuits(random_model, random_task, free).item(), abs=1e-5)
 
 
-def test_edges_at_labels_match_hand_built_hooks(random_model, reference_model, random_task):
+@pytest.mark.parametrize("direction", ["noise", "denoise"])
+def test_edges_at_labels_match_hand_built_hooks(random_model, reference_model, random_task, direction):
     labelled = Task(**{**random_task.__dict__, "labels": ("BOS", "x", "x", "y", "z", "END")})
-    table = patch_edges(random_model, labelled, ["L0H1->L1H1.k", "MLP0->logits"], by_pos=True).set_index("edge")
+    config = PatchConfig(direction=direction)
+    table = patch_edges(random_model, labelled, ["L0H1->L1H1.k", "MLP0->logits", "embed->L0H0.v"], by_pos=True, config=config).set_index("edge")
     assert list(table.index[:5]) == [f"L0H1->L1H1.k@{p}" for p in ("BOS", "x", "y", "z", "END")]
-    # one label is every position it covers patched together: here two positions at once
-    both = hand_patched_metric(reference_model, random_task, "L0H1", "L1H1.k", pos=[1, 2])
-    assert table.loc["L0H1->L1H1.k@x", "metric"] == pytest.approx(both, abs=1e-5)
-    assert table.loc["MLP0->logits@END", "metric"] == pytest.approx(hand_patched_metric(reference_model, random_task, "MLP0", "logits", pos=5), abs=1e-5)
+    noise = direction == "noise"
+    for edge, label, where in (("L0H1->L1H1.k", "x", [1, 2]), ("MLP0->logits", "END", 5), ("embed->L0H0.v", "x", [1, 2])):
+        # one label is every position it covers patched together: "x" is two positions at once
+        src, dest = edge.split("->")
+        expected = hand_patched_metric(reference_model, random_task, src, dest, noise=noise, pos=where)
+        assert table.loc[f"{edge}@{label}", "metric"] == pytest.approx(expected, abs=1e-5), edge
 
 
 def test_position_rows_mixed_with_position_free_rows_score_as_alone(random_model, random_task):
@@ -159,6 +163,24 @@ def test_labelled_edges_over_prompts_of_different_lengths_match_each_prompt_alon
                 src, dest = edge.split("->")
                 expected = hand_patched_metric(reference_model, alone, src, dest, pos=where)
                 assert per_prompt[rows[f"{edge}@{label}"], column].item() == pytest.approx(expected, abs=1e-5), (edge, label, b)
+            column += 1
+
+
+def test_position_aware_circuits_over_prompts_of_different_lengths_match_each_prompt_alone(random_model, reference_model):
+    task = ragged_task()
+    columns = layout(task)
+    assert columns.labels == ("S", "IO", "END", "other")
+    graph = ComputeGraph.from_model(random_model)
+    g = torch.Generator().manual_seed(4)
+    mask = torch.rand(len(graph.sources), len(graph.dests), len(columns.labels), generator=g) < 0.5
+    ours = run_circuits_per_prompt(random_model, task, mask, positions=columns)[0]
+    column = 0
+    for group in task_groups(task):
+        index = mask[..., [columns.labels.index(label) for label in group.labels]]  # [src dest pos] of this group's prompts
+        for b in range(group.clean.shape[0]):
+            alone = Task("one", group.clean[b:b + 1], group.corrupt[b:b + 1], group.answers[b:b + 1], group.wrong_answers[b:b + 1],
+                         group.positions)
+            assert ours[column].item() == pytest.approx(hand_circuit_metric(reference_model, alone, index).item(), abs=1e-5)
             column += 1
 
 
