@@ -121,7 +121,9 @@ def split_pos(name: str) -> tuple[str, str | None]:
         >>> split_pos("L0H0->L1H0.v@END"), split_pos("embed->L0H0.q")
         (('L0H0->L1H0.v', 'END'), ('embed->L0H0.q', None))
     """
-    base, _, pos = name.partition("@")
+    base, at, pos = name.partition("@")
+    if at and not pos:
+        raise KeyError(f"{name!r} ends in '@' without a position; name one (e.g. '{base}@END') or drop the '@'.")
     return base, (pos or None)
 
 

@@ -77,13 +77,24 @@ def layout(task: AnyTask, decode=None, causal: bool = True) -> Layout:
     Args:
         task: A task or length groups.
         decode: Optional callable from a token id to its text, for the columns' tokens.
-        causal: Whether attention looks backwards only (else every label reaches every label).
+        causal: Whether attention looks backwards only (else every label reaches every label). With causal
+            attention, positions after a group's last read position cannot change the metric, so they name no column
+            (as patching cuts them off).
+
+    Raises:
+        ValueError: Some prompts carry labels and others of the task do not.
     """
     first_at: dict[str, list[int]] = {}
     tokens: dict[str, str] = {}
     reaches: set[tuple[str, str]] = set()
-    for group in task_groups(task):
+    groups = task_groups(task)
+    if len({g.labels is None for g in groups}) > 1:
+        raise ValueError(f"Task '{task.name}': some prompts label their positions and others do not; give every prompt labels "
+                         "(or none), so that one position name means one thing in every prompt.")
+    for group in groups:
         labels = labels_of(group)
+        if causal:
+            labels = labels[: int((group.positions % len(labels)).max()) + 1]
         spans = {name: positions_of(labels, name) for name in dict.fromkeys(labels)}
         for name, where in spans.items():
             first_at.setdefault(name, []).append(where[0])

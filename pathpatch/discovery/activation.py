@@ -46,7 +46,7 @@ from pathpatch.discovery.runner import (
     supports_prefix_reuse,
     supports_suffix_reuse,
 )
-from pathpatch.models.tasks import AnyTask, Task, TaskGroups
+from pathpatch.models.tasks import AnyTask, Task, TaskGroups, without_labels
 from pathpatch.names import hook_name
 
 BLOCK_ACTS = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out")
@@ -242,6 +242,7 @@ def block_every(model: torch.nn.Module, task: AnyTask, per_pos: bool = True, con
 
 def _one_length(task: AnyTask) -> Task:
     """Return the task when all its prompts share one shape; activation patching indexes results by position."""
+    task = without_labels(task)
     if isinstance(task, TaskGroups):
         lengths = sorted({g.clean.shape[1] for g in task.groups})
         raise ValueError(

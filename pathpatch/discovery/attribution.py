@@ -21,7 +21,7 @@ from pathpatch.discovery.config import PatchConfig, groups_of
 from pathpatch.discovery.edges import NOISE, collect_outputs, edge_rows, patch_edges, position_layout, prepare_edges
 from pathpatch.discovery.graph import ComputeGraph, with_patching_hooks
 from pathpatch.discovery.prune import strongest
-from pathpatch.discovery.runner import Prepared, read_logits, repeat_variants, run_blocks, supports_prefix_reuse
+from pathpatch.discovery.runner import Prepared, is_causal, read_logits, repeat_variants, run_blocks, supports_prefix_reuse
 from pathpatch.models.tasks import AnyTask, Task, n_prompts
 from pathpatch.names import edge_at, hook_name
 from pathpatch.positions import Layout, labels_of
@@ -75,13 +75,13 @@ def attribute_edges(
     if steps < 1:
         raise ValueError(f"steps={steps}; EAP-IG needs at least 1 interpolation step.")
     graph = ComputeGraph.from_model(model)
-    columns = position_layout(task) if by_pos else None
+    columns = position_layout(task, is_causal(model)) if by_pos else None
     total = torch.zeros(len(graph.sources), len(graph.dests), *(() if columns is None else (len(columns.labels),)))
     sign = 1.0
-    for group in groups_of(task, config):  # a score is a mean over prompts: weight each length group by its prompts
+    for group in groups_of(task, config, by_pos):  # a score is a mean over prompts: weight each length group by its prompts
         scores, sign = _group_scores(model, graph, group, method, steps, config, columns)
         total += scores * (group.clean.shape[0] / n_prompts(task))
-    rows = edge_rows(graph, task, None, by_pos)
+    rows = edge_rows(graph, task, None, by_pos, is_causal(model))
     index = [(graph.src_index(e.src), graph.dest_index(e.dest)) + (() if pos is None else (columns.index(pos),)) for e, pos in rows]
     flat = torch.stack([total[i] for i in index]) if index else torch.zeros(0)
     return pd.DataFrame(

@@ -19,7 +19,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from pathpatch.models.tasks import AnyTask, Task, TaskGroups
+from pathpatch.models.tasks import AnyTask, Task, TaskGroups, without_labels
 
 Corruption = Literal["paired", "resample", "mean", "zero"]
 Direction = Literal["denoise", "noise"]
@@ -105,12 +105,16 @@ def normalized(score: Tensor, clean_metric: float, corrupt_metric: float, task_n
     return score / gap
 
 
-def groups_of(task: AnyTask, config: "PatchConfig") -> tuple[Task, ...]:
+def groups_of(task: AnyTask, config: "PatchConfig", positional: bool = False) -> tuple[Task, ...]:
     """Return the same-shape groups an engine call runs one by one; raise for corruptions that span groups.
+
+    Groups that differ only in position labels run as one batch unless the call is ``positional``
+    (edges at position labels need each group's own labels).
 
     ``mean`` and ``resample`` corruption mix prompts, so with prompts of several lengths they would mix
     only prompts of one length: a different experiment from the one named. They are refused instead.
     """
+    task = task if positional else without_labels(task)
     if not isinstance(task, TaskGroups):
         return (task,)
     if config.corruption in ("mean", "resample"):

@@ -30,6 +30,7 @@ from pathpatch.discovery.architecture import Architecture
 from pathpatch.discovery.config import PatchConfig, ablate, corrupt_inputs, groups_of, normalized
 from pathpatch.discovery.graph import ComputeGraph, with_patching_hooks
 from pathpatch.discovery.runner import (
+    is_causal,
     Prepared,
     cache_activations,
     chunk_size,
@@ -352,7 +353,7 @@ def _join(tables: list[pd.DataFrame], labels: list[str], task: AnyTask, config: 
 EdgeRow = tuple[Edge, "str | None"]  # an edge and the position label it is patched at (None: every position)
 
 
-def edge_rows(graph: ComputeGraph, task: AnyTask, edges: "list[str] | list[Edge] | None", by_pos: bool) -> list[EdgeRow]:
+def edge_rows(graph: ComputeGraph, task: AnyTask, edges: "list[str] | list[Edge] | None", by_pos: bool, causal: bool = True) -> list[EdgeRow]:
     """Return the rows ``patch_edges`` scores: each edge, at every position label with ``by_pos``, edge-major.
 
     Names may carry a position (``L0H0->L1H0.v@END``); labels are checked against the task's.
@@ -372,7 +373,7 @@ def edge_rows(graph: ComputeGraph, task: AnyTask, edges: "list[str] | list[Edge]
         raise ValueError("patch_edges got an empty edge list; pass None to score every edge.")
     if not by_pos and all(pos is None for _, pos in chosen):
         return chosen
-    columns = position_layout(task)
+    columns = position_layout(task, causal)
     for _, pos in chosen:
         if pos is not None:
             columns.index(pos)
@@ -380,14 +381,14 @@ def edge_rows(graph: ComputeGraph, task: AnyTask, edges: "list[str] | list[Edge]
     return [(edge, label) for edge, pos in chosen for label in ((pos,) if pos is not None else spread)]
 
 
-def position_layout(task: AnyTask) -> "Layout":
-    """The task's position columns; refuse index positions over prompts of different lengths."""
+def position_layout(task: AnyTask, causal: bool = True) -> "Layout":
+    """The task's position columns (``positions.layout``); refuse index positions over prompts of different lengths."""
     groups = task_groups(task)
     if len({g.clean.shape[1] for g in groups}) > 1 and any(g.labels is None for g in groups):
         raise ValueError(f"Task '{task.name}': its prompts differ in length, so position indices name different tokens in "
                          "different prompts; label the positions by role (JSONL \"labels\": {\"S1\": 2, \"END\": -1}) "
                          "or score edges over all positions.")
-    return layout(task)
+    return layout(task, causal=causal)
 
 
 @with_patching_hooks
@@ -413,8 +414,9 @@ def patch_edges(
         ``pos`` is the position label, or -1 for every position.
     """
     graph = ComputeGraph.from_model(model)
-    rows = edge_rows(graph, task, edges, by_pos)
-    parts = [_patch_group(model, graph, group, rows, config) for group in groups_of(task, config)]
+    rows = edge_rows(graph, task, edges, by_pos, is_causal(model))
+    positional = any(pos is not None for _, pos in rows)
+    parts = [_patch_group(model, graph, group, rows, config) for group in groups_of(task, config, positional)]
     per_prompt, clean, corrupt = (torch.cat([part[i] for part in parts], dim=-1) for i in range(3))
     labels = pd.DataFrame(
         {
@@ -446,7 +448,7 @@ def _patch_group(model: torch.nn.Module, graph: ComputeGraph, task: Task, rows: 
             variants.append(Variant(edge_at(edge.name, label), (edge,), pos))
             todo.append(i)
     noise = config.direction == "noise"
-    if len(todo) < len(rows) and not noise and config.corruption != "paired":
+    if len(todo) < len(rows) and not noise and config.corruption != "paired":  # resample spans one group: every label is in it
         raise ValueError(f"Task '{task.name}': some position labels are missing from some prompts, and a {config.corruption!r} "
                          "denoising run has no unpatched metric to give them; use direction 'noise' or corruption 'paired'.")
     base = prep.clean_per_prompt if noise else prep.corrupt_per_prompt
@@ -475,6 +477,10 @@ def path_patch(
         return _join(tables, ["sender", "receivers"], task, config)
     graph = ComputeGraph.from_model(model)
     dests = [graph.node(name) for name in receivers]
+    placed = [node.name for node in dests + [graph.node(n) for n in senders or []] if node.pos is not None]
+    if placed:
+        raise ValueError(f"path_patch runs over all positions, but {placed[0]!r} names one; give receivers and senders without "
+                         "'@POS', or score position-aware edges with patch_edges(..., by_pos=True).")
     if not dests:
         raise ValueError("path_patch needs at least one receiver input, e.g. ['L1H0.v'].")
     for node in dests:
@@ -523,7 +529,7 @@ def run_circuits_per_prompt(
         config: Corruption and memory budget (direction is ignored: circuits always run this way).
         positions: The label columns of position-aware masks (``pathpatch.positions.layout``).
     """
-    groups = groups_of(task, config)
+    groups = groups_of(task, config, positions is not None)
     if len(groups) > 1:  # prompts of each length run alone; their metrics join along the prompt axis
         return torch.cat([run_circuits_per_prompt(model, group, masks, config, positions) for group in groups], dim=-1)
     task = groups[0]

@@ -174,7 +174,19 @@ def from_dict(data: object, source: str = "circuit") -> Circuit:
     validate(data, source)
     graph = nx.node_link_graph(data, directed=True, edges="edges")
     attrs = graph.graph
+    _fill_node_attributes(graph)
     return Circuit(graph, attrs["model"], attrs["task"], attrs["method"], {k: v for k, v in attrs.items() if k not in ("model", "task", "method")})
+
+
+def _fill_node_attributes(graph: nx.DiGraph) -> None:
+    """Give every node the attributes its name implies where a hand-written file left them out (validated equal where given)."""
+    g = graph.graph
+    known = shape_nodes(int(g["n_layers"]), int(g["n_heads"]), bool(g["attn_only"]))
+    columns = Layout.from_dict(g["positions"]) if g.get("positions") is not None else None
+    for name, attrs in graph.nodes(data=True):
+        base, pos = split_pos(name) if columns is not None else (name, None)
+        for key, value in {**known[base], **({"pos": -1} if pos is None else {"pos": pos, "column": columns.index(pos)})}.items():
+            attrs.setdefault(key, value)
 
 
 def validate(data: object, source: str = "circuit") -> None:

@@ -401,6 +401,26 @@ def task_groups(task: AnyTask) -> tuple[Task, ...]:
     return task.groups if isinstance(task, TaskGroups) else (task,)
 
 
+def without_labels(task: AnyTask) -> AnyTask:
+    """Return the task as one ``Task`` when its groups differ only in position labels (same length and read
+    positions), for work that does not look at positions; else ``task`` itself. Prompts keep their order.
+
+    Labels split prompts of one length into groups (``S1`` at 2 here, at 3 there); merged again, corruptions
+    that mix prompts (``mean``, ``resample``) and activation patching see the one batch they would without labels.
+    """
+    if not isinstance(task, TaskGroups):
+        return task
+    first = task.groups[0]
+    same = all(g.clean.shape[1:] == first.clean.shape[1:] and torch.equal(g.positions, first.positions) for g in task.groups)
+    if not same:
+        return task
+    cat = lambda name: torch.cat([getattr(g, name) for g in task.groups])  # noqa: E731
+    features = None if first.features is None else {k: torch.cat([g.features[k] for g in task.groups]) for k in first.features}
+    reference = None if first.reference is None else cat("reference")
+    return Task(task.name, cat("clean"), cat("corrupt"), cat("answers"), None if first.wrong_answers is None else cat("wrong_answers"),
+                first.positions, first.metric, first.corruption, reference, features)
+
+
 def n_prompts(task: AnyTask) -> int:
     """Number of prompt pairs of a task or of all its groups."""
     return task.n_prompts if isinstance(task, TaskGroups) else task.clean.shape[0]
@@ -447,7 +467,8 @@ def from_prompts(
         raise ValueError(f"Task '{name}' has no prompts; give at least one prompt pair.")
     keyed: dict[tuple, list[Prompt]] = {}
     for prompt in prompts:
-        keyed.setdefault((prompt.clean.shape[0], tuple(prompt.positions.tolist()), prompt.labels), []).append(prompt)
+        labels = None if prompt.labels is None else tuple(prompt.labels)
+        keyed.setdefault((prompt.clean.shape[0], tuple(prompt.positions.tolist()), labels), []).append(prompt)
     groups = []
     for members in keyed.values():
         wrong = None if members[0].wrong_answers is None else torch.stack([p.wrong_answers for p in members])

@@ -271,3 +271,38 @@ def _permute_patch(model, task, src, dest, pos):
         return act
 
     return task.score(model.run_with_hooks(task.clean, fwd_hooks=[(hook_name, hook)])).item()
+
+
+def test_positions_after_the_last_read_one_name_no_rows_and_resample_denoising_runs(random_model, random_task):
+    short = Task(**{**random_task.__dict__, "positions": torch.tensor([3]), "answers": random_task.answers[:, :1],
+                    "wrong_answers": random_task.wrong_answers[:, :1]})
+    config = PatchConfig(direction="denoise", corruption="resample")
+    table = patch_edges(random_model, short, ["L0H1->L1H1.k"], by_pos=True, config=config)
+    assert list(table["edge"]) == [f"L0H1->L1H1.k@{p}" for p in range(4)]
+
+
+def test_prompts_of_one_length_with_different_labels_run_as_one_batch_when_positions_do_not_matter(random_model):
+    task = ragged_task()
+    same = [g for g in task_groups(task) if g.clean.shape[1] == 6][0]
+    g = torch.Generator().manual_seed(5)
+    prompts = []
+    for labels in (("other", "S", "IO", "S", "other", "END"), ("other", "IO", "S", "other", "S", "END")) * 2:
+        prompts.append(Prompt(torch.randint(0, 32, (6,), generator=g), torch.randint(0, 32, (6,), generator=g), same.answers[0], same.wrong_answers[0],
+                              torch.tensor([5]), labels=labels))
+    labelled = from_prompts("t", prompts)
+    plain = from_prompts("t", [Prompt(p.clean, p.corrupt, p.answers, p.wrong_answers, p.positions) for p in
+                               [prompts[0], prompts[2], prompts[1], prompts[3]]])  # the labelled task's group order
+    assert len(task_groups(labelled)) == 2 and len(task_groups(plain)) == 1
+    for corruption in ("mean", "resample"):
+        config = PatchConfig(direction="noise", corruption=corruption)
+        ours = patch_edges(random_model, labelled, ["L0H1->L1H1.k"], config=config)["metric"].item()
+        assert ours == pytest.approx(patch_edges(random_model, plain, ["L0H1->L1H1.k"], config=config)["metric"].item(), abs=1e-6)
+
+
+def test_path_patching_refuses_positions_it_would_ignore(random_model, random_task):
+    from pathpatch.discovery.edges import path_patch
+
+    with pytest.raises(ValueError, match="path_patch runs over all positions"):
+        path_patch(random_model, random_task, ["L1H1.k@2"])
+    with pytest.raises(KeyError, match="ends in '@' without a position"):
+        patch_edges(random_model, random_task, ["L0H1->L1H1.k@"])

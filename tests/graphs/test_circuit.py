@@ -147,6 +147,16 @@ def test_hand_edited_position_aware_circuits_are_refused(position_circuit, edit,
         from_dict(data, "c.json")
 
 
+def test_node_attributes_a_hand_written_file_leaves_out_are_filled_in(position_circuit):
+    _, _, circuit, _ = position_circuit
+    data = json.loads(json.dumps(circuit.to_dict()))
+    for node in data["nodes"]:
+        for key in ("column", "kind", "layer", "pos"):
+            node.pop(key)
+    again = from_dict(data, "c.json")
+    assert again == circuit and "layout=neato" in to_dot(again).source
+
+
 def test_an_edge_between_two_positions_is_refused(position_circuit):
     _, _, circuit, _ = position_circuit
     data = json.loads(json.dumps(circuit.to_dict()))
