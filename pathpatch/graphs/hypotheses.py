@@ -309,6 +309,14 @@ def _check_claim_types(where: str, kind: str, params: dict) -> None:
 
 def _check_new_keys(where: str, kind: str, params: dict) -> None:
     """Check the keys of the richer claims: positions, to/among, tokens, by, direction, report, layer/neuron."""
+    placed = kind in ("path", "effect") or (kind in ("compare", "rank") and params.get("by", "effect") == "effect")
+    for key in ("head", "heads", "src", "dest", "a", "b", "nodes", "among"):
+        names = params.get(key)
+        names = names if isinstance(names, list) else [names]
+        named = [n for n in names if isinstance(n, str) and "@" in n]
+        if named and not placed:
+            raise ValueError(f"{where} ({kind}): {key} names a position ({named[0]!r}); only path and effect claims (and compare/rank "
+                             f"by effect) measure at a position; drop the '@...' here.")
     if "positions" in params and params["positions"] not in ("all", "read") and not _int_list(params["positions"]):
         raise ValueError(f"{where} ({kind}): positions = {params['positions']!r}; give \"all\", \"read\" or a list of integers.")
     if "to" in params and params["to"] not in ATTENTION_RULES and not _int_list(params["to"]):

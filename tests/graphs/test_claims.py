@@ -254,6 +254,7 @@ BAD_CLAIMS = {
     "query across positions": ('kind = "path"\nnodes = ["embed@a0", "L1H0.q@a0", "L1H0@END", "logits@END"]\nmin_effect = 0.1', "cannot reach"),
     "residual hop across positions": ('kind = "path"\nnodes = ["embed@a0", "L0H0.v@a1", "L0H0@a1", "logits@a1"]\nmin_effect = 0.1', "joins two positions"),
     "unknown granularity": ('kind = "faithfulness"\nmin = 0.5', "granularity = 'token'"),
+    "position on a head role": ('kind = "head_role"\nhead = "L1H0@END"\nrole = "previous_token"\nmin = 0.5', "names a position ('L1H0@END')"),
 }
 
 
