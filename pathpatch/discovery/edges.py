@@ -542,10 +542,9 @@ def run_circuits_per_prompt(
                          f"(circuits x sources x destinations{' x position labels' if positional else ''}).")
     prep = prepare_edges(model, graph, task)
     outputs = collect_outputs(model, graph, prep, config)
-    valid = graph.valid
+    valid = graph.valid if not positional else graph.valid[..., None]  # broadcast over this group's positions
     if positional:  # [circuit src dest label] -> [circuit src dest pos], each position taking its label's column
         masks = masks[..., torch.tensor([positions.index(label) for label in labels_of(prep.task)])]
-        valid = valid[..., None]
     cut = (valid & ~masks.bool()).to(outputs.clean.device)  # [variant src dest (pos)]
     batch, n_pos = prep.task.clean.shape[:2]
     chunk = config.chunk or max(1, chunk_size(model, batch, n_pos, config.max_memory, len(cut)) // 4)
@@ -570,8 +569,7 @@ def run_circuits_with_baselines(
     """
     graph = ComputeGraph.from_model(model)
     masks = masks[None] if masks.ndim == 2 + (positions is not None) else masks
-    full = graph.valid.to(masks.device)
-    full = full[..., None].expand(*full.shape, len(positions.labels)) if positions is not None else full
+    full = graph.valid_at(positions).to(masks.device)
     empty = torch.zeros_like(full)
     values = run_circuits_per_prompt(model, task, torch.cat([masks.bool(), full[None], empty[None]]), config, positions)
     return values[:-2], values[-2], values[-1]

@@ -93,6 +93,11 @@ class ComputeGraph:
         dest_stage = torch.tensor([self.reads_at(n) for n in self.dests])
         return src_stage[:, None] < dest_stage[None, :]
 
+    def valid_at(self, positions: "Layout | None") -> Bool[Tensor, "src dest *pos"]:
+        """``valid``, repeated over the labels of ``positions`` for position-aware masks (``[src dest label]``)."""
+        valid = self.valid
+        return valid if positions is None else valid[..., None].expand(*valid.shape, len(positions.labels))
+
     @property
     def edges(self) -> list[Edge]:
         """Every edge, ordered by destination then source (the row order of score tables)."""

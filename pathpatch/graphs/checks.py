@@ -182,12 +182,12 @@ def effect_statistic(ctx: Context, subject: str, direction: str) -> tuple[Callab
     node = _positioned(ctx, subject)
     only = torch.zeros(len(ctx.graph.sources), len(ctx.graph.dests), dtype=torch.bool)
     only[ctx.graph.src_index(node)] = True
-    valid, columns = ctx.graph.valid, None
-    if node.pos is not None:  # the node's outputs at one position: a position-aware circuit run
-        columns = ctx.positions
+    columns = None if node.pos is None else ctx.positions
+    if columns is not None:  # the node's outputs at one position: a position-aware circuit run
         at = torch.zeros(len(columns.labels), dtype=torch.bool)
         at[columns.index(node.pos)] = True
-        only, valid = only[..., None] & at, valid[..., None].expand(*valid.shape, len(columns.labels))
+        only = only[..., None] & at
+    valid = ctx.graph.valid_at(columns)
     mask = (valid & only) if direction == "denoise" else (valid & ~only)
     patched, clean, corrupt = run_circuits_with_baselines(ctx.model, ctx.task, mask, ctx.config, columns)
     return normalized_effect(patched[0], clean, corrupt, direction), len(clean)
@@ -199,7 +199,7 @@ def check_faithfulness(ctx: Context, claim: Claim) -> ClaimResult:
     if not ctx.circuit.scored_edges:
         raise ValueError("The circuit is empty; a faithfulness claim needs edges. Lower the threshold in [method].")
     mask, columns = ctx.circuit.mask(), ctx.circuit.layout
-    valid = ctx.graph.valid if columns is None else ctx.graph.valid[..., None]
+    valid = ctx.graph.valid_at(columns)
     noise = claim.params.get("direction", "denoise") == "noise"
     runs, clean, corrupt = run_circuits_with_baselines(ctx.model, ctx.task, (valid & ~mask) if noise else mask, ctx.config, columns)
     gap = lambda idx: clean[idx].mean() - corrupt[idx].mean()  # noqa: E731

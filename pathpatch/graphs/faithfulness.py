@@ -44,7 +44,7 @@ def faithfulness(circuit: Circuit, model: torch.nn.Module, task: AnyTask, config
         raise ValueError("The circuit has no edges, so faithfulness is that of the corrupt run; lower the threshold.")
     graph, columns = ComputeGraph.from_model(model), circuit.layout
     mask = circuit.mask()
-    valid = graph.valid if columns is None else graph.valid[..., None]
+    valid = graph.valid_at(columns)
     values, clean, corrupt = run_circuits_with_baselines(model, task, torch.stack([mask, valid & ~mask]), config, columns)
     (circuit_m, complement_m), clean_m, corrupt_m = values.mean(-1).tolist(), clean.mean().item(), corrupt.mean().item()
     scaled = normalized(values.mean(-1) - corrupt_m, clean_m, corrupt_m, task.name).tolist()
