@@ -12,49 +12,35 @@ the model is not linear. ``verify`` re-scores the top edges exactly and reports 
 correlation, so an attribution run says how much it can be trusted.
 """
 
+import logging
+import time
+from dataclasses import replace
+
+import einops
 import pandas as pd
 import torch
-from einops import einsum
 from torch import Tensor
 
-from pathpatch.discovery.config import PatchConfig, groups_of
-from pathpatch.discovery.edges import NOISE, collect_outputs, edge_rows, patch_edges, position_layout, prepare_edges
+from pathpatch.discovery.config import PatchConfig, corrupt_inputs, groups_of
+from pathpatch.discovery.edges import NOISE, patch_edges, position_layout, source_hooks, stack_sources
 from pathpatch.discovery.graph import ComputeGraph, with_patching_hooks
 from pathpatch.discovery.prune import strongest
-from pathpatch.discovery.runner import Prepared, is_causal, read_logits, repeat_variants, run_blocks, supports_prefix_reuse
+from pathpatch.discovery.runner import (
+    Prepared,
+    is_causal,
+    memory_budget,
+    prepare,
+    read_logits,
+    trim_task,
+    repeat_variants,
+    run_blocks,
+    supports_prefix_reuse,
+)
 from pathpatch.models.tasks import AnyTask, Task, n_prompts
 from pathpatch.names import edge_at, hook_name
 from pathpatch.positions import Layout, labels_of
 
-def _dest_gradients(
-    model: torch.nn.Module, graph: ComputeGraph, prep: Prepared, embed: Tensor, copies: int
-) -> dict[str, Tensor]:
-    """Return d(metric)/d(input) at every destination hook, summed over ``copies`` stacked inputs.
-
-    ``embed`` ``[copies * batch pos d_model]`` replaces ``blocks.0.hook_resid_pre``; the loss is the
-    task metric averaged over prompts and divided by ``copies``, so summed gradients are averages.
-    Models with prefix reuse start at layer 0 from ``embed`` and unembed only the read positions
-    (and, for ``logit_diff``, the two columns read).
-    """
-    task = prep.task
-    names = sorted({node.hook_in for node in graph.dests})
-    grads: dict[str, Tensor] = {}
-
-    def save(grad: Tensor, hook) -> None:
-        grads[hook.name] = grad.detach().view(copies, -1, *grad.shape[1:]).sum(0)
-
-    def replace(act: Tensor, hook) -> Tensor:
-        return embed
-
-    with torch.enable_grad(), model.hooks(fwd_hooks=[(hook_name("resid_pre", 0), replace)], bwd_hooks=[(n, save) for n in names]):
-        if supports_prefix_reuse(model):
-            resid = run_blocks(model, embed, 0, model.cfg.n_layers)
-            scores = prep.read_task.score_read(read_logits(model, resid, task.positions, prep.read_tokens).float())
-        else:
-            scores = task.score_read(model(repeat_variants(task.clean, copies))[:, task.positions].float())
-        loss = scores.sum() / task.clean.shape[0] / copies
-        loss.backward()
-    return grads
+log = logging.getLogger(__name__)
 
 
 @with_patching_hooks
@@ -63,6 +49,8 @@ def attribute_edges(
 ) -> pd.DataFrame:
     """Score every edge with EAP or EAP-IG (``steps`` interpolation points).
 
+    Prompts and interpolation steps run in chunks sized from ``config.max_memory`` (``runner.memory_budget``),
+    so memory follows the budget whatever the number of prompts; the sums are the same in any chunking.
     With ``by_pos``, one row per edge and position label (``L0H0->L1H0.v@END``), in ``patch_edges``' order:
     the estimate summed over the positions each label covers instead of over all positions.
 
@@ -72,58 +60,177 @@ def attribute_edges(
     """
     if method not in ("eap", "eap-ig"):
         raise ValueError(f"Unknown attribution method {method!r}; choose 'eap' or 'eap-ig'.")
-    if steps < 1:
-        raise ValueError(f"steps={steps}; EAP-IG needs at least 1 interpolation step.")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps={steps!r}; EAP-IG needs at least 1 interpolation step (an integer).")
     graph = ComputeGraph.from_model(model)
     columns = position_layout(task, is_causal(model)) if by_pos else None
+    alphas = torch.ones(1) if method == "eap" else torch.arange(1, steps + 1) / steps  # [copies]
     total = torch.zeros(len(graph.sources), len(graph.dests), *(() if columns is None else (len(columns.labels),)))
-    sign = 1.0
-    for group in groups_of(task, config, by_pos):  # a score is a mean over prompts: weight each length group by its prompts
-        scores, sign = _group_scores(model, graph, group, method, steps, config, columns)
-        total += scores * (group.clean.shape[0] / n_prompts(task))
-    rows = edge_rows(graph, task, None, by_pos, is_causal(model))
-    index = [(graph.src_index(e.src), graph.dest_index(e.dest)) + (() if pos is None else (columns.index(pos),)) for e, pos in rows]
-    flat = torch.stack([total[i] for i in index]) if index else torch.zeros(0)
+    for group in groups_of(task, config, by_pos):  # a score is a mean over prompts: sum every group, divide once
+        total += _group_scores(model, graph, group, alphas, config, columns)
+    total /= n_prompts(task)
+    sign = 1.0 if task.higher_is_better else -1.0
+    valid = graph.valid.T  # [dest src]: table rows run by destination, then source
+    flat = total.transpose(0, 1)[valid]  # [edge] or [edge label], in graph.edges order
+    edges = graph.edges
+    labels = [None] if columns is None else list(columns.labels)
     return pd.DataFrame(
         {
-            "edge": [edge_at(e.name, pos) for e, pos in rows],
-            "src": [e.src.name for e, _ in rows],
-            "dest": [e.dest.name for e, _ in rows],
-            "channel": [e.dest.channel or "" for e, _ in rows],
-            "pos": [-1 if pos is None else pos for _, pos in rows],
-            "score": (sign * flat).numpy(),
+            "edge": [edge_at(e.name, pos) for e in edges for pos in labels],
+            "src": [e.src.name for e in edges for _ in labels],
+            "dest": [e.dest.name for e in edges for _ in labels],
+            "channel": [e.dest.channel or "" for e in edges for _ in labels],
+            "pos": [-1 if pos is None else pos for _ in edges for pos in labels],
+            "score": (sign * flat.reshape(-1)).numpy(),
             "method": method,
         }
     )
 
 
-def _group_scores(model: torch.nn.Module, graph: ComputeGraph, task: Task, method: str, steps: int, config: PatchConfig,
-                  columns: Layout | None) -> tuple[Tensor, float]:
-    """EAP(-IG) estimates ``[src dest]`` of one same-shape group (``[src dest label]`` with ``columns``), and the metric's sign."""
-    prep = prepare_edges(model, graph, task)
-    outputs = collect_outputs(model, graph, prep, config)
-    clean_embed, corrupt_embed = outputs.clean[0], outputs.corrupt[0]  # [batch pos d_model]
-    if method == "eap":
-        alphas = torch.ones(1)
-    else:
-        alphas = torch.arange(1, steps + 1, dtype=clean_embed.dtype) / steps
-    alphas = alphas.to(clean_embed.device)[:, None, None, None]
-    embed = (corrupt_embed[None] + alphas * (clean_embed - corrupt_embed)[None]).flatten(0, 1)  # [copies * batch pos d_model]
-    grads = _dest_gradients(model, graph, prep, embed.detach().requires_grad_(True), len(alphas))
-    delta = outputs.clean - outputs.corrupt  # [src batch pos d_model]
-    n_pos = delta.shape[2]
-    scores = torch.zeros(len(graph.sources), len(graph.dests), n_pos, device=delta.device)
-    for j, node in enumerate(graph.dests):
-        grad = grads[node.hook_in]
-        grad = grad[:, :, node.head] if node.kind == "head_input" else grad  # [batch pos d_model]
-        scores[:, j] = einsum(delta, grad, "src batch pos d_model, batch pos d_model -> src pos")
+def bytes_per_token(model: torch.nn.Module, n_pos: int) -> int:
+    """Estimated bytes that one token of one interpolation copy keeps alive through a backward pass.
+
+    Counts what autograd saves per layer with per-head inputs (``use_split_qkv_input``): each head's
+    q/k/v input and normed input, projections, attention scores, MLP hidden states, in float32.
+    """
+    cfg = model.cfg
+    heads, d_model, d_mlp = cfg.n_heads, cfg.d_model, cfg.d_mlp or 0
+    per_layer = 8 * heads * d_model + 8 * heads * cfg.d_head + 4 * heads * n_pos + 6 * d_mlp + 8 * d_model
+    return 4 * cfg.n_layers * per_layer
+
+
+def plan_chunks(model: torch.nn.Module, graph: ComputeGraph, n: int, n_pos: int, copies: int, budget: "int | float") -> tuple[int, int]:
+    """Return (prompts, copies) per backward pass so that one chunk's activations fit in ``budget`` bytes.
+
+    A chunk of ``p`` prompts holds its sources' clean, corrupt and difference outputs
+    (``3 * src * d_model`` floats a token) and ``c`` interpolation copies of the backward pass.
+    """
+    sources = 3 * 4 * len(graph.sources) * model.cfg.d_model  # bytes a token
+    per_copy = bytes_per_token(model, n_pos)
+    prompts = int(budget // max(n_pos * (copies * per_copy + sources), 1))
+    if prompts >= 1:
+        return min(prompts, n), copies
+    return 1, max(1, min(copies, int((budget / n_pos - sources) // per_copy)))
+
+
+def _group_scores(model: torch.nn.Module, graph: ComputeGraph, task: Task, alphas: Tensor, config: PatchConfig,
+                  columns: Layout | None) -> Tensor:
+    """EAP(-IG) estimates of one same-shape group, summed over its prompts: ``[src dest]`` (``[src dest label]`` with ``columns``)."""
+    if config.corruption == "resample":  # a resample is a paired corruption by the permuted clean prompts
+        task = replace(task, corrupt=corrupt_inputs(task, config))
+    device = next(model.parameters()).device
+    n, budget = task.clean.shape[0], memory_budget(config.max_memory, device)
+    n_pos = trim_task(task, cut=is_causal(model)).clean.shape[1]  # the positions that run
+    prompts, copies = plan_chunks(model, graph, n, n_pos, len(alphas), budget)
+    mean = _mean_outputs(model, graph, task, prompts) if config.corruption == "mean" else None
+    scores, tokens = None, None  # [src dest pos], once the trimmed length is known
+    n_chunks = -(-n // prompts) * -(-len(alphas) // copies)
+    log.info("%s over %d prompts: %d backward passes of %d prompts x %d steps (memory budget %.2f GB)",
+             "EAP" if len(alphas) == 1 else "EAP-IG", n, n_chunks, prompts, copies, budget / 1e9)
+    ticker = _Progress(n_chunks, config.progress, "attribution")
+    for a in range(0, n, prompts):
+        prep = prepare(model, task.select(a, min(a + prompts, n)), source_hooks(graph))
+        clean = stack_sources(model, graph, prep.clean_acts)  # [src batch pos d_model]
+        corrupt = (stack_sources(model, graph, prep.corrupt_acts) if mean is None else mean.expand_as(clean)) \
+            if config.corruption != "zero" else torch.zeros_like(clean)
+        delta = clean - corrupt  # [src batch pos d_model]
+        ends = clean[0], corrupt[0]  # clean and corrupt embeddings [batch pos d_model]
+        del clean, corrupt
+        if scores is None:
+            scores = torch.zeros(len(graph.sources), len(graph.dests), delta.shape[2], device=delta.device)
+            tokens = labels_of(prep.task) if columns is not None else None
+        for s in range(0, len(alphas), copies):
+            part = alphas[s : s + copies].to(delta.device, delta.dtype)[:, None, None, None]  # [copies 1 1 1]
+            embed = (ends[1][None] + part * (ends[0] - ends[1])[None]).flatten(0, 1)  # [copies * batch pos d_model]
+            _accumulate(model, graph, prep, embed.detach().requires_grad_(True), len(part), len(alphas), delta, scores)
+            ticker.step()
+    ticker.close()
     scores = scores.cpu()
     if columns is None:
-        out = scores.sum(-1)
-    else:  # sum each label's positions (positions after the last read one were cut and contribute 0)
-        out = torch.zeros(*scores.shape[:2], len(columns.labels))
-        out.index_add_(2, torch.tensor([columns.index(label) for label in labels_of(prep.task)], dtype=torch.long), scores)
-    return out, 1.0 if prep.task.higher_is_better else -1.0
+        return scores.sum(-1)
+    out = torch.zeros(*scores.shape[:2], len(columns.labels))  # sum each label's positions
+    out.index_add_(2, torch.tensor([columns.index(label) for label in tokens], dtype=torch.long), scores)
+    return out
+
+
+@torch.no_grad()
+def _mean_outputs(model: torch.nn.Module, graph: ComputeGraph, task: Task, prompts: int) -> Tensor:
+    """Every source's clean output averaged over all prompts of the group ``[src 1 pos d_model]`` (mean ablation)."""
+    total = None
+    for a in range(0, task.clean.shape[0], prompts):
+        prep = prepare(model, task.select(a, min(a + prompts, task.clean.shape[0])), source_hooks(graph))
+        part = stack_sources(model, graph, prep.clean_acts).sum(1, keepdim=True)  # [src 1 pos d_model]
+        total = part if total is None else total + part
+    return total / task.clean.shape[0]
+
+
+def _accumulate(model: torch.nn.Module, graph: ComputeGraph, prep: Prepared, embed: Tensor, copies: int, steps: int,
+                delta: Tensor, scores: Tensor) -> None:
+    """Add ``delta . d(metric)/d(input)`` of every edge into ``scores`` ``[src dest pos]``, summed over prompts and copies.
+
+    ``embed`` ``[copies * batch pos d_model]`` replaces ``blocks.0.hook_resid_pre``; the loss is the task metric
+    summed over prompts and divided by ``steps``
+    (all interpolation points, of which this pass runs ``copies``). Each destination hook's gradient is contracted with the
+    source differences as it arrives in the backward pass (one einsum per hook, over every head and only the
+    sources that write before it), so no gradient outlives its hook. Models with prefix reuse unembed only the
+    read positions (and, for ``logit_diff``, the two columns read).
+    """
+    task = prep.task
+    prefix = graph.valid.sum(0).tolist()  # sources before each destination: a prefix, as sources run in stage order
+    by_pos = einops.rearrange(delta, "src batch pos d_model -> pos src (batch d_model)").contiguous()
+
+    def contract(grad: Tensor, hook, columns: list[int], heads: list[int] | None, n_src: int) -> None:
+        grad = grad.detach().view(copies, -1, *grad.shape[1:]).sum(0)  # [batch pos (head) d_model]
+        grad = grad[:, :, heads] if heads is not None else grad[:, :, None]  # [batch pos head d_model]
+        grad = einops.rearrange(grad, "batch pos head d_model -> pos (batch d_model) head")
+        scores[:n_src, columns] += torch.bmm(by_pos[:, :n_src], grad).permute(1, 2, 0)  # [src head pos]
+
+    hooks = []
+    for name, nodes in _dest_columns(graph).items():
+        columns = [graph.dest_index(node) for node in nodes]
+        heads = [node.head for node in nodes] if nodes[0].kind == "head_input" else None
+        hooks.append((name, lambda grad, hook, c=columns, h=heads, k=prefix[columns[0]]: contract(grad, hook, c, h, k)))
+
+    def replace_embed(act: Tensor, hook) -> Tensor:
+        return embed
+
+    with torch.enable_grad(), model.hooks(fwd_hooks=[(hook_name("resid_pre", 0), replace_embed)], bwd_hooks=hooks):
+        if supports_prefix_reuse(model):
+            resid = run_blocks(model, embed, 0, model.cfg.n_layers)
+            metric = prep.read_task.score_read(read_logits(model, resid, task.positions, prep.read_tokens).float())
+        else:
+            metric = task.score_read(model(repeat_variants(task.clean, copies))[:, task.positions].float())
+        torch.autograd.grad(metric.sum() / steps, embed)
+
+
+def _dest_columns(graph: ComputeGraph) -> dict:
+    """Destination nodes grouped by the hook where they read the residual stream, in destination order."""
+    groups: dict = {}
+    for node in graph.dests:
+        groups.setdefault(node.hook_in, []).append(node)
+    return groups
+
+
+class _Progress:
+    """A tqdm bar on a terminal; otherwise an INFO log line with the time left, at most every 10 seconds."""
+
+    def __init__(self, total: int, bar: bool, desc: str) -> None:
+        from tqdm.auto import tqdm
+
+        self.total, self.done, self.started, self.said = total, 0, time.perf_counter(), time.perf_counter()
+        self.desc, self.bar = desc, tqdm(total=total, desc=desc, disable=not bar, leave=False)
+
+    def step(self) -> None:
+        self.done += 1
+        self.bar.update(1)
+        now = time.perf_counter()
+        if self.bar.disable and now - self.said >= 10 and self.done < self.total:
+            left = (now - self.started) / self.done * (self.total - self.done)
+            log.info("%s: %d/%d passes, about %.0f s left", self.desc, self.done, self.total, left)
+            self.said = now
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def spearman(a: pd.Series, b: pd.Series) -> float:

@@ -85,7 +85,7 @@ def source_hooks(graph: ComputeGraph) -> list[str]:
 
 def head_outputs(model: torch.nn.Module, z: Float[Tensor, "batch pos head d_head"], layer: int) -> Float[Tensor, "head batch pos d_model"]:
     """Return each head's write to the residual stream (``hook_result`` without the shared bias)."""
-    return einsum(z, model.W_O[layer], "batch pos head d_head, head d_head d_model -> head batch pos d_model")
+    return einsum(z, model.blocks[layer].attn.W_O, "batch pos head d_head, head d_head d_model -> head batch pos d_model")
 
 
 def stack_sources(model: torch.nn.Module, graph: ComputeGraph, acts: dict[str, Tensor]) -> Float[Tensor, "src batch pos d_model"]:
@@ -362,8 +362,8 @@ def edge_rows(graph: ComputeGraph, task: AnyTask, edges: "list[str] | list[Edge]
         ValueError: An empty list, or positions for prompts of several lengths without labels.
         KeyError: An unknown edge or position label.
     """
-    chosen: list[EdgeRow] = []
-    for item in graph.edges if edges is None else edges:
+    chosen: list[EdgeRow] = [(edge, None) for edge in graph.edges] if edges is None else []  # the graph's own edges need no checks
+    for item in edges or ():
         if isinstance(item, Edge):
             chosen.append((graph.edge(item.src.name + "->" + item.dest.base), item.dest.pos))
             continue

@@ -89,6 +89,10 @@ class ComputeGraph:
     @property
     def valid(self) -> Bool[Tensor, "src dest"]:
         """Which (source, destination) pairs are edges: the source writes before the destination reads."""
+        return self._valid.clone()
+
+    @functools.cached_property
+    def _valid(self) -> Tensor:
         src_stage = torch.tensor([n.stage for n in self.sources])
         dest_stage = torch.tensor([self.reads_at(n) for n in self.dests])
         return src_stage[:, None] < dest_stage[None, :]
@@ -101,13 +105,17 @@ class ComputeGraph:
     @property
     def edges(self) -> list[Edge]:
         """Every edge, ordered by destination then source (the row order of score tables)."""
-        valid = self.valid
-        return [Edge(s, d) for j, d in enumerate(self.dests) for i, s in enumerate(self.sources) if valid[i, j]]
+        return list(self._edges)
+
+    @functools.cached_property
+    def _edges(self) -> tuple[Edge, ...]:
+        pairs = self._valid.T.nonzero().tolist()  # [edge 2]: destination-major, as the table rows run
+        return tuple(Edge(self.sources[i], self.dests[j]) for j, i in pairs)
 
     @property
     def n_edges(self) -> int:
         """Number of edges."""
-        return int(self.valid.sum())
+        return int(self._valid.sum())
 
     def src_index(self, node: Node) -> int:
         """Row of a source in ``[src dest]`` masks."""
@@ -134,14 +142,21 @@ class ComputeGraph:
 
     def edges_of(self, mask: Bool[Tensor, "src dest"]) -> list[Edge]:
         """Return the edges a ``[src dest]`` mask marks True, in table order."""
-        keep = mask & self.valid
-        return [Edge(s, d) for j, d in enumerate(self.dests) for i, s in enumerate(self.sources) if keep[i, j]]
+        keep = mask & self._valid
+        return [Edge(self.sources[i], self.dests[j]) for j, i in keep.T.nonzero().tolist()]
 
-    @staticmethod
-    def _index(nodes: tuple[Node, ...], node: Node) -> int:
-        for i, candidate in enumerate(nodes):
-            if candidate.name == node.base:
-                return i
+    @functools.cached_property
+    def _rows(self) -> dict[str, int]:
+        return {node.name: i for i, node in enumerate(self.sources)}
+
+    @functools.cached_property
+    def _columns(self) -> dict[str, int]:
+        return {node.name: j for j, node in enumerate(self.dests)}
+
+    def _index(self, nodes: tuple[Node, ...], node: Node) -> int:
+        found = (self._rows if nodes is self.sources else self._columns).get(node.base)
+        if found is not None:
+            return found
         raise KeyError(f"Node {node.name!r} is not a {'source' if nodes and nodes[0].name == 'embed' else 'destination'} of this graph.")
 
 

@@ -152,6 +152,13 @@ class Task:
         tokens = torch.stack([self.answers, self.wrong_answers], dim=-1)
         return replace(self, answers=torch.zeros_like(self.answers), wrong_answers=torch.ones_like(self.wrong_answers)), tokens
 
+    def select(self, start: int, stop: int) -> "Task":
+        """Return the prompts ``start..stop`` as a task of their own (every per-prompt field sliced alike)."""
+        cut = lambda x: None if x is None else x[start:stop]  # noqa: E731
+        features = None if self.features is None else {k: v[start:stop] for k, v in self.features.items()}
+        return replace(self, clean=cut(self.clean), corrupt=cut(self.corrupt), answers=cut(self.answers),
+                       wrong_answers=cut(self.wrong_answers), reference=cut(self.reference), features=features)
+
     def to(self, device: torch.device | str) -> "Task":
         """Return a copy of this task with every tensor on ``device``."""
         moved = {f: getattr(self, f).to(device) for f in ("clean", "corrupt", "answers", "wrong_answers", "positions", "reference")
