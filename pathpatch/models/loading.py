@@ -13,6 +13,9 @@
   fully offline. It becomes a ``HookedTransformer`` through TransformerLens' own config and weight
   converters, without folding or centering weights, so its logits equal the Hugging Face model's;
   ``backend="bridge"`` boots a ``TransformerBridge`` instead (same hook names);
+- a GGUF file (a path ending in ``.gguf``, any case) of the Llama family, as llama.cpp writes it: its
+  weights are dequantized to float32 and converted the same way as a Hugging Face folder, with the
+  tokenizer stored in the file (see ``gguf.py``; needs ``pip install 'pathpatch[gguf]'``);
 - a model factory ``path/to/file.py:function`` or ``package.module:function``: the function is called
   (with ``device=`` if it takes that argument) and must return a model object. This runs that file's
   code, so the file is logged at WARNING level. Nothing else runs code: weights are read as tensors
@@ -28,6 +31,7 @@ from ``hook_z`` and ``W_O``, because that flag makes every forward pass material
 
 import inspect
 import logging
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Literal
@@ -36,6 +40,7 @@ import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from pathpatch.factories import import_factory, parse_factory
+from pathpatch.models.gguf import PACKAGED, packaged_gguf
 from pathpatch.models.checkpoint import WEIGHT_SUFFIXES, ConfigSource, is_checkpoint_dir, load_checkpoint, load_weights
 from pathpatch.models.planted import PLANTED, build_planted
 from pathpatch.models.zoo import SEEDS, TASK_ONLY, load_bundled
@@ -46,8 +51,8 @@ Backend = Literal["hooked", "bridge"]
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
 FORMS = (
     "a TransformerLens checkpoint folder (config.json + model.safetensors, as save_model writes), a weights file "
-    "with config= (--config), a local Hugging Face folder, or path/to/file.py:function (package.module:function) "
-    "returning a model"
+    "with config= (--config), a local Hugging Face folder, a Llama-family GGUF file (model.gguf), or "
+    "path/to/file.py:function (package.module:function) returning a model"
 )
 
 
@@ -60,8 +65,8 @@ def load_model(
     """Return a TransformerLens model for any of the spec forms in the module docstring.
 
     Args:
-        spec: Bundled name, model object, checkpoint folder, weights file, Hugging Face folder or
-            ``file.py:function`` / ``package.module:function`` factory.
+        spec: Bundled name, model object, checkpoint folder, weights file, Hugging Face folder, GGUF
+            file or ``file.py:function`` / ``package.module:function`` factory.
         device: Device for models this function builds (``cpu``, ``cuda``, ``cuda:1``).
         backend: ``hooked`` (HookedTransformer) or ``bridge`` (TransformerBridge) for Hugging Face folders.
         config: Config of a weights file or checkpoint folder: a ``config.json`` path, a dict of
@@ -69,9 +74,11 @@ def load_model(
 
     Raises:
         KeyError: Unknown name that is none of the accepted forms.
-        FileNotFoundError: A folder without config or weights, or a factory file that does not exist.
+        FileNotFoundError: A folder without config or weights, or a GGUF or factory file that does not exist.
+        ModuleNotFoundError: A GGUF file without the ``gguf`` package installed.
         ValueError: Unsupported architecture, weights that do not match the config or are not a plain
-            state dict, a weights file without ``config``, or a factory function that does not exist.
+            state dict, a weights file without ``config``, a GGUF file that is not one or cannot be
+            dequantized, or a factory function that does not exist.
         TypeError: A model object or factory result that is not a TransformerLens model.
     """
     if isinstance(spec, torch.nn.Module):
@@ -84,7 +91,11 @@ def load_model(
     if name in SEEDS or name in PLANTED:
         _refuse_config(config, f"the bundled model {name!r}")
         return enable_patching_hooks(load_bundled(name, device)) if name in SEEDS else build_planted(name, device)
+    if name in PACKAGED:
+        return _load_gguf_file(packaged_gguf(name), device, backend, config)
     path = Path(name).expanduser()
+    if path.suffix.lower() == ".gguf":
+        return _load_gguf_file(path, device, backend, config)
     if path.exists():
         return _load_path(path, device, backend, config)
     if parse_factory(name) is not None:
@@ -95,7 +106,8 @@ def load_model(
             f"{name!r} is a task without a bundled model; give a Hugging Face directory, e.g. a GPT-2 on disk."
         )
     raise KeyError(
-        f"Unknown model {name!r}: not a bundled model ({', '.join([*SEEDS, *PLANTED])}) and no such file or folder. "
+        f"Unknown model {name!r}: not a bundled model ({', '.join([*SEEDS, *PLANTED])}), not a packaged one "
+        f"({', '.join(PACKAGED)}) and no such file or folder. "
         f"Give a bundled name, {FORMS}."
     )
 
@@ -107,6 +119,21 @@ def _refuse_config(config: ConfigSource | None, what: str) -> None:
             f"config= was given for {what}, which has its own config; config= goes with a weights file or a "
             "checkpoint folder. Drop config=."
         )
+
+
+def _load_gguf_file(
+    path: Path, device: str | torch.device, backend: Backend, config: ConfigSource | None
+) -> HookedTransformer:
+    """Load a GGUF file (see ``gguf.py``); it carries its own config and loads as a HookedTransformer."""
+    from pathpatch.models.gguf import load_gguf
+
+    _refuse_config(config, f"the GGUF file {str(path)!r}")
+    if backend != "hooked":
+        raise ValueError(
+            f"{path} is a GGUF file, which loads as a HookedTransformer only; use backend='hooked' "
+            "(backend='bridge' boots Hugging Face folders)."
+        )
+    return load_gguf(path, device)
 
 
 def _check_model(model: object, what: str, fix: str) -> torch.nn.Module:
@@ -207,14 +234,35 @@ def load_hf_directory(path: Path, device: str | torch.device = "cpu", backend: B
         except (ValueError, NotImplementedError, KeyError) as err:
             raise ValueError(_unsupported(path, hf_config, err)) from err
         return enable_patching_hooks(bridge.eval())
-    cfg = HookedTransformerConfig(**_tl_config_dict(path, hf_config), device=str(device))
-    hf_model = _load_hf_weights(path)
+    cfg_fields = tl_config_dict(path, hf_config)
+    return hooked_from_hf(path, cfg_fields, _load_hf_weights(path), _load_tokenizer(path), device)
+
+
+def hooked_from_hf(
+    source: Path, cfg_fields: dict, hf_model: torch.nn.Module, tokenizer, device: str | torch.device = "cpu"
+) -> HookedTransformer:
+    """Convert a loaded Hugging Face causal LM into a HookedTransformer ready for edge patching.
+
+    The weights go through TransformerLens' own converter for ``cfg_fields["original_architecture"]``
+    and are loaded without folding norms, centering or refactoring, so the logits equal the Hugging
+    Face model's.
+
+    Args:
+        source: The file or folder the model came from (must exist; TransformerLens resolves it).
+        cfg_fields: HookedTransformerConfig fields, as ``tl_config_dict`` returns them.
+        hf_model: The Hugging Face model holding the weights.
+        tokenizer: Its tokenizer, or None for a model that takes token ids only.
+        device: Device to build the model on.
+    """
     from transformer_lens.loading_from_pretrained import get_pretrained_state_dict
 
-    state = get_pretrained_state_dict(str(path), cfg, hf_model=hf_model)
+    cfg = HookedTransformerConfig(**cfg_fields, device=str(device))
+    if tokenizer is None:
+        cfg.tokenizer_name = None  # otherwise HookedTransformer fetches a tokenizer by this name
+    state = get_pretrained_state_dict(str(source), cfg, hf_model=hf_model)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="HookedTransformer is deprecated", category=DeprecationWarning)
-        model = HookedTransformer(cfg, tokenizer=_load_tokenizer(path))
+        model = HookedTransformer(cfg, tokenizer=tokenizer)
     model.load_and_process_state_dict(
         state,
         fold_ln=False,
@@ -241,19 +289,34 @@ def _check_hf_directory(path: Path) -> None:
         )
 
 
-def _tl_config_dict(path: Path, hf_config) -> dict:
-    """Return HookedTransformerConfig fields for ``path`` through TransformerLens' converter."""
+def tl_config_dict(source: Path, hf_config) -> dict:
+    """Return HookedTransformerConfig fields for ``hf_config`` through TransformerLens' converter.
+
+    The converter reads a folder's ``config.json``, but picks the architecture by name alone when the
+    path contains ``llama`` or ``gemma``, without reading the config. So the config is written into a
+    fresh temporary folder and converted from there; ``tokenizer_name`` is set back to ``source``.
+
+    Args:
+        source: The folder or file the config came from, named in errors and kept as ``tokenizer_name``.
+        hf_config: The Hugging Face config; its ``architectures`` names the converter to use.
+
+    Raises:
+        ValueError: TransformerLens does not convert this architecture.
+    """
     from transformer_lens.loading_from_pretrained import convert_hf_model_config
 
-    try:
-        return convert_hf_model_config(str(path), local_files_only=True, trust_remote_code=False)
-    except AttributeError as err:
-        # TransformerLens reads GPT-2's legacy `n_ctx`, which transformers>=5 no longer writes.
-        if getattr(hf_config, "model_type", None) == "gpt2":
-            return _gpt2_config_dict(hf_config)
-        raise ValueError(_unsupported(path, hf_config, err)) from err
-    except (NotImplementedError, ValueError, KeyError) as err:
-        raise ValueError(_unsupported(path, hf_config, err)) from err
+    with tempfile.TemporaryDirectory(prefix="pathpatch-config-") as folder:
+        hf_config.to_json_file(Path(folder) / "config.json", use_diff=False)
+        try:
+            fields = convert_hf_model_config(folder, local_files_only=True, trust_remote_code=False)
+        except AttributeError as err:
+            # TransformerLens reads GPT-2's legacy `n_ctx`, which transformers>=5 no longer writes.
+            if getattr(hf_config, "model_type", None) == "gpt2":
+                return _gpt2_config_dict(hf_config)
+            raise ValueError(_unsupported(source, hf_config, err)) from err
+        except (NotImplementedError, ValueError, KeyError, TypeError) as err:
+            raise ValueError(_unsupported(source, hf_config, err)) from err
+    return fields | {"tokenizer_name": str(source)}
 
 
 def _gpt2_config_dict(hf_config) -> dict:
