@@ -23,9 +23,9 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 from pathpatch.files import write_atomic, write_text_atomic
 from pathpatch.models.continuous import ContinuousInputTransformer
 from pathpatch.models.planted import PLANTED
-from pathpatch.models.seeds import permute, recurrence, sorted_list, trigrams, weekday
+from pathpatch.models.seeds import greater_than, induction, ioi, permute, recurrence, sorted_list, trigrams, weekday
 from pathpatch.models.seeds.common import Batch
-from pathpatch.models.tasks import Task
+from pathpatch.models.tasks import AnyTask, Task
 
 EVAL_SEED = 12_345
 
@@ -138,10 +138,26 @@ SEEDS: dict[str, SeedSpec] = {
         ),
     )
 }
-TASK_ONLY: dict[str, Callable[..., Task]] = {"weekday": weekday.make_task}
+# Tasks for pretrained language models: generators ``(n, seed, corruption, model=...)`` that build their prompts
+# with the given model's tokenizer; no model is bundled for them.
+TASK_ONLY: dict[str, Callable[..., AnyTask]] = {
+    "weekday": weekday.make_task,
+    "ioi": ioi.make_task,
+    "induction": induction.make_task,
+    "greater-than": greater_than.make_task,
+}
+TASK_SUMMARIES: dict[str, tuple[str, str]] = {  # name -> (source, one line on the task), for `pathpatch models`
+    "weekday": ("001", "next weekday; any model whose tokenizer keeps the days one token"),
+    "ioi": ("Wang+22", "indirect object identification; logit diff IO - S at END; name movers, S-inhibition"),
+    "induction": ("Olsson+22", "repeated random word tokens; previous-token and induction heads"),
+    "greater-than": ("Hanna+23", "tens digit of a later year; logits of greater minus smaller digits; digit-split tokenizers"),
+}
 TASK_CORRUPTIONS: dict[str, tuple[str, ...]] = {
     **{name: spec.corruptions for name, spec in SEEDS.items()},
     "weekday": weekday.CORRUPTIONS,
+    "ioi": ioi.CORRUPTIONS,
+    "induction": induction.CORRUPTIONS,
+    "greater-than": greater_than.CORRUPTIONS,
     **{name: ("paired",) for name in PLANTED},
 }
 
@@ -243,12 +259,16 @@ def build_task(
     seed: int = 0,
     corruption: str | None = None,
     model: HookedTransformer | None = None,
-) -> Task:
-    """Return ``n`` clean/corrupt pairs of the named seed task, generated from ``seed``.
+) -> AnyTask:
+    """Return ``n`` clean/corrupt pairs of the named task, generated from ``seed``.
+
+    Seed and planted tasks ignore ``model``; the language-model tasks (``TASK_ONLY``) build their prompts
+    with its tokenizer and may return ``TaskGroups`` of same-length prompts.
 
     Raises:
         KeyError: Unknown task name (the message lists the known ones).
-        ValueError: Unknown corruption, or ``n`` < 1.
+        ValueError: Unknown corruption, or ``n`` < 1; for ``TASK_ONLY`` tasks also no tokenizer or a word
+            the tokenizer splits (the message names it and its pieces).
     """
     if name not in TASK_CORRUPTIONS:
         raise KeyError(f"Unknown task {name!r}; known tasks are {', '.join(TASK_CORRUPTIONS)}.")
