@@ -33,7 +33,9 @@ Claim kinds and their keys (``min``/``max`` are the thresholds a value must reac
 ``path`` (nodes, min_effect), ``effect`` (edge or node, min), ``faithfulness`` (min),
 ``head_role`` (head, role = previous_token | attends_to | induction | copying | negative_copy, min,
 offset or token (attends_to), positions = all | read, space = vocab | residual for copying), ``composition`` (src, dest, type = q | k | v, min), ``virtual_ov``
-(heads, min), ``ablation`` (head, min: increase of the task loss when the head is mean-ablated).
+(heads, min), ``ablation`` (head, min: increase of the task loss when the head is mean-ablated), ``dla``
+(node = embed | L9H1 | ATTN9 (a whole attention layer) | MLP9 | bias, min or max: the mean direct logit
+attribution in logit-difference units, so ``max = 0`` says "a negative head"; ``discovery.lens``).
 """
 
 import math
@@ -59,8 +61,9 @@ CLAIM_KEYS: dict[str, tuple[set[str], set[str]]] = {
     "rank": ({"nodes", "among"}, {"by"}),
     "neuron": ({"layer", "neuron"}, {"tokens", "correlates_with", "min", "max"}),
     "forced_attention": ({"heads"}, {"offset", "positions", "metric", "min", "max"}),
+    "dla": ({"node"}, {"min", "max"}),
 }
-BOUNDED = ("effect", "faithfulness", "head_role", "composition", "virtual_ov", "ablation", "neuron", "forced_attention")
+BOUNDED = ("effect", "faithfulness", "head_role", "composition", "virtual_ov", "ablation", "neuron", "forced_attention", "dla")
 STRING_KEYS = {"edge", "node", "head", "src", "dest", "role", "type", "space", "a", "b", "by", "correlates_with", "metric", "direction"}
 EXAMPLES = {"edge": "L0H0->L1H0.v", "node": "L1H0", "head": "L1H0", "src": "L0H0", "dest": "L1H0", "role": "previous_token", "type": "v",
             "positions": "all", "space": "vocab", "nodes": '["embed", "L0H0.v", "L0H0", "logits"]', "heads": '["L0H0", "L1H0"]',
@@ -99,6 +102,8 @@ REFERENCE: tuple[tuple[str, str, str], ...] = (
      'kind = "neuron", layer = 0, neuron = 5, correlates_with = "value", min = 0.5'),
     ("forced_attention", "task metric (default accuracy) with the heads' attention forced to p - offset: a simplified model",
      'kind = "forced_attention", heads = ["L0H0"], offset = 1, min = 0.75'),
+    ("dla", "mean direct logit attribution (logit-difference units) of embed, a head, ATTN9 (a whole attention layer), MLP9 or bias",
+     'kind = "dla", node = "L10H7", max = 0'),
 )
 
 
@@ -275,6 +280,9 @@ def _parse_claim(name: str, index: int, raw: Any) -> Claim:
         raise ValueError(f"{where} (effect): give exactly one of edge = \"SRC->DEST\" or node = \"L1H0\".")
     if kind == "head_role":
         _check_role(where, params)
+    if kind == "dla" and "@" in params["node"]:
+        raise ValueError(f"{where} (dla): node = {params['node']!r} names a position; DLA is read where the task's metric reads, "
+                         "so drop the '@...' (e.g. node = \"L9H1\").")
     if kind in ("faithfulness", "virtual_ov") and "min" in params and not 0 <= params["min"] <= 1:
         raise ValueError(f"{where}: min = {params['min']} is out of range; a {kind} threshold lies in [0, 1].")
     if not isinstance(raw.get("name", ""), str):

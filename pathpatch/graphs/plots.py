@@ -14,6 +14,10 @@ column per position, rather than summed over positions (patch effects do not add
 Attention figures show each chosen head's pattern (destination rows, source columns) averaged over
 the task's clean prompts, then on a few single prompts.
 
+First-look figures (``pathpatch lens``): each head's mean direct logit attribution as a layer x head
+heatmap on the same diverging scale (blue pushes toward the clean answer, red toward the wrong one,
+in logit-difference units), and lines with 95% bands for the logit lens and DLA by sublayer.
+
 Figures are ``matplotlib.figure.Figure`` objects made without ``pyplot``, so importing this module
 selects no backend and changes no global state; ``figure_png`` renders with Agg at a fixed size and
 dpi with no software/date metadata, so the same input gives the same PNG bytes.
@@ -250,6 +254,69 @@ def attention_patterns(model: torch.nn.Module, task: AnyTask, heads: Sequence[st
             ax.set_xlabel("source", fontsize=8)
             ax.set_ylabel("destination", fontsize=8)
     fig.colorbar(image, ax=axes, label="attention", shrink=0.8)
+    return fig
+
+
+def dla_heads_heatmap(heads: pd.DataFrame, title: str) -> Figure:
+    """Draw each head's mean direct logit attribution as a layer x head heatmap (``RdBu``, centred on 0).
+
+    Args:
+        heads: ``FirstLook.dla_table(("head",))``: one row per head with ``layer``, ``head`` and ``mean``.
+        title: Figure title, shown literally.
+
+    Examples:
+        >>> table = pd.DataFrame({"layer": [0, 0, 1, 1], "head": [0, 1, 0, 1], "mean": [0.5, -1.0, 2.0, 0.0]})
+        >>> dla_heads_heatmap(table, "t").axes[0].images[0].get_array().shape
+        (2, 2)
+    """
+    layers, cols = heads["layer"].to_numpy(dtype=int), heads["head"].to_numpy(dtype=int)
+    grid = np.full((layers.max() + 1, cols.max() + 1), np.nan)  # [layer head]
+    grid[layers, cols] = heads["mean"].to_numpy(dtype=float)
+    rows, names = [str(layer) for layer in range(grid.shape[0])], [f"H{h}" for h in range(grid.shape[1])]
+    finite = np.abs(grid[np.isfinite(grid)])
+    limit = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+    fig = Figure(figsize=(min(max(3.0 + 0.42 * len(names), 5.0), 24.0), min(max(1.9 + 0.3 * len(rows), 3.0), 16.0)), dpi=DPI,
+                 layout="constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(grid, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto", interpolation="nearest")
+    ax.set_xticks(*_thinned(names), fontsize=8)
+    ax.set_yticks(*_thinned(rows), fontsize=8)
+    ax.set_xlabel("head")
+    ax.set_ylabel("layer")
+    if grid.size <= MAX_ANNOTATED_CELLS:
+        _annotate(ax, grid, limit)
+    fig.colorbar(image, ax=ax, label="mean direct logit attribution\n(logit difference)", shrink=0.9)
+    ax.set_title(title.replace("$", r"\$"), fontsize=10)
+    return fig
+
+
+def series_figure(labels: Sequence[str], series: dict[str, pd.DataFrame], ylabel: str, title: str) -> Figure:
+    """Draw one line per series over the labelled x positions, with its 95% interval as a band.
+
+    Used for the logit lens (the logit difference after each sublayer) and for DLA by layer.
+
+    Args:
+        labels: The x-axis labels (``embed``, ``ATTN0``, ``MLP0``, ...).
+        series: Name -> table with ``mean``, ``ci_low``, ``ci_high``, one row per label.
+        ylabel: The y-axis label.
+        title: Figure title, shown literally.
+
+    Examples:
+        >>> line = pd.DataFrame({"mean": [0.0, 1.0], "ci_low": [-0.1, 0.8], "ci_high": [0.1, 1.2]})
+        >>> len(series_figure(["embed", "ATTN0"], {"lens": line}, "logit difference", "t").axes[0].lines)
+        2
+    """
+    x = np.arange(len(labels))
+    fig = Figure(figsize=(min(max(4.0 + 0.22 * len(labels), 6.0), 24.0), 3.8), dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    for name, table in series.items():
+        ax.plot(x, table["mean"].to_numpy(dtype=float), marker="o", markersize=3, label=name)
+        ax.fill_between(x, table["ci_low"].to_numpy(dtype=float), table["ci_high"].to_numpy(dtype=float), alpha=0.2)
+    ax.axhline(0.0, color="grey", linewidth=0.8)
+    ax.set_xticks(*_thinned(list(labels)), rotation=90, fontsize=7)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    ax.set_title(title.replace("$", r"\$"), fontsize=10)
     return fig
 
 
