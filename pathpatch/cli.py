@@ -4,7 +4,8 @@ Commands: ``models`` lists bundled models and tasks with their measured accuracy
 seed model and writes its weights; ``demo`` loads a bundled model and scores its task; ``discover``
 scores every edge, prunes to a circuit and writes scores, circuit, diagram and report; ``check``
 measures a hypothesis file's claims; ``save`` writes a model as a checkpoint folder; ``draw`` renders
-a saved circuit. Every command has ``--help``. This module is the only place that prints.
+a saved circuit; ``lens`` takes a first look at a logit-difference task (direct logit attribution by
+layer and head, the logit lens, the strongest heads' attention). Every command has ``--help``. This module is the only place that prints.
 
 Errors: every failure is one line on stderr, ``pathpatch <command>: error: <what was wrong and the
 fix>``, and no traceback unless ``--verbose`` (traceback, then the line) or ``--debug`` (the exception
@@ -17,7 +18,7 @@ Preflight, before any model is loaded: ``--device`` must exist on this machine (
 writable by pathpatch (``files.claim_folder``). Before ``discover`` runs, the activations it caches are
 estimated (``memory_estimate``) and checked against the memory the device has available.
 
-Output folders (``discover --out``, ``check --out``, ``save``) are written whole or not at all
+Output folders (``discover --out``, ``check --out``, ``lens --out``, ``save``) are written whole or not at all
 (``files.output_folder``); an earlier pathpatch run in the folder is replaced, including anything
 nested in it (``make demo`` writes ``out/permute/check`` again after replacing ``out/permute``).
 """
@@ -25,6 +26,7 @@ nested in it (``make demo`` writes ``out/permute/check`` again after replacing `
 import argparse
 import os
 import json
+import math
 from dataclasses import replace
 import logging
 import re
@@ -44,6 +46,7 @@ EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM
 MAX_PROMPTS = 1_000_000  # --n and a hypothesis file's n: beyond this, generating the prompts alone takes gigabytes
 MAX_STEPS = 1_000  # EAP-IG --steps: published runs use 5-100; each step is one more batch through the backward pass
 MAX_BOOTSTRAP = 100_000  # a hypothesis file's bootstrap resamples
+LENS_BOOTSTRAP = 200  # `lens`: resamples of prompts for the 95% intervals, as a hypothesis file's default
 MODEL_HELP = ("a bundled name, a TransformerLens checkpoint folder (config.json + model.safetensors or .pt), a weights file "
               "with --config, a Hugging Face folder, or file.py:function (runs that file)")
 TASK_HELP = "a bundled task name, prompts as .jsonl, EAP-IG .csv or auto-circuit .json, or file.py:function"
@@ -65,7 +68,7 @@ class Parser(argparse.ArgumentParser):
 def cmd_models(args: argparse.Namespace) -> int:
     """Print the bundled models and tasks as a table."""
     from pathpatch.models.planted import PLANTED
-    from pathpatch.models.zoo import SEEDS, TASK_ONLY, read_card
+    from pathpatch.models.zoo import SEEDS, TASK_ONLY, TASK_SUMMARIES, read_card
 
     rows = []
     for name, spec in SEEDS.items():
@@ -77,7 +80,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         target = f"mse <= {spec.target}" if spec.continuous else f">= {spec.target}"
         rows.append((name, spec.document, measured, target, spec.summary))
     for name in TASK_ONLY:
-        rows.append((name, "001", "task only", "-", "next weekday; needs a GPT-2-tokenizer model directory"))
+        source, summary = TASK_SUMMARIES[name]
+        rows.append((name, source, "task only", "-", summary))
     for name, planted in PLANTED.items():
         rows.append((name, "-", "hand-set", "exact", f"{planted.summary}; true edges: {', '.join(planted.edges)}"))
     widths = [max(len(r[i]) for r in rows + [("name", "doc", "measured", "target", "")]) for i in range(4)]
@@ -145,12 +149,13 @@ def cmd_discover(args: argparse.Namespace) -> int:
     claim_folder(out, args.force)
     _check_input_size(args.task, "prompt")
 
-    from pathpatch.pipeline import DiscoverConfig, discover, model_label, resolve
+    from pathpatch.pipeline import DiscoverConfig, EmptyCircuitError, discover, model_label, resolve
 
     config = DiscoverConfig(
         method=args.method, corruption=args.corruption, direction=args.direction, threshold=args.threshold,
         relative=not args.absolute, metric=args.metric, top_k=args.top_k, n=args.n, seed=args.seed, device=device,
-        steps=args.steps, task_corruption=args.task_corruption, granularity=args.granularity,
+        steps=args.steps, task_corruption=args.task_corruption, granularity=args.granularity, recheck=args.recheck,
+        max_memory=_max_memory(args.max_memory),
     )
     from pathpatch.discovery.distributed import close, init_from_env, local_device, world
 
@@ -158,7 +163,13 @@ def cmd_discover(args: argparse.Namespace) -> int:
     config = replace(config, device=local_device(device))
     model, task = resolve(args.model, args.task, config, args.config)
     check_memory(model, task, config)
-    result = discover(model, task, config, progress=_progress() and world()[0] == 0, model_name=model_label(args.model, model))
+    try:
+        result = discover(model, task, config, progress=_progress() and world()[0] == 0, model_name=model_label(args.model, model))
+    except EmptyCircuitError as err:  # keep the scores: they say what to try next
+        if world()[0] == 0:
+            err.args = (f"{err} (every score is in {err.write(out, force=args.force, command=args.command_line)})",)
+        close()
+        raise
     if world()[0] != 0:  # every rank computed the same result; rank 0 writes and prints
         close()
         return EXIT_OK
@@ -197,8 +208,25 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     from pathpatch.pipeline import check
 
-    report = check(hypothesis, model=args.model, task=args.task, circuit=circuit, device=device,
-                   progress=_progress(), model_config=args.config)
+    measured = []
+
+    def show(result) -> None:  # each verdict as it is measured, so a long check shows where it is
+        measured.append(result)
+        verdict = "pass" if result.passed else "FAIL"
+        print(f"[{len(measured)}/{len(hypothesis.claims)}] {verdict}: {result.name} ({result.kind}) = {result.value:.4g} "
+              f"[{result.ci_low:.4g}, {result.ci_high:.4g}] {result.op} {result.threshold:g}", file=sys.stderr, flush=True)
+
+    try:
+        report = check(hypothesis, model=args.model, task=args.task, circuit=circuit, device=device,
+                       progress=_progress(), model_config=args.config, on_result=show)
+    except (KeyboardInterrupt, Terminated):
+        if out is not None and measured:  # keep the verdicts already measured, marked incomplete
+            from pathpatch.graphs.checks import results_table
+            from pathpatch.pipeline import CheckReport
+
+            CheckReport(hypothesis, results_table(measured), circuit, complete=False).write(out, force=args.force, command=args.command_line)
+            print(f"interrupted: {len(measured)} verdicts written to {out}", file=sys.stderr)
+        raise
     unmeasured = report.table.loc[report.table["value"].isna(), "name"].tolist()
     if unmeasured:
         raise ValueError(f"claims {unmeasured} measured NaN, so they can be neither passed nor failed (clean and corrupt "
@@ -287,6 +315,71 @@ def cmd_patch(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_lens(args: argparse.Namespace) -> int:
+    """Direct logit attribution and the logit lens: CSV tables, PNG figures, report.md and report.html in ``--out``."""
+    from pathpatch.files import claim_folder, output_folder
+
+    out = _out_dir(args.out)
+    if args.n is not None:
+        bounded("--n", args.n, 1, MAX_PROMPTS, "prompts, e.g. --n 64")
+    bounded("--top", args.top, 1, 50, "heads whose attention is drawn, e.g. --top 3")
+    device = check_device(args.device)
+    claim_folder(out, args.force)
+    _check_input_size(args.task, "prompt")
+    from pathpatch.discovery.lens import first_look
+    from pathpatch.pipeline import DiscoverConfig, model_label, resolve
+    from pathpatch.reports import lens_html, lens_markdown
+
+    model, task = resolve(args.model, args.task, DiscoverConfig(n=args.n, seed=args.seed, device=device, task_corruption=args.task_corruption),
+                          args.config)
+    look = first_look(model, task, progress=_progress())
+    kinds, resamples = ("embed", "attn", "mlp", "bias"), LENS_BOOTSTRAP
+    tables = {"logit_diff": look.logit_diff, "dla": look.dla_table(kinds, resamples, args.seed),
+              "heads": look.dla_table(("head",), resamples, args.seed), "lens": look.lens_table(resamples, args.seed)}
+    name = model_label(args.model, model)
+    pngs = _lens_figures(model, task, tables, args.top, f"{name} / {task.name}")
+    csvs = {"logit_diff.csv": tables["logit_diff"], "dla.csv": tables["dla"], "dla_heads.csv": tables["heads"],
+            "logit_lens.csv": tables["lens"], "dla_per_prompt.csv": look.dla, "logit_lens_per_prompt.csv": look.lens}
+    settings = {"model": name, "task": task.name, "prompts": len(look.logit_diff), "seed": args.seed, "bootstrap": resamples, "pathpatch": __version__}
+    files = [*csvs, *pngs, "report.md", "report.html"]
+    title = f"First look: {name} / {task.name}"
+    with output_folder(out, args.command_line, __version__, args.force) as tmp:
+        for file, table in csvs.items():
+            table.to_csv(tmp / file, index=False)
+        for file, (_, png) in pngs.items():
+            (tmp / file).write_bytes(png)
+        (tmp / "report.md").write_text(lens_markdown(title, tables, settings, files))
+        (tmp / "report.html").write_text(lens_html(title, tables, {caption: png for caption, png in pngs.values()}, settings))
+    ld = look.logit_diff
+    print(f"{name} / {task.name}: logit difference clean {ld['clean'].mean():.4g}, corrupt {ld['corrupt'].mean():.4g} over {len(ld)} prompts "
+          f"-> {out} ({', '.join(files)})")
+    return EXIT_OK
+
+
+def _lens_figures(model, task, tables: dict, top: int, label: str) -> dict[str, tuple[str, bytes]]:
+    """File name -> (caption, PNG) of the lens figures: DLA by head and by layer, the logit lens, and the attention
+    patterns of the ``top`` most positive and most negative heads (on the largest group of same-length prompts)."""
+    from pathpatch.graphs.plots import attention_patterns, dla_heads_heatmap, figure_png, series_figure
+    from pathpatch.models.tasks import task_groups
+
+    lens, dla, heads = tables["lens"], tables["dla"], tables["heads"]
+    own = lens[["own_mean", "own_ci_low", "own_ci_high"]].set_axis(["mean", "ci_low", "ci_high"], axis=1)
+    figures = {
+        "dla_heads.png": ("Direct logit attribution by head", dla_heads_heatmap(heads, f"Direct logit attribution by head: {label}")),
+        "dla.png": ("Direct logit attribution by layer", series_figure(dla["component"].tolist(), {"DLA": dla}, "logit difference",
+                                                  f"Direct logit attribution by layer: {label}")),
+        "logit_lens.png": ("Logit lens", series_figure(lens["after"].tolist(), {"final scale (document 001)": lens, "own scale": own},
+                                                       "logit difference", f"Logit lens: {label}")),
+    }
+    group = max(task_groups(task), key=lambda g: g.clean.shape[0])
+    ranked = heads.sort_values("mean", ascending=False)
+    for sign, chosen in (("positive", ranked[ranked["mean"] > 0].head(top)), ("negative", ranked[ranked["mean"] < 0].tail(top)[::-1])):
+        if len(chosen):
+            caption = f"Attention of the {len(chosen)} most {sign} head{'s' if len(chosen) > 1 else ''} ({', '.join(chosen['component'])})"
+            figures[f"attention_{sign}.png"] = (caption, attention_patterns(model, group, chosen["component"].tolist()))
+    return {file: (caption, figure_png(fig)) for file, (caption, fig) in figures.items()}
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     """Convert a circuit file between pathpatch's and the peers' formats (EAP-IG/MIB, Edge Pruning, auto-circuit)."""
     from pathpatch.graphs.interop import convert
@@ -338,6 +431,15 @@ def bounded(flag: str, value: int, low: int, high: int, example: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ValueError(f"{flag} {value!r} is out of range; give an integer from {low} to {high:,} ({example}).")
     return value
+
+
+def _max_memory(gigabytes: float | None) -> float | None:
+    """Bytes of a ``--max-memory`` given in GB; refuse a value that is not positive and finite."""
+    if gigabytes is None:
+        return None
+    if not math.isfinite(gigabytes) or gigabytes <= 0:
+        raise ValueError(f"--max-memory {gigabytes:g}; give a positive number of gigabytes, e.g. --max-memory 3.")
+    return gigabytes * 1e9
 
 
 def check_device(value: str) -> str:
@@ -414,9 +516,14 @@ def available_memory(device: str) -> tuple[int, str]:
 
 
 def check_memory(model, task, config) -> None:
-    """Raise ValueError, with the estimate, when a discovery run's activations cannot fit in available memory."""
+    """Raise ValueError, with the estimate, when a discovery run's activations cannot fit in available memory.
+
+    Attribution runs in chunks that follow the memory budget, so only exact methods are checked.
+    """
     from pathpatch.models.tasks import n_prompts
 
+    if config.method in ("eap", "eap-ig"):
+        return
     need = memory_estimate(model, task, config)
     free, where = available_memory(config.device)
     if need > free:
@@ -481,6 +588,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--granularity", default="component", choices=["component", "position"],
                    help="component: an edge over all positions (default); position: an edge at each position label, e.g. L0H0->L1H0.v@END")
     p.add_argument("--steps", type=int, default=10, help=f"EAP-IG interpolation steps, 1..{MAX_STEPS} (default 10)")
+    p.add_argument("--recheck", type=int, default=50, help="eap/eap-ig: re-score this many of the strongest attributed edges exactly (default 50)")
+    p.add_argument("--max-memory", type=float, default=None, help="activation memory budget in GB; runs chunk to stay within it "
+                   "(default: 2 GB on CPU, half the free memory on a GPU)")
     p.add_argument("--n", type=int, default=None, help=f"prompts, 1..{MAX_PROMPTS:,} (default: 64 generated, or every prompt of a file)")
     p.add_argument("--seed", type=int, default=0, help="data seed (default 0)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
@@ -521,6 +631,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help=force_help)
     p.set_defaults(func=cmd_patch)
 
+    p = add("lens", "first look: logit difference, direct logit attribution by layer and head, logit lens, top heads' attention")
+    add_model_and_task(p)
+    p.add_argument("--n", type=int, default=None, help=f"prompts, 1..{MAX_PROMPTS:,} (default: 64 generated, or every prompt of a file)")
+    p.add_argument("--seed", type=int, default=0, help="data and bootstrap seed (default 0)")
+    p.add_argument("--top", type=int, default=3, help="draw the attention of this many most positive and most negative heads (default 3)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--out", required=True, help="output folder (CSV tables, PNG figures, report.md, report.html), replaced whole")
+    p.add_argument("--force", action="store_true", help=force_help)
+    p.set_defaults(func=cmd_lens)
+
     p = add("convert", "convert a circuit file: pathpatch JSON/scores.csv, EAP-IG/MIB .json/.pt, Edge Pruning edges.json, auto-circuit names")
     p.add_argument("src", help="file to read")
     p.add_argument("dest", help="file to write (format from its name unless --to)")
@@ -546,6 +666,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    logging.getLogger("pathpatch.progress").setLevel(logging.INFO)  # estimates and progress lines, also off a terminal
     if args.workers > 1 and not _launched():
         return _launch_workers(args.workers, argv)
     args.command_line = shlex.join(["pathpatch", *argv])

@@ -17,9 +17,11 @@ and ``models/`` because it strings all of them together.
 """
 
 import json
+import logging
 import math
 import time
 from dataclasses import asdict, dataclass, fields, replace
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -33,7 +35,7 @@ from pathpatch.discovery.edges import patch_edges
 from pathpatch.discovery.graph import ComputeGraph
 from pathpatch.discovery.prune import PruneConfig, acdc, prune, strongest
 from pathpatch.files import output_folder, write_atomic, write_text_atomic
-from pathpatch.graphs.checks import Context, check_claims
+from pathpatch.graphs.checks import NEEDS_CIRCUIT, ClaimResult, Context, check_claims
 from pathpatch.graphs.circuit import Circuit
 from pathpatch.graphs.export import write_diagram
 from pathpatch.graphs.faithfulness import faithfulness, faithfulness_curve, mib_curves
@@ -45,6 +47,9 @@ from pathpatch.models.tasks import METRICS, AnyTask, n_prompts, with_metric
 from pathpatch.names import component_name
 from pathpatch.positions import layout
 from pathpatch.discovery.runner import is_causal
+from pathpatch.progress import duration
+
+log = logging.getLogger("pathpatch.progress")
 
 CANDIDATES = 50
 METHODS = ("exact", "eap", "eap-ig", "acdc")
@@ -70,6 +75,10 @@ class DiscoverConfig:
         device: Torch device for models loaded from a spec.
         granularity: ``component`` (an edge over every position) or ``position`` (an edge at each position
             label, ``L0H0->L1H0.v@END``: position-aware circuits; ``exact``, ``eap`` and ``eap-ig`` only).
+        recheck: How many of the strongest attributed edges ``eap``/``eap-ig`` re-score exactly (at least
+            ``top_k``); the circuit is pruned among them, on their exact scores.
+        max_memory: Activation memory budget in bytes (None: ``runner.memory_budget``'s default); runs chunk
+            prompts, steps and variants to stay within it.
     """
 
     method: Literal["exact", "eap", "eap-ig", "acdc"] = "exact"
@@ -85,13 +94,16 @@ class DiscoverConfig:
     task_corruption: str | None = None
     device: str = "cpu"
     granularity: Literal["component", "position"] = "component"
+    recheck: int = CANDIDATES
+    max_memory: float | None = None
 
     def __post_init__(self) -> None:
         _check_discover_config(self)
 
     def patch_config(self, progress: bool = False) -> PatchConfig:
         """The engine settings of this run."""
-        return PatchConfig(direction=self.direction, corruption=self.corruption, seed=self.seed, progress=progress)
+        return PatchConfig(direction=self.direction, corruption=self.corruption, seed=self.seed, progress=progress,
+                           max_memory=self.max_memory)
 
 
 def _check_discover_config(c: DiscoverConfig) -> None:
@@ -107,12 +119,15 @@ def _check_discover_config(c: DiscoverConfig) -> None:
         raise ValueError(f"threshold={c.threshold!r}; give a finite number >= 0 (a share of clean - corrupt, e.g. 0.05).")
     if not isinstance(c.relative, bool):
         raise TypeError(f"relative={c.relative!r}; give True or False.")
-    for key, low in (("top_k", 1), ("n", 1), ("steps", 1), ("seed", 0)):
+    for key, low in (("top_k", 1), ("n", 1), ("steps", 1), ("seed", 0), ("recheck", 1)):
         value = getattr(c, key)
         if value is None and key in ("top_k", "n"):
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{key}={value!r}; give an integer >= {low}" + (" (or leave it unset for a threshold)." if key == "top_k" else "."))
+    memory = c.max_memory
+    if memory is not None and (isinstance(memory, bool) or not isinstance(memory, (int, float)) or not math.isfinite(memory) or memory <= 0):
+        raise ValueError(f"max_memory={memory!r}; give a positive number of bytes (e.g. 3e9), or None for the default budget.")
     if c.granularity == "position" and c.method == "acdc":
         raise ValueError("granularity 'position' works with methods exact, eap and eap-ig; ACDC's greedy search runs over "
                          "position-free edges (use --method exact for position-aware circuits).")
@@ -136,10 +151,14 @@ class DiscoveryResult:
     curve: pd.DataFrame | None = None
     attention_png: bytes | None = None
 
+    def scored(self) -> str:
+        """How many edges were scored: every edge exactly, or attributed with some re-checked exactly."""
+        return scored_text(self.scores)
+
     def summary(self) -> str:
         f = self.faithfulness
         return (
-            f"{self.model_name} / {self.task_name}: {f['n_edges']} edges kept of {len(self.scores)} scored "
+            f"{self.model_name} / {self.task_name}: {f['n_edges']} edges kept of {scored_text(self.scores)} "
             f"({self.config.method}, {self.config.direction}, {self.n_prompts} prompts); faithfulness {f['faithfulness']:.3f}, "
             f"complement {f['complement_faithfulness']:.3f} (clean {f['clean_metric']:.3f}, corrupt {f['corrupt_metric']:.3f}) in {self.seconds:.1f} s"
         )
@@ -158,6 +177,7 @@ class DiscoveryResult:
             lines += ["", f"Top-edge curve: CPR {a['cpr']:.3f}, CMD {a['cmd']:.3f}{mib}", "",
                       "| share of edges | edges | faithfulness |", "|---|---|---|"]
             lines += [f"| {r.fraction:g} | {r.n_edges} | {r.faithfulness:.3f} |" for r in self.curve.itertuples()]
+        lines += ["", f"Edges: {scored_text(self.scores)}."]
         kept = self.scores[self.scores["edge"].isin(self.circuit.scored_edges)].sort_values("score", ascending=False)
         lines += ["", "## Kept edges", "", "| edge | score | normalized |", "|---|---|---|"]
         lines += [f"| {r.edge} | {r.score:.4g} | {getattr(r, 'normalized', float('nan')):.3f} |" for r in kept.itertuples()]
@@ -193,6 +213,28 @@ class DiscoveryResult:
         return paths, _moved(message, tmp, out)
 
 
+def scored_text(scores: pd.DataFrame) -> str:
+    """How many edges a score table scored: every edge exactly, or attributed with some re-checked exactly."""
+    if "approx_score" not in scores:
+        return f"{len(scores):,} scored exactly"
+    return f"{int(scores['score'].notna().sum()):,} re-checked exactly (of {len(scores):,} attributed)"
+
+
+class EmptyCircuitError(ValueError):
+    """No edge survived pruning. Holds the run's scores, so they can still be written (``write``)."""
+
+    def __init__(self, message: str, scores: pd.DataFrame) -> None:
+        super().__init__(message)
+        self.scores = scores
+
+    def write(self, out: Path, *, force: bool = False, command: str = "EmptyCircuitError.write") -> Path:
+        """Write scores.csv and a report.md saying why the circuit is empty, as one folder ``out``."""
+        with output_folder(out, command, __version__, force) as tmp:
+            write_atomic(tmp / "scores.csv", lambda path: self.scores.to_csv(path, index=False))
+            write_text_atomic(tmp / "report.md", f"# No circuit\n\n{self}\n\nEdges: {scored_text(self.scores)} (scores.csv).\n")
+        return Path(out) / "scores.csv"
+
+
 def _moved(message: str, tmp: Path, out: Path) -> str:
     """A message about files written into the temporary folder ``tmp``, naming them where they now are."""
     return message.replace(str(tmp), str(out))
@@ -205,7 +247,8 @@ def failed_hops(detail: str) -> list[str]:
 
 
 def score_edges(model: torch.nn.Module, task: AnyTask, config: DiscoverConfig, progress: bool = False) -> pd.DataFrame:
-    """Return exact scores: of every edge, or of the attribution method's top candidates."""
+    """Return every edge's score: exact, or attributed (``approx_score``) with the ``recheck`` strongest
+    re-scored exactly (``score``; empty for the others)."""
     patch = config.patch_config(progress)
     by_pos = config.granularity == "position"
     if config.method == "exact":
@@ -213,11 +256,16 @@ def score_edges(model: torch.nn.Module, task: AnyTask, config: DiscoverConfig, p
     if config.method == "acdc":
         return acdc(model, task, tau=config.threshold, config=patch)
     approx = attribute_edges(model, task, config.method, steps=config.steps, config=replace(patch, direction="noise"), by_pos=by_pos)
-    top = strongest(approx, max(CANDIDATES, 3 * (config.top_k or 0)))
-    exact = patch_edges(model, task, list(top["edge"]), config=patch)
-    exact["approx_score"] = top["score"].values
-    exact["method"] = f"{config.method}+exact-{config.direction}"
-    return exact
+    top = strongest(approx, max(config.recheck, config.top_k or 0))
+    log.info("%s attributed %d edges; re-checking the %d strongest exactly", config.method, len(approx), len(top))
+    exact = patch_edges(model, task, list(top["edge"]), config=patch).set_index("edge")
+    table = approx.rename(columns={"score": "approx_score"})
+    for column in [c for c in exact.columns if c not in table.columns]:
+        table[column] = table["edge"].map(exact[column])
+    table["method"] = f"{config.method}+exact-{config.direction}"
+    table.attrs.update(exact.attrs)
+    return table[[c for c in ("edge", "src", "dest", "channel", "pos", "metric", "score", "normalized", "approx_score", "method")
+                  if c in table.columns]]
 
 
 GENERIC_STEMS = ("weights", "model", "pytorch_model", "state_dict", "checkpoint")
@@ -289,17 +337,19 @@ def discover(
     config = _with_settings(config or DiscoverConfig(), settings)
     started = time.perf_counter()
     loaded, loaded_task = resolve(model, task, config, model_config)
+    _say_cost(loaded, loaded_task, config)
     scores = score_edges(loaded, loaded_task, config, progress)
     columns = layout(loaded_task, _decoder(loaded), is_causal(loaded)) if config.granularity == "position" else None
-    kept = scores if config.method == "acdc" else prune(scores, _prune_config(config), columns)
+    exact = scores[scores["score"].notna()]  # attribution: only the re-checked edges have exact scores
+    kept = scores if config.method == "acdc" else prune(exact, _prune_config(config), columns)
     if kept.empty:
         column = "normalized" if config.relative else "score"
-        best = scores[column].abs().max() if len(scores) else 0.0
-        passing = int((scores[column].abs() >= config.threshold).sum()) if config.top_k is None and len(scores) else 0
+        best = exact[column].abs().max() if len(exact) else 0.0
+        passing = int((exact[column].abs() >= config.threshold).sum()) if config.top_k is None and len(exact) else 0
         why = (f"{passing} edges pass threshold {config.threshold} (largest |{column}| {best:.3g}), but none of them lies on a path "
                "from embed to logits through the others" if passing else f"No edge passes threshold {config.threshold} (largest |{column}| is {best:.3g})")
         spread = " (by position an effect is split over the positions that carry it)" if columns is not None else ""
-        raise ValueError(f"{why}, so the circuit is empty{spread}; lower --threshold or use --top-k.")
+        raise EmptyCircuitError(f"{why}, so the circuit is empty{spread}; lower --threshold or use --top-k.", scores)
     name = model_name or model_label(model, loaded)
     info = {"corruption": config.corruption, "direction": config.direction, "threshold": config.threshold, "relative": config.relative,
             "seed": config.seed, "n": n_prompts(loaded_task), "metric": loaded_task.metric_name, "top_k": config.top_k or 0,
@@ -316,16 +366,35 @@ def discover(
                            n_prompts(loaded_task), curve, pictures)
 
 
+def _say_cost(model: torch.nn.Module, task: AnyTask, config: DiscoverConfig) -> None:
+    """Log the run's estimated time and memory when it will take more than a minute; for exact patching of
+    more than half an hour, say what attribution with an exact re-check would take instead."""
+    from pathpatch.discovery.cost import estimate
+    from pathpatch.discovery.runner import memory_budget
+
+    graph = ComputeGraph.from_model(model)
+    rows = graph.n_edges * (len(layout(task, None, is_causal(model)).labels) if config.granularity == "position" else 1)
+    budget = memory_budget(config.max_memory, next(model.parameters()).device)
+    planned = estimate(model, task, config.method, rows, config.steps, config.recheck, budget)
+    log.log(logging.INFO if planned.seconds > 60 else logging.DEBUG, "%d prompts, %s edges: %s", n_prompts(task), f"{rows:,}", planned.text())
+    if config.method == "exact" and planned.seconds > 1800:
+        faster = estimate(model, task, "eap-ig", rows, 5, config.recheck, budget)
+        log.warning("exact patching of all %s edges would take about %s; --method eap-ig --steps 5 (attribution, then an exact "
+                    "re-check of the %d strongest edges, --recheck) would take about %s", f"{rows:,}", duration(planned.seconds),
+                    config.recheck, duration(faster.seconds))
+
+
 def circuit_attention_png(model: torch.nn.Module, task: AnyTask, circuit: Circuit, most: int = 4) -> bytes | None:
-    """Attention patterns of up to ``most`` heads of the circuit (mean and example prompts) as PNG; None
-    when the circuit has no head or the prompts are vectors or of several lengths."""
+    """Attention patterns of up to ``most`` heads of the circuit (mean and example prompts) as PNG, over the
+    largest group of same-length prompts; None when the circuit has no head or the prompts are vectors."""
     from pathpatch.graphs.plots import attention_patterns, figure_png
-    from pathpatch.models.tasks import Task
+    from pathpatch.models.tasks import task_groups
 
     heads = sorted({component_name(n) for n, kind in circuit.graph.nodes(data="kind") if kind == "head"})[:most]
-    if not heads or not isinstance(task, Task) or task.clean.is_floating_point():
+    group = max(task_groups(task), key=lambda g: g.clean.shape[0])  # the first of the largest groups
+    if not heads or group.clean.is_floating_point():
         return None
-    return figure_png(attention_patterns(model, task, heads))
+    return figure_png(attention_patterns(model, group, heads))
 
 
 def _decoder(model: torch.nn.Module):
@@ -351,20 +420,31 @@ def _prune_config(config: DiscoverConfig) -> PruneConfig:
 
 @dataclass(frozen=True)
 class CheckReport:
-    """Verdicts on a hypothesis file's claims, with the settings they were measured under."""
+    """Verdicts on a hypothesis file's claims, with the settings they were measured under.
+
+    ``circuit`` is None when no claim needed one (no circuit was discovered); ``complete`` is False for the
+    verdicts measured before a run was interrupted, which then pass or fail nothing as a whole.
+    """
 
     hypothesis: Hypothesis
     table: pd.DataFrame
-    circuit: Circuit
+    circuit: Circuit | None
+    complete: bool = True
 
     @property
     def passed(self) -> bool:
-        return bool(self.table["passed"].all())
+        return self.complete and bool(self.table["passed"].all())
+
+    @property
+    def verdict(self) -> str:
+        if not self.complete:
+            return f"INTERRUPTED after {len(self.table)} of {len(self.hypothesis.claims)} claims"
+        return "PASS" if self.passed else "FAIL"
 
     def to_dict(self) -> dict:
         h = self.hypothesis
         return {"hypothesis": h.name, "model": h.model, "task": h.task, "method": h.method, "version": __version__,
-                "claims": self.table.to_dict(orient="records")}
+                "complete": self.complete, "claims": self.table.to_dict(orient="records")}
 
     def write(self, out: Path, *, force: bool = False, command: str = "CheckReport.write") -> tuple[dict[str, Path], str]:
         """Write check.json, check.md, circuit.json and the diagram (failed hops highlighted) as one folder ``out``.
@@ -383,17 +463,19 @@ class CheckReport:
             write_text_atomic(tmp / "check.md", self.markdown())
             write_text_atomic(tmp / "report.html", check_html(self, failed))
             write_text_atomic(tmp / "check.json", json.dumps(self.to_dict(), indent=2, default=float) + "\n")
-            self.circuit.to_json(tmp / "circuit.json")
-            diagram, message = write_diagram(self.circuit, tmp / "circuit.svg", highlight=failed)
+            if self.circuit is not None:
+                self.circuit.to_json(tmp / "circuit.json")
+                diagram, message = write_diagram(self.circuit, tmp / "circuit.svg", highlight=failed)
         out = Path(out)
-        paths = {"report": out / "check.json", "markdown": out / "check.md", "html": out / "report.html", "circuit": out / "circuit.json",
-                 "diagram": out / diagram.name}
-        return paths, _moved(message, tmp, out)
+        paths = {"report": out / "check.json", "markdown": out / "check.md", "html": out / "report.html"}
+        if self.circuit is None:
+            return paths, "no circuit: no claim needed one"
+        return {**paths, "circuit": out / "circuit.json", "diagram": out / diagram.name}, _moved(message, tmp, out)
 
     def markdown(self) -> str:
         """Return the checks as a Markdown report: verdict, methodology, one row per claim."""
         h = self.hypothesis
-        lines = [f"# Checks: {h.name} ({h.model} / {h.task}): {'PASS' if self.passed else 'FAIL'}", "", "## Method", ""]
+        lines = [f"# Checks: {h.name} ({h.model} / {h.task}): {self.verdict}", "", "## Method", ""]
         lines += [f"- {k}: {v}" for k, v in h.method.items()] + ["", "## Claims", "",
                   "| claim | kind | value | 95% CI | threshold | verdict |", "|---|---|---|---|---|---|"]
         for r in self.table.itertuples():
@@ -413,9 +495,8 @@ class CheckReport:
 
     def text(self) -> str:
         cols = ["name", "kind", "value", "op", "threshold", "ci_low", "ci_high", "passed", "detail"]
-        verdict = "PASS" if self.passed else "FAIL"
         table = self.table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}")
-        return f"{self.hypothesis.name} ({self.hypothesis.model} / {self.hypothesis.task}): {verdict}\n{table}"
+        return f"{self.hypothesis.name} ({self.hypothesis.model} / {self.hypothesis.task}): {self.verdict}\n{table}"
 
 
 def discover_config_of(hypothesis: Hypothesis, device: str = "cpu") -> DiscoverConfig:
@@ -435,8 +516,10 @@ def check(
     device: str = "cpu",
     progress: bool = False,
     model_config: "str | Path | dict | None" = None,
+    on_result: "Callable[[ClaimResult], None] | None" = None,
 ) -> CheckReport:
-    """Check every claim of a hypothesis; discover the circuit with the file's settings unless one is given.
+    """Check every claim of a hypothesis; discover the circuit with the file's settings unless one is given
+    or no claim needs one (only ``path`` and ``faithfulness`` claims read a circuit).
 
     Args:
         hypothesis: A ``Hypothesis`` or the path of a hypothesis TOML file.
@@ -446,6 +529,7 @@ def check(
         device: Torch device for models loaded from a spec.
         progress: Show progress bars.
         model_config: Config of a bare weights file (overrides the file's ``model_config``).
+        on_result: Called with each claim's verdict as soon as it is measured.
     """
     hypothesis = hypothesis if isinstance(hypothesis, Hypothesis) else load_hypothesis(hypothesis)
     config = discover_config_of(hypothesis, device)
@@ -455,14 +539,14 @@ def check(
     loaded, loaded_task = resolve(model_spec, task if task is not None else hypothesis.task, config, model_config)
     if model is not None or task is not None:
         hypothesis = replace(hypothesis, model=model_label(model_spec, loaded), task=loaded_task.name)
-    if circuit is None:
+    if circuit is None and any(claim.kind in NEEDS_CIRCUIT for claim in hypothesis.claims):
         circuit = discover(loaded, loaded_task, config, progress=progress, model_name=hypothesis.model).circuit
     graph = ComputeGraph.from_model(loaded)
-    theirs = circuit.compute_graph
+    theirs = graph if circuit is None else circuit.compute_graph
     if theirs != graph:  # layers, heads, MLPs and parallel blocks: the same graph, or the masks index other edges
         shape = lambda g: f"{g.n_layers}-layer, {g.n_heads}-head{', attention-only' if g.attn_only else ''}{', parallel' if g.parallel else ''}"  # noqa: E731
         raise ValueError(f"The circuit is from a {shape(theirs)} model, but {hypothesis.model} is {shape(graph)}; "
                          "check a circuit discovered on the same model.")
     device_of = next(loaded.parameters()).device
     ctx = Context(loaded, loaded_task.to(device_of), circuit, graph, config.patch_config(), hypothesis.method["bootstrap"], config.seed)
-    return CheckReport(hypothesis, check_claims(hypothesis, ctx), circuit)
+    return CheckReport(hypothesis, check_claims(hypothesis, ctx, on_result), circuit)

@@ -3,7 +3,8 @@
 Each report is one file that opens offline: the circuit diagram inlined as SVG (Graphviz's ``dot``;
 where it is missing, the report says so), heatmaps and attention patterns as PNG data URIs, the
 tables (kept edges, claims with their 95% intervals and verdicts) and every setting of the run.
-Built from ``pathpatch.graphs.html`` sections; this module only chooses what goes in.
+Built from ``pathpatch.graphs.html`` sections; this module only chooses what goes in. ``pathpatch lens``
+(direct logit attribution and the logit lens) also gets a Markdown ``report.md`` from ``lens_markdown``.
 """
 
 import shutil
@@ -33,12 +34,13 @@ def discovery_html(result) -> str:
     ]
     kept = result.scores[result.scores["edge"].isin(result.circuit.scored_edges)].sort_values("score", ascending=False)
     columns = [c for c in ("edge", "score", "normalized", "approx_score") if c in kept]
-    sections.append(table_section(f"Kept edges ({len(kept)} of {len(result.scores)} scored)", kept[columns]))
+    sections.append(table_section(f"Kept edges ({len(kept)} of {result.scored()})", kept[columns]))
     if result.curve is not None:
         sections.append(table_section("Faithfulness by circuit size (top edges by |score|)", result.curve))
     if result.attention_png:
         sections.append(png_section("Attention patterns of the circuit's heads", result.attention_png, alt="attention patterns"))
-    settings = {"model": result.model_name, "task": result.task_name, "prompts": result.n_prompts, **vars(result.config)}
+    settings = {"model": result.model_name, "task": result.task_name, "prompts": result.n_prompts, **vars(result.config),
+                "metric": result.circuit.info.get("metric")}  # the metric used: the task's own unless overridden
     sections.append(settings_section("Settings", settings))
     return report_html(f"Circuit: {result.model_name} / {result.task_name}", sections)
 
@@ -48,8 +50,8 @@ def check_html(report, highlight: set[str] | None = None) -> str:
     h = report.hypothesis
     table = report.table[["name", "kind", "value", "op", "threshold", "ci_low", "ci_high", "passed", "detail"]]
     sections = [
-        table_section(f"Claims: {'PASS' if report.passed else 'FAIL'}", table, highlight_column="passed"),
-        diagram_section(report.circuit, highlight),
+        table_section(f"Claims: {report.verdict}", table, highlight_column="passed"),
+        *([diagram_section(report.circuit, highlight)] if report.circuit is not None else []),
         settings_section("Method (pinned by the hypothesis file)", {"model": h.model, "task": h.task, **h.method}),
     ]
     return report_html(f"Checks: {h.name}", sections)
@@ -61,3 +63,67 @@ def patch_html(title: str, heatmaps: dict[str, bytes], tables: dict[str, pd.Data
     sections += [table_section(f"{act} values", table) for act, table in tables.items()]
     sections.append(settings_section("Settings", settings))
     return report_html(title, sections)
+
+
+def lens_markdown(title: str, tables: dict[str, pd.DataFrame], settings: dict, files: list[str]) -> str:
+    """``report.md`` of ``pathpatch lens``: the logit difference, the logit lens, DLA by layer and the strongest heads.
+
+    Args:
+        title: The report's heading.
+        tables: ``logit_diff`` (per prompt), ``dla`` and ``heads`` (``FirstLook.dla_table``), ``lens`` (``FirstLook.lens_table``).
+        settings: Model, task, prompts, seed and the like, listed as given.
+        files: The names of the files beside the report.
+    """
+    ld, lens, dla, heads = tables["logit_diff"], tables["lens"], tables["dla"], tables["heads"]
+    lines = [f"# {title}", "", f"Logit difference over {len(ld)} prompts: clean {_mean_sd(ld['clean'])}, corrupt {_mean_sd(ld['corrupt'])}.",
+             "Direct logit attribution (DLA) splits each prompt's clean logit difference exactly into the embedding, every "
+             "attention layer (ATTN, = its heads + output bias) and MLP, and a constant bias term, with the final norm's scale "
+             "of the final residual stream applied; positive values push toward the clean answer.", "", "## Settings", ""]
+    lines += [f"- {key}: {value}" for key, value in settings.items()]
+    lines += ["", "## Logit lens (logit difference of the accumulated residual stream)", "",
+              "`final scale`: divided by the final residual's norm scale (document 001; steps are the sublayers' DLA). "
+              "`own scale`: each stream through the final norm with its own statistics.", "",
+              "| after | final scale | 95% CI | own scale | 95% CI |", "|---|---|---|---|---|"]
+    lines += [f"| {r.after} | {r.mean:.4g} | {_ci(r.ci_low, r.ci_high)} | {r.own_mean:.4g} | {_ci(r.own_ci_low, r.own_ci_high)} |"
+              for r in lens.itertuples()]
+    lines += ["", "## DLA by layer", "", "| component | mean | 95% CI |", "|---|---|---|"]
+    lines += [f"| {r.component} | {r.mean:.4g} | {_ci(r.ci_low, r.ci_high)} |" for r in dla.itertuples()]
+    ranked = heads.sort_values("mean", ascending=False)
+    shown = pd.concat([ranked.head(5), ranked.tail(5)]).drop_duplicates("component")
+    lines += ["", "## Strongest heads (5 most positive, 5 most negative)", "", "| head | mean | 95% CI |", "|---|---|---|"]
+    lines += [f"| {r.component} | {r.mean:.4g} | {_ci(r.ci_low, r.ci_high)} |" for r in shown.itertuples()]
+    lines += ["", "## Files", ""] + [f"- {name}" for name in files]
+    return "\n".join(lines) + "\n"
+
+
+def lens_html(title: str, tables: dict[str, pd.DataFrame], pngs: dict[str, bytes], settings: dict) -> str:
+    """``report.html`` of ``pathpatch lens``: the figures, then the tables behind them, then the settings.
+
+    Args:
+        title: Page title.
+        tables: As ``lens_markdown`` takes them.
+        pngs: Figure title -> PNG bytes, in the order shown.
+        settings: The run's settings.
+    """
+    ld = tables["logit_diff"]
+    summary = (f"Logit difference over {len(ld)} prompts: clean {_mean_sd(ld['clean'])}, corrupt {_mean_sd(ld['corrupt'])}. "
+               "DLA values are in logit-difference units; positive values push toward the clean answer.")
+    sections = [text_section("Summary", summary)]
+    sections += [png_section(name, png, alt=name) for name, png in pngs.items()]
+    sections += [table_section("Logit lens table", tables["lens"], caption="final scale: divided by the final residual's norm scale "
+                                                                      "(document 001); own_: each stream normalised by its own scale"),
+                 table_section("DLA by layer table", tables["dla"]),
+                 table_section("DLA by head table", tables["heads"].sort_values("mean", ascending=False)),
+                 table_section("Logit difference per prompt", ld), settings_section("Settings", settings)]
+    return report_html(title, sections)
+
+
+def _mean_sd(values: pd.Series) -> str:
+    """``mean ± sd`` of a column, ``not run`` when it is all NaN."""
+    if values.isna().all():
+        return "not run"
+    return f"{values.mean():.4g} ± {values.std(ddof=1 if len(values) > 1 else 0):.3g}"
+
+
+def _ci(low: float, high: float) -> str:
+    return f"[{low:.4g}, {high:.4g}]"

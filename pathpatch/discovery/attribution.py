@@ -13,7 +13,6 @@ correlation, so an attribution run says how much it can be trusted.
 """
 
 import logging
-import time
 from dataclasses import replace
 
 import einops
@@ -39,8 +38,9 @@ from pathpatch.discovery.runner import (
 from pathpatch.models.tasks import AnyTask, Task, n_prompts
 from pathpatch.names import edge_at, hook_name
 from pathpatch.positions import Layout, labels_of
+from pathpatch.progress import Progress
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("pathpatch.progress")
 
 
 @with_patching_hooks
@@ -122,12 +122,14 @@ def _group_scores(model: torch.nn.Module, graph: ComputeGraph, task: Task, alpha
     n, budget = task.clean.shape[0], memory_budget(config.max_memory, device)
     n_pos = trim_task(task, cut=is_causal(model)).clean.shape[1]  # the positions that run
     prompts, copies = plan_chunks(model, graph, n, n_pos, len(alphas), budget)
+    if callable(task.metric) and prompts < n:  # a custom metric may read prompts by their place in the batch: keep them whole
+        prompts, copies = n, plan_chunks(model, graph, 1, n * n_pos, len(alphas), budget)[1]
     mean = _mean_outputs(model, graph, task, prompts) if config.corruption == "mean" else None
     scores, tokens = None, None  # [src dest pos], once the trimmed length is known
     n_chunks = -(-n // prompts) * -(-len(alphas) // copies)
     log.info("%s over %d prompts: %d backward passes of %d prompts x %d steps (memory budget %.2f GB)",
              "EAP" if len(alphas) == 1 else "EAP-IG", n, n_chunks, prompts, copies, budget / 1e9)
-    ticker = _Progress(n_chunks, config.progress, "attribution")
+    ticker = Progress(n_chunks, "attribution passes", bar=config.progress)
     for a in range(0, n, prompts):
         prep = prepare(model, task.select(a, min(a + prompts, n)), source_hooks(graph))
         clean = stack_sources(model, graph, prep.clean_acts)  # [src batch pos d_model]
@@ -143,7 +145,7 @@ def _group_scores(model: torch.nn.Module, graph: ComputeGraph, task: Task, alpha
             part = alphas[s : s + copies].to(delta.device, delta.dtype)[:, None, None, None]  # [copies 1 1 1]
             embed = (ends[1][None] + part * (ends[0] - ends[1])[None]).flatten(0, 1)  # [copies * batch pos d_model]
             _accumulate(model, graph, prep, embed.detach().requires_grad_(True), len(part), len(alphas), delta, scores)
-            ticker.step()
+            ticker.update()
     ticker.close()
     scores = scores.cpu()
     if columns is None:
@@ -209,28 +211,6 @@ def _dest_columns(graph: ComputeGraph) -> dict:
     for node in graph.dests:
         groups.setdefault(node.hook_in, []).append(node)
     return groups
-
-
-class _Progress:
-    """A tqdm bar on a terminal; otherwise an INFO log line with the time left, at most every 10 seconds."""
-
-    def __init__(self, total: int, bar: bool, desc: str) -> None:
-        from tqdm.auto import tqdm
-
-        self.total, self.done, self.started, self.said = total, 0, time.perf_counter(), time.perf_counter()
-        self.desc, self.bar = desc, tqdm(total=total, desc=desc, disable=not bar, leave=False)
-
-    def step(self) -> None:
-        self.done += 1
-        self.bar.update(1)
-        now = time.perf_counter()
-        if self.bar.disable and now - self.said >= 10 and self.done < self.total:
-            left = (now - self.started) / self.done * (self.total - self.done)
-            log.info("%s: %d/%d passes, about %.0f s left", self.desc, self.done, self.total, left)
-            self.said = now
-
-    def close(self) -> None:
-        self.bar.close()
 
 
 def spearman(a: pd.Series, b: pd.Series) -> float:

@@ -576,37 +576,46 @@ def run_circuits_with_baselines(
 
 
 def _circuit_hooks(model: torch.nn.Module, graph: ComputeGraph, cut: Tensor, outputs: Outputs) -> list[tuple[str, object]]:
-    """Hooks that record each source's output and subtract cut edges' (output - corrupt) at readers."""
-    n_variants = cut.shape[0]
-    diffs: list[Tensor] = []  # per source, [variant batch pos d_model], in graph.sources order
-    dest_index = {node.name: j for j, node in enumerate(graph.dests)}
+    """Hooks that record each source's ``output - corrupt`` and remove cut edges' share at readers.
+
+    A reader's corrected input is ``input - sum over cut edges of (out_src - corrupt_src)``. Circuits are
+    mostly small (few kept edges) or nearly whole (few cut ones), so each variant takes the shorter sum at
+    each hook: the cut edges' differences, or the running sum of every difference so far less those of the
+    edges it does not cut. Only sources some hook sums over one by one are kept in memory.
+    """
+    n_variants, plans = cut.shape[0], _correction_plans(graph, cut)
+    needed = {int(i) for plan in plans.values() for i in plan[2].tolist()}
+    kept: dict[int, Tensor] = {}  # source index -> [variant batch pos d_model]
+    state: dict = {"sum": None, "n": 0}  # running sum of every recorded difference, and how many
+
+    def add(diff: Tensor) -> None:
+        state["sum"] = diff if state["sum"] is None else state["sum"] + diff
+        if state["n"] in needed:
+            kept[state["n"]] = diff
+        state["n"] += 1
 
     def record(act: Tensor, hook, first: int, layer: int | None = None) -> Tensor:
         if layer is not None:  # hook_z: [variant * batch pos head d_head]
-            heads = head_outputs(model, act, layer)  # [head variant*batch pos d_model]
-            for h, out in enumerate(heads):
-                diffs.append(out.view(n_variants, -1, *out.shape[1:]) - outputs.corrupt[first + h][None])
+            for h, out in enumerate(head_outputs(model, act, layer)):  # [variant*batch pos d_model] each
+                add(out.view(n_variants, -1, *out.shape[1:]) - outputs.corrupt[first + h][None])
         else:
-            diffs.append(act.view(n_variants, -1, *act.shape[1:]) - outputs.corrupt[first][None])
+            add(act.view(n_variants, -1, *act.shape[1:]) - outputs.corrupt[first][None])
         return act
 
-    def correct(act: Tensor, hook, columns: list[int]) -> Tensor:
-        n_src = len(diffs)
-        stacked = torch.stack(diffs, dim=1)  # [variant src batch pos d_model]
-        weights = cut[:, :n_src][:, :, columns].to(stacked.dtype)  # [variant src dest (pos)]
-        if weights.ndim == 4:  # position-aware: each position cuts its own edges
-            fix = einsum(stacked, weights, "variant src batch pos d_model, variant src dest pos -> variant batch pos dest d_model")
-        else:
-            fix = einsum(stacked, weights, "variant src batch pos d_model, variant src dest -> variant batch pos dest d_model")
-        view = act.view(n_variants, -1, *act.shape[1:])
+    def correct(act: Tensor, hook, name: str) -> Tensor:
+        n_rec, base, rows, weights = plans[name]
+        assert state["n"] == n_rec, (name, state["n"], n_rec)
+        view = act.view(n_variants, -1, *act.shape[1:])  # [variant batch pos (head) d_model]
+        total = state["sum"][:, :, :, None]  # [variant batch pos 1 d_model]
+        fix = base.to(total.dtype)[:, None, None, None, None] * total
+        if len(rows):
+            stacked = torch.stack([kept[int(i)] for i in rows], dim=1)  # [variant src batch pos d_model]
+            pattern = "variant src batch pos d_model, variant src dest" + (" pos" if weights.ndim == 4 else "")
+            fix = fix + einsum(stacked, weights.to(stacked.dtype), pattern + " -> variant batch pos dest d_model")
         fix = fix if view.ndim == 5 else fix[:, :, :, 0]
         return (view - fix).view(act.shape)
 
-    hooks: list[tuple[str, object]] = []
-    hooks.append((hook_name("resid_pre", 0), lambda act, hook: record(act, hook, 0)))
-    for name, nodes in _dest_hooks(graph).items():
-        columns = [dest_index[n.name] for n in nodes]
-        hooks.append((name, lambda act, hook, columns=columns: correct(act, hook, columns)))
+    hooks: list[tuple[str, object]] = [(hook_name("resid_pre", 0), lambda act, hook: record(act, hook, 0))]
     src_first: dict[str, tuple[int, int | None]] = {}
     for i, node in enumerate(graph.sources):
         if node.kind == "head":
@@ -615,4 +624,28 @@ def _circuit_hooks(model: torch.nn.Module, graph: ComputeGraph, cut: Tensor, out
             src_first.setdefault(node.hook_out, (i, None))
     for name, (first, layer) in src_first.items():
         hooks.append((name, lambda act, hook, first=first, layer=layer: record(act, hook, first, layer)))
+    hooks += [(name, lambda act, hook, name=name: correct(act, hook, name)) for name in plans]
     return hooks
+
+
+def _correction_plans(graph: ComputeGraph, cut: Tensor) -> dict[str, tuple[int, Tensor, Tensor, Tensor]]:
+    """For each reader hook: how many sources are recorded when it runs, and per variant the shorter sum.
+
+    Returns ``hook -> (n_recorded, base [variant], rows [k], weights [variant k dest (pos)])``: the correction is
+    ``base * running_sum + sum over rows of weights * difference``, with ``base`` 0 and ``weights`` the cut mask
+    (few cut edges), or ``base`` 1 and ``weights`` minus the edges not cut (few kept edges).
+    """
+    prefix = graph.valid.sum(0).tolist()
+    plans = {}
+    for name, nodes in _dest_hooks(graph).items():
+        columns = [graph.dest_index(n) for n in nodes]
+        same_layer = graph.n_heads if graph.parallel and nodes[0].kind == "mlp" else 0  # a parallel MLP runs after its heads
+        n_rec = prefix[columns[0]] + same_layer
+        mask = cut[:, :n_rec, columns]  # [variant src dest (pos)]
+        n_cut = mask.flatten(1).sum(1)
+        base = (2 * n_cut > mask[0].numel()).to(torch.long)  # [variant]: more cut than kept
+        shape = (-1,) + (1,) * (mask.ndim - 1)
+        weights = torch.where(base.view(shape).bool(), -(~mask).to(torch.float32), mask.to(torch.float32))
+        rows = weights.ne(0).transpose(0, 1).flatten(1).any(1).nonzero()[:, 0]  # sources some variant sums one by one
+        plans[name] = (n_rec, base, rows, weights[:, rows])
+    return plans

@@ -424,13 +424,12 @@ def run_chunked(
     (``distributed``); chunk boundaries do not depend on the number of processes, so neither do the
     numbers. A chunk that runs out of CUDA memory is run in halves, which gives identical results.
     """
-    from tqdm.auto import tqdm
-
     from pathpatch.discovery.distributed import gather_chunks, my_chunks
+    from pathpatch.progress import Progress
 
     bounds = [(a, min(a + chunk, n_variants)) for a in range(0, n_variants, chunk)]
     mine = my_chunks(len(bounds))
-    bar = tqdm(total=sum(b - a for a, b in (bounds[i] for i in mine)), desc=desc, disable=not progress, leave=False)
+    bar = Progress(sum(b - a for a, b in (bounds[i] for i in mine)), desc, bar=progress)
     local, size = {}, chunk
     for i in mine:
         a, b = bounds[i]

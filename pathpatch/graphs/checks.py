@@ -7,7 +7,8 @@ exact normalized effects under the file's pinned corruption and direction: noisi
 ``(clean - patched) / (clean - corrupt)`` (what the component contributes), denoising
 ``(patched - corrupt) / (clean - corrupt)`` (what it restores on its own). Tasks whose prompts differ
 in length run group by group; per-prompt values are joined, so intervals resample every prompt. A path passes when each of its scored hops is in the circuit and has at least
-``min_effect``; its value is the weakest hop.
+``min_effect``; its value is the weakest hop. A ``dla`` claim bounds a component's mean direct logit
+attribution (``discovery.lens``), read off the clean run alone.
 """
 
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from torch import Tensor
 from pathpatch.discovery.config import PatchConfig
 from pathpatch.discovery.edges import patch_edges, run_circuits_with_baselines
 from pathpatch.discovery.graph import ComputeGraph
+from pathpatch.discovery.lens import dla_per_prompt
 from pathpatch.graphs.circuit import Circuit
 from pathpatch.graphs.hypotheses import Claim, Hypothesis
 from pathpatch.graphs.weights import canonical, composition_score, copying_score, virtual_ov_accuracy
@@ -60,7 +62,7 @@ class Context:
 
     model: torch.nn.Module
     task: AnyTask
-    circuit: Circuit
+    circuit: Circuit | None  # None when no claim reads a circuit
     graph: ComputeGraph
     config: PatchConfig
     resamples: int
@@ -379,6 +381,12 @@ def check_neuron(ctx: Context, claim: Claim) -> ClaimResult:
     return _threshold_result(ctx, claim, lambda idx: effect[idx].mean(), len(effect))
 
 
+def check_dla(ctx: Context, claim: Claim) -> ClaimResult:
+    """Mean direct logit attribution of one component (``discovery.lens``), in logit-difference units, over the prompts."""
+    per_prompt = dla_per_prompt(ctx.model, ctx.task, claim.params["node"]).double()
+    return _threshold_result(ctx, claim, lambda idx: per_prompt[idx].mean(), len(per_prompt))
+
+
 def feature_of(task: Task, name: str) -> Tensor:
     """A per-prompt feature ``[batch]`` the task carries (``Task.features``)."""
     features = getattr(task, "features", None) or {}
@@ -392,6 +400,7 @@ CHECKS: dict[str, Callable[[Context, Claim], ClaimResult]] = {
     "path": check_path, "effect": check_effect, "faithfulness": check_faithfulness, "head_role": check_head_role,
     "composition": check_composition, "virtual_ov": check_virtual_ov, "ablation": check_ablation,
     "compare": check_compare, "rank": check_rank, "neuron": check_neuron, "forced_attention": check_forced_attention,
+    "dla": check_dla,
 }
 
 
@@ -420,10 +429,14 @@ def _threshold_result(ctx: Context, claim: Claim, stat: Callable[[Tensor], Tenso
     return ClaimResult(claim.name, claim.kind, value, op, threshold, low, high, _passes(op, value, threshold))
 
 
-def check_claims(hypothesis: Hypothesis, ctx: Context) -> pd.DataFrame:
+NEEDS_CIRCUIT = frozenset({"path", "faithfulness"})  # claim kinds measured on a circuit; the others on the model
+
+
+def check_claims(hypothesis: Hypothesis, ctx: Context, on_result: Callable[[ClaimResult], None] | None = None) -> pd.DataFrame:
     """Return one row per claim: name, kind, value, op, threshold, ci_low, ci_high, passed, detail.
 
     A claim with ``report = true`` is measured and reported but never fails (its ``op`` is ``report``).
+    ``on_result`` receives each verdict as soon as it is measured (to show it, or keep it if the run stops).
     """
     rows = []
     for claim in hypothesis.claims:
@@ -433,4 +446,11 @@ def check_claims(hypothesis: Hypothesis, ctx: Context) -> pd.DataFrame:
             rows.append(replace(result, op="report", threshold=float("nan"), passed=True))
         else:
             rows.append(CHECKS[claim.kind](ctx, claim))
-    return pd.DataFrame([r.__dict__ for r in rows])
+        if on_result is not None:
+            on_result(rows[-1])
+    return results_table(rows)
+
+
+def results_table(rows: list[ClaimResult]) -> pd.DataFrame:
+    """The verdicts as a table, one row per claim (the columns of ``ClaimResult``)."""
+    return pd.DataFrame([r.__dict__ for r in rows], columns=list(ClaimResult.__dataclass_fields__))

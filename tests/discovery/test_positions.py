@@ -79,7 +79,8 @@ def test_position_aware_circuit_runs_match_hand_built_hooks(random_model, refere
     graph = ComputeGraph.from_model(random_model)
     columns = layout(random_task)
     g = torch.Generator().manual_seed(1)
-    masks = torch.rand(3, len(graph.sources), len(graph.dests), len(columns.labels), generator=g) < 0.6
+    density = torch.tensor([0.1, 0.6, 0.95])[:, None, None, None]  # sparse, middling and nearly whole circuits in one batch
+    masks = torch.rand(3, len(graph.sources), len(graph.dests), len(columns.labels), generator=g) < density
     ours = run_circuits_per_prompt(random_model, random_task, masks, positions=columns)
     for k in range(3):
         expected = hand_circuit_metric(reference_model, random_task, masks[k])
