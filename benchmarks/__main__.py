@@ -142,6 +142,8 @@ def results_md(out: Path) -> str:
         else:
             command = "python -m benchmarks --device cuda" if kind == "cuda" else "python -m benchmarks"
             parts.append(f"## {title}\n\nNot yet measured. To measure: `{command}`.\n")
+    real = out / "results" / "real-lm.md"  # written by python -m benchmarks.real_lm
+    parts.append(real.read_text() if real.exists() else "## Real LM\n\nNot yet measured. To measure: `python -m benchmarks.real_lm`.\n")
     return "\n".join(parts)
 
 

@@ -504,7 +504,8 @@ def discover_config_of(hypothesis: Hypothesis, device: str = "cpu") -> DiscoverC
     m = hypothesis.method
     return DiscoverConfig(method=m["scoring"], corruption=m["corruption"], direction=m["direction"], threshold=float(m["threshold"]),
                           relative=m["relative"], metric=m["metric"], n=m["n"], seed=m["seed"], device=device,
-                          task_corruption=m["task_corruption"], granularity=GRANULARITY[m["granularity"]])
+                          task_corruption=m["task_corruption"], granularity=GRANULARITY[m["granularity"]], steps=m["steps"],
+                          recheck=m["recheck"])
 
 
 def check(

@@ -387,6 +387,16 @@ def check_dla(ctx: Context, claim: Claim) -> ClaimResult:
     return _threshold_result(ctx, claim, lambda idx: per_prompt[idx].mean(), len(per_prompt))
 
 
+def check_metric(ctx: Context, claim: Claim) -> ClaimResult:
+    """The task's metric on unpatched clean (or corrupt) prompts, e.g. the mean logit difference."""
+    run = claim.params.get("run", "clean")
+    if run not in ("clean", "corrupt"):
+        raise ValueError(f"Claim {claim.name!r} (metric): run = {run!r}; choose 'clean' or 'corrupt'.")
+    with torch.no_grad():
+        per_prompt = torch.cat([group.score_per_prompt(ctx.model(getattr(group, run))).double().cpu() for group in task_groups(ctx.task)])
+    return _threshold_result(ctx, claim, lambda idx: per_prompt[idx].mean(), len(per_prompt))
+
+
 def feature_of(task: Task, name: str) -> Tensor:
     """A per-prompt feature ``[batch]`` the task carries (``Task.features``)."""
     features = getattr(task, "features", None) or {}
@@ -400,7 +410,7 @@ CHECKS: dict[str, Callable[[Context, Claim], ClaimResult]] = {
     "path": check_path, "effect": check_effect, "faithfulness": check_faithfulness, "head_role": check_head_role,
     "composition": check_composition, "virtual_ov": check_virtual_ov, "ablation": check_ablation,
     "compare": check_compare, "rank": check_rank, "neuron": check_neuron, "forced_attention": check_forced_attention,
-    "dla": check_dla,
+    "dla": check_dla, "metric": check_metric,
 }
 
 

@@ -22,6 +22,8 @@ model and prompts it names can travel together:
     n = 64                    # prompts (default: 64 generated, or every prompt of a file)
     seed = 0                  # data seed (and bootstrap seed)
     bootstrap = 200           # resamples of prompts for confidence intervals
+    steps = 10                # eap-ig: interpolation steps
+    recheck = 50              # eap, eap-ig: strongest attributed edges re-scored exactly before pruning
 
     [[claim]]
     name = "V-composition path"
@@ -35,7 +37,8 @@ Claim kinds and their keys (``min``/``max`` are the thresholds a value must reac
 offset or token (attends_to), positions = all | read, space = vocab | residual for copying), ``composition`` (src, dest, type = q | k | v, min), ``virtual_ov``
 (heads, min), ``ablation`` (head, min: increase of the task loss when the head is mean-ablated), ``dla``
 (node = embed | L9H1 | ATTN9 (a whole attention layer) | MLP9 | bias, min or max: the mean direct logit
-attribution in logit-difference units, so ``max = 0`` says "a negative head"; ``discovery.lens``).
+attribution in logit-difference units, so ``max = 0`` says "a negative head"; ``discovery.lens``), ``metric``
+(run = clean | corrupt, min or max: the task's own metric on unpatched prompts, e.g. "the model does the task").
 """
 
 import math
@@ -62,9 +65,10 @@ CLAIM_KEYS: dict[str, tuple[set[str], set[str]]] = {
     "neuron": ({"layer", "neuron"}, {"tokens", "correlates_with", "min", "max"}),
     "forced_attention": ({"heads"}, {"offset", "positions", "metric", "min", "max"}),
     "dla": ({"node"}, {"min", "max"}),
+    "metric": (set(), {"run", "min", "max"}),
 }
-BOUNDED = ("effect", "faithfulness", "head_role", "composition", "virtual_ov", "ablation", "neuron", "forced_attention", "dla")
-STRING_KEYS = {"edge", "node", "head", "src", "dest", "role", "type", "space", "a", "b", "by", "correlates_with", "metric", "direction"}
+BOUNDED = ("effect", "faithfulness", "head_role", "composition", "virtual_ov", "ablation", "neuron", "forced_attention", "dla", "metric")
+STRING_KEYS = {"edge", "node", "head", "src", "dest", "role", "type", "space", "a", "b", "by", "correlates_with", "metric", "direction", "run"}
 EXAMPLES = {"edge": "L0H0->L1H0.v", "node": "L1H0", "head": "L1H0", "src": "L0H0", "dest": "L1H0", "role": "previous_token", "type": "v",
             "positions": "all", "space": "vocab", "nodes": '["embed", "L0H0.v", "L0H0", "logits"]', "heads": '["L0H0", "L1H0"]',
             "a": "L0H1", "b": "L0H0", "by": "effect", "correlates_with": "value", "metric": "accuracy", "direction": "denoise",
@@ -104,6 +108,8 @@ REFERENCE: tuple[tuple[str, str, str], ...] = (
      'kind = "forced_attention", heads = ["L0H0"], offset = 1, min = 0.75'),
     ("dla", "mean direct logit attribution (logit-difference units) of embed, a head, ATTN9 (a whole attention layer), MLP9 or bias",
      'kind = "dla", node = "L10H7", max = 0'),
+    ("metric", "the task's metric (e.g. the logit difference) on the clean (default) or corrupt prompts, unpatched",
+     'kind = "metric", run = "clean", min = 1.0'),
 )
 
 
@@ -111,7 +117,7 @@ GRANULARITY = {"edge": "component", "component": "component", "position": "posit
 METHOD_DEFAULTS: dict[str, Any] = {
     "scoring": "exact", "direction": "noise", "corruption": "paired", "task_corruption": None, "threshold": 0.05, "relative": True,
     "metric": None, "granularity": "edge", "positions": "task", "aggregation": "mean",
-    "n": None, "seed": 0, "bootstrap": 200,
+    "n": None, "seed": 0, "bootstrap": 200, "steps": 10, "recheck": 50,
 }
 METRICS = ("logit_diff", "loss", "accuracy", "kl", "mse")
 
@@ -240,7 +246,7 @@ def _check_method(name: str, method: dict) -> None:
         raise ValueError(f"Hypothesis {name!r}: threshold = {threshold!r}; give a finite number, e.g. threshold = 0.05.")
     if not 0 <= float(method["threshold"]) <= 10:
         raise ValueError(f"Hypothesis {name!r}: threshold {method['threshold']} is out of range; use a normalized effect in [0, 10].")
-    for key, low in (("n", 1), ("bootstrap", 1), ("seed", 0)):
+    for key, low in (("n", 1), ("bootstrap", 1), ("seed", 0), ("steps", 1), ("recheck", 1)):
         value = method[key]
         if value is None and key == "n":
             continue
@@ -280,6 +286,8 @@ def _parse_claim(name: str, index: int, raw: Any) -> Claim:
         raise ValueError(f"{where} (effect): give exactly one of edge = \"SRC->DEST\" or node = \"L1H0\".")
     if kind == "head_role":
         _check_role(where, params)
+    if kind == "metric" and params.get("run", "clean") not in ("clean", "corrupt"):
+        raise ValueError(f"{where} (metric): run = {params['run']!r}; choose \"clean\" (default) or \"corrupt\".")
     if kind == "dla" and "@" in params["node"]:
         raise ValueError(f"{where} (dla): node = {params['node']!r} names a position; DLA is read where the task's metric reads, "
                          "so drop the '@...' (e.g. node = \"L9H1\").")
