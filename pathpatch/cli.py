@@ -590,7 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=10, help=f"EAP-IG interpolation steps, 1..{MAX_STEPS} (default 10)")
     p.add_argument("--recheck", type=int, default=50, help="eap/eap-ig: re-score this many of the strongest attributed edges exactly (default 50)")
     p.add_argument("--max-memory", type=float, default=None, help="activation memory budget in GB; runs chunk to stay within it "
-                   "(default: 2 GB on CPU, half the free memory on a GPU)")
+                   "(default: 1.5 GB on CPU, half the free memory on a GPU)")
     p.add_argument("--n", type=int, default=None, help=f"prompts, 1..{MAX_PROMPTS:,} (default: 64 generated, or every prompt of a file)")
     p.add_argument("--seed", type=int, default=0, help="data seed (default 0)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")

@@ -34,7 +34,7 @@ class PatchConfig:
         corruption: What patched-out activations carry (``paired``, ``resample``, ``mean``, ``zero``).
         direction: ``denoise`` (patch clean into corrupt) or ``noise`` (patch corrupt into clean).
         max_memory: Activation memory budget per forward pass, in bytes; sets variants per chunk.
-            None (default): half the free memory of a CUDA device at call time, 2 GiB on CPU
+            None (default): half the free memory of a CUDA device at call time, 1.5 GB on CPU
             (``runner.memory_budget``); a chunk that still runs out of CUDA memory is halved and retried.
         chunk: Variants per forward pass; overrides ``max_memory`` when given.
         normalize: Add ``normalized`` = score / (clean - corrupt metric) to score tables.

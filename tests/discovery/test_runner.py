@@ -59,12 +59,12 @@ def test_metrics_needing_every_logit_keep_the_full_readout(random_model, random_
     assert prep.read_tokens is None and prep.read_task is prep.task
 
 
-def test_default_memory_budget_is_half_the_free_cuda_memory_and_two_gib_on_cpu(monkeypatch):
+def test_default_memory_budget_is_half_the_free_cuda_memory_and_1_5_gb_on_cpu(monkeypatch):
     from pathpatch.discovery.runner import CPU_MEMORY_BUDGET, memory_budget
 
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (60 * 2**30, 80 * 2**30))
     assert memory_budget(None, torch.device("cuda", 0)) == 30 * 2**30
-    assert memory_budget(None, torch.device("cpu")) == CPU_MEMORY_BUDGET == 2 * 2**30
+    assert memory_budget(None, torch.device("cpu")) == CPU_MEMORY_BUDGET == 1.5e9
     assert memory_budget(2**20, torch.device("cuda", 0)) == 2**20
 
 
@@ -73,7 +73,7 @@ def test_chunk_size_grows_with_the_budget(random_model):
 
     small, large = (chunk_size(random_model, 8, 16, budget, 10**6) for budget in (2**24, 2**28))
     assert 1 <= small < large
-    assert chunk_size(random_model, 8, 16, None, 10**6) == chunk_size(random_model, 8, 16, 2 * 2**30, 10**6)
+    assert chunk_size(random_model, 8, 16, None, 10**6) == chunk_size(random_model, 8, 16, 1.5e9, 10**6)
 
 
 def test_a_non_positive_memory_budget_is_refused_and_none_means_automatic():
