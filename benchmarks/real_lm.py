@@ -70,8 +70,8 @@ def run(n: int = 32, check_files: bool = True) -> tuple[list[tuple], str]:
             peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
             rows.append((f"`pathpatch check hypotheses/{name}.toml` (exit {done.returncode}, load included)", seconds, seconds / plain, peak))
     setting = (f"SmolLM2-135M-Instruct (GGUF Q4_1 dequantized to float32; 30 layers, 9 query / 3 key-value heads, d_model 576, "
-               f"vocabulary 49,152); task `ioi`, {n_prompts(task)} prompts of {lengths[0]}-{lengths[-1]} tokens in {len(lengths)} "
-               f"length groups; default memory budget")
+               f"vocabulary 49,152); task `ioi`, {n_prompts(task)} prompts of {lengths[0]}-{lengths[-1]} tokens ({len(lengths)} lengths, "
+               f"{len(task_groups(task))} same-shape groups); default memory budget")
     return rows, setting
 
 

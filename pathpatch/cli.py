@@ -297,6 +297,7 @@ def cmd_patch(args: argparse.Namespace) -> int:
     model, task = resolve(args.model, args.task, DiscoverConfig(n=args.n, seed=args.seed, device=device, task_corruption=args.task_corruption),
                           args.config)
     config = PatchConfig(direction=args.direction, corruption=args.corruption, seed=args.seed, progress=_progress())
+    _say_patch_cost(model, task, acts, not args.no_positions)
     tokens = str_tokens(model, task)
     heatmaps, tables = {}, {}
     for act in acts:
@@ -313,6 +314,20 @@ def cmd_patch(args: argparse.Namespace) -> int:
         (tmp / "report.html").write_text(patch_html(f"Activation patching: {name} / {task.name}", heatmaps, tables, settings))
     print(f"{name} / {task.name}: patched {', '.join(acts)} -> {out} ({', '.join(f'{a}.csv, {a}.png' for a in acts)}, report.html)")
     return EXIT_OK
+
+
+def _say_patch_cost(model, task, acts: list[str], per_pos: bool) -> None:
+    """Log how long activation patching of ``acts`` will take when it is more than a minute (from a timed forward)."""
+    from pathpatch.discovery.activation import index_axes
+    from pathpatch.discovery.cost import estimate
+    from pathpatch.discovery.runner import memory_budget
+    from pathpatch.models.tasks import task_groups
+
+    sizes = {"layer": model.cfg.n_layers, "head": model.cfg.n_heads, "pos": max(g.clean.shape[1] for g in task_groups(task))}
+    rows = sum(math.prod(sizes.get(axis, 1) for axis in index_axes(act, per_pos)) for act in acts)
+    planned = estimate(model, task, "activation", rows, 1, 0, memory_budget(None, next(model.parameters()).device))
+    if planned.seconds > 60:
+        logging.getLogger("pathpatch.progress").info("%s patched activations: %s", f"{rows:,}", planned.text())
 
 
 def cmd_lens(args: argparse.Namespace) -> int:

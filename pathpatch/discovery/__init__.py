@@ -9,6 +9,7 @@ from pathpatch import lazy_members
 _HOMES = {
     **{name: "pathpatch.discovery.activation" for name in ("ACTS", "ActivationPatchResult", "activation_patch", "block_every")},
     **{name: "pathpatch.discovery.attribution" for name in ("attribute_edges", "verify")},
+    **{name: "pathpatch.discovery.lens" for name in ("first_look", "dla_per_prompt")},
     "PatchConfig": "pathpatch.discovery.config",
     **{name: "pathpatch.discovery.edges" for name in ("patch_edges", "path_patch", "run_circuits")},
     **{name: "pathpatch.discovery.graph" for name in ("ComputeGraph", "check_supported")},

@@ -57,6 +57,8 @@ def forwards(method: str, rows: int, steps: int, recheck: int) -> float:
         return EXACT_PER_ROW * rows + FAITHFULNESS
     if method == "acdc":
         return rows + FAITHFULNESS  # one circuit run an edge, at least
+    if method == "activation":
+        return EXACT_PER_ROW * rows + 1  # one patched activation a row, as an exactly patched edge
     passes = 1 if method == "eap" else steps
     return 2 + BACKWARD * passes + EXACT_PER_ROW * min(recheck, rows) + FAITHFULNESS
 

@@ -8,6 +8,7 @@ from pathpatch import lazy_members
 
 _HOMES = {
     "load_model": "pathpatch.models.loading",
+    "load_gguf": "pathpatch.models.gguf",
     "save_model": "pathpatch.models.checkpoint",
     "load_task": "pathpatch.models.task_files",
     "Task": "pathpatch.models.tasks",
