@@ -21,6 +21,6 @@ def test_the_smollm2_hypothesis_file_passes(name, smollm2_model):
 
 def test_a_negative_head_claim_on_a_positive_head_fails(smollm2_model):
     hypothesis = load_hypothesis(ROOT / "hypotheses" / "weekday-smollm2.toml")
-    wrong = [replace(c, params={**c.params, "node": "L23H3"}) for c in hypothesis.claims if c.params.get("node") == "L29H0"]
+    wrong = tuple(replace(c, params={**c.params, "node": "L23H3"}) for c in hypothesis.claims if c.params.get("node") == "L29H0")
     report = check(replace(hypothesis, claims=wrong), model=smollm2_model)
     assert not report.passed and report.table["value"].iloc[0] > 0.05
