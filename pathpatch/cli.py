@@ -319,15 +319,14 @@ def cmd_patch(args: argparse.Namespace) -> int:
 def _say_patch_cost(model, task, acts: list[str], per_pos: bool) -> None:
     """Log how long activation patching of ``acts`` will take when it is more than a minute (from a timed forward)."""
     from pathpatch.discovery.activation import index_axes
-    from pathpatch.discovery.cost import estimate
+    from pathpatch.discovery.cost import announce, estimate
     from pathpatch.discovery.runner import memory_budget
     from pathpatch.models.tasks import task_groups
 
     sizes = {"layer": model.cfg.n_layers, "head": model.cfg.n_heads, "pos": max(g.clean.shape[1] for g in task_groups(task))}
     rows = sum(math.prod(sizes.get(axis, 1) for axis in index_axes(act, per_pos)) for act in acts)
     planned = estimate(model, task, "activation", rows, 1, 0, memory_budget(None, next(model.parameters()).device))
-    if planned.seconds > 60:
-        logging.getLogger("pathpatch.progress").info("%s patched activations: %s", f"{rows:,}", planned.text())
+    announce(planned, f"{rows:,} patched activations")
 
 
 def cmd_lens(args: argparse.Namespace) -> int:

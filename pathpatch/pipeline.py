@@ -125,15 +125,13 @@ def _check_discover_config(c: DiscoverConfig) -> None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{key}={value!r}; give an integer >= {low}" + (" (or leave it unset for a threshold)." if key == "top_k" else "."))
-    memory = c.max_memory
-    if memory is not None and (isinstance(memory, bool) or not isinstance(memory, (int, float)) or not math.isfinite(memory) or memory <= 0):
-        raise ValueError(f"max_memory={memory!r}; give a positive number of bytes (e.g. 3e9), or None for the default budget.")
     if c.granularity == "position" and c.method == "acdc":
         raise ValueError("granularity 'position' works with methods exact, eap and eap-ig; ACDC's greedy search runs over "
                          "position-free edges (use --method exact for position-aware circuits).")
     if c.direction == "denoise" and c.corruption in ("mean", "zero"):
         raise ValueError(f"direction 'denoise' patches clean activations into a corrupt run, but corruption {c.corruption!r} "
                          "has no corrupt run; use direction 'noise' for ablations.")
+    c.patch_config()  # the engine settings check themselves (max_memory)
 
 
 @dataclass(frozen=True)
@@ -158,7 +156,7 @@ class DiscoveryResult:
     def summary(self) -> str:
         f = self.faithfulness
         return (
-            f"{self.model_name} / {self.task_name}: {f['n_edges']} edges kept of {scored_text(self.scores)} "
+            f"{self.model_name} / {self.task_name}: {f['n_edges']} edges kept of {self.scored()} "
             f"({self.config.method}, {self.config.direction}, {self.n_prompts} prompts); faithfulness {f['faithfulness']:.3f}, "
             f"complement {f['complement_faithfulness']:.3f} (clean {f['clean_metric']:.3f}, corrupt {f['corrupt_metric']:.3f}) in {self.seconds:.1f} s"
         )
@@ -177,7 +175,7 @@ class DiscoveryResult:
             lines += ["", f"Top-edge curve: CPR {a['cpr']:.3f}, CMD {a['cmd']:.3f}{mib}", "",
                       "| share of edges | edges | faithfulness |", "|---|---|---|"]
             lines += [f"| {r.fraction:g} | {r.n_edges} | {r.faithfulness:.3f} |" for r in self.curve.itertuples()]
-        lines += ["", f"Edges: {scored_text(self.scores)}."]
+        lines += ["", f"Edges: {self.scored()}."]
         kept = self.scores[self.scores["edge"].isin(self.circuit.scored_edges)].sort_values("score", ascending=False)
         lines += ["", "## Kept edges", "", "| edge | score | normalized |", "|---|---|---|"]
         lines += [f"| {r.edge} | {r.score:.4g} | {getattr(r, 'normalized', float('nan')):.3f} |" for r in kept.itertuples()]
@@ -369,14 +367,14 @@ def discover(
 def _say_cost(model: torch.nn.Module, task: AnyTask, config: DiscoverConfig) -> None:
     """Log the run's estimated time and memory when it will take more than a minute; for exact patching of
     more than half an hour, say what attribution with an exact re-check would take instead."""
-    from pathpatch.discovery.cost import estimate
+    from pathpatch.discovery.cost import announce, estimate
     from pathpatch.discovery.runner import memory_budget
 
     graph = ComputeGraph.from_model(model)
     rows = graph.n_edges * (len(layout(task, None, is_causal(model)).labels) if config.granularity == "position" else 1)
     budget = memory_budget(config.max_memory, next(model.parameters()).device)
     planned = estimate(model, task, config.method, rows, config.steps, config.recheck, budget)
-    log.log(logging.INFO if planned.seconds > 60 else logging.DEBUG, "%d prompts, %s edges: %s", n_prompts(task), f"{rows:,}", planned.text())
+    announce(planned, f"{n_prompts(task)} prompts, {rows:,} edges")
     if config.method == "exact" and planned.seconds > 1800:
         faster = estimate(model, task, "eap-ig", rows, 5, config.recheck, budget)
         log.warning("exact patching of all %s edges would take about %s; --method eap-ig --steps 5 (attribution, then an exact "

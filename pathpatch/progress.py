@@ -35,12 +35,6 @@ class Progress:
     def close(self) -> None:
         self.bar.close()
 
-    def __enter__(self) -> "Progress":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
 
 def duration(seconds: float) -> str:
     """A duration in the unit a person reads best: ``42 s``, ``7.5 min``, ``3.2 h``."""

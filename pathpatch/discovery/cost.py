@@ -9,6 +9,7 @@ model's weights plus the activation budget a run keeps to (``runner.memory_budge
 the whole run needs less. Estimates are rough (within a factor of about two); they tell minutes from hours.
 """
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -16,6 +17,8 @@ import torch
 
 from pathpatch.models.tasks import AnyTask, task_groups
 from pathpatch.progress import duration
+
+log = logging.getLogger("pathpatch.progress")
 
 EXACT_PER_ROW = 0.35  # forwards per exactly patched edge, measured on a 30-layer model (fewer on small ones)
 BACKWARD = 3.0  # a forward with a backward pass, in forwards
@@ -61,6 +64,11 @@ def forwards(method: str, rows: int, steps: int, recheck: int) -> float:
         return EXACT_PER_ROW * rows + 1  # one patched activation a row, as an exactly patched edge
     passes = 1 if method == "eap" else steps
     return 2 + BACKWARD * passes + EXACT_PER_ROW * min(recheck, rows) + FAITHFULNESS
+
+
+def announce(planned: Estimate, what: str) -> None:
+    """Log ``what`` a run is and its estimate: at INFO when it will take more than a minute, else at DEBUG."""
+    log.log(logging.INFO if planned.seconds > 60 else logging.DEBUG, "%s: %s", what, planned.text())
 
 
 def estimate(model: torch.nn.Module, task: AnyTask, method: str, rows: int, steps: int, recheck: int, budget: "int | float") -> Estimate:

@@ -126,14 +126,6 @@ def collect_outputs(model: torch.nn.Module, graph: ComputeGraph, prep: Prepared,
     return Outputs(clean_out, corrupt_out, stack(clean), None if corrupt is None else stack(corrupt))
 
 
-def _dest_hooks(graph: ComputeGraph) -> dict[str, list[Node]]:
-    """Group destination nodes by the hook where they read the residual stream."""
-    groups: dict[str, list[Node]] = {}
-    for node in graph.dests:
-        groups.setdefault(node.hook_in, []).append(node)
-    return groups
-
-
 def _add_hook(rows: Tensor, heads: Tensor | None, positions: Tensor | None, deltas: Tensor, n_variants: int):
     """Return a hook adding ``deltas[i]`` to variant ``rows[i]`` (at head ``heads[i]``, position ``positions[i]``)."""
 
@@ -635,9 +627,9 @@ def _correction_plans(graph: ComputeGraph, cut: Tensor) -> dict[str, tuple[int, 
     ``base * running_sum + sum over rows of weights * difference``, with ``base`` 0 and ``weights`` the cut mask
     (few cut edges), or ``base`` 1 and ``weights`` minus the edges not cut (few kept edges).
     """
-    prefix = graph.valid.sum(0).tolist()
+    prefix = graph.sources_before
     plans = {}
-    for name, nodes in _dest_hooks(graph).items():
+    for name, nodes in graph.dest_hooks.items():
         columns = [graph.dest_index(n) for n in nodes]
         same_layer = graph.n_heads if graph.parallel and nodes[0].kind == "mlp" else 0  # a parallel MLP runs after its heads
         n_rec = prefix[columns[0]] + same_layer

@@ -112,6 +112,19 @@ class ComputeGraph:
         pairs = self._valid.T.nonzero().tolist()  # [edge 2]: destination-major, as the table rows run
         return tuple(Edge(self.sources[i], self.dests[j]) for j, i in pairs)
 
+    @functools.cached_property
+    def sources_before(self) -> tuple[int, ...]:
+        """How many sources each destination reads: always the first ones, as sources run in stage order."""
+        return tuple(self._valid.sum(0).tolist())
+
+    @functools.cached_property
+    def dest_hooks(self) -> dict[str, tuple[Node, ...]]:
+        """Destinations grouped by the hook where they read the residual stream, in destination order."""
+        groups: dict[str, list[Node]] = {}
+        for node in self.dests:
+            groups.setdefault(node.hook_in, []).append(node)
+        return {name: tuple(nodes) for name, nodes in groups.items()}
+
     @property
     def n_edges(self) -> int:
         """Number of edges."""

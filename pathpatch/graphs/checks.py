@@ -29,7 +29,7 @@ from pathpatch.graphs.weights import canonical, composition_score, copying_score
 from pathpatch.graphs.attention import attention_to, destinations, distance_from_uniform, forced_pattern_metric, pattern_of, target_mask
 from pathpatch.graphs.neurons import activation, direct_effect, pearson
 from pathpatch.models.tasks import AnyTask, Task, task_groups, with_metric
-from pathpatch.discovery.runner import is_causal
+from pathpatch.discovery.runner import is_causal, prepare
 from pathpatch.names import edge_at, hook_name, split_pos
 from pathpatch.positions import Layout, layout
 
@@ -389,11 +389,8 @@ def check_dla(ctx: Context, claim: Claim) -> ClaimResult:
 
 def check_metric(ctx: Context, claim: Claim) -> ClaimResult:
     """The task's metric on unpatched clean (or corrupt) prompts, e.g. the mean logit difference."""
-    run = claim.params.get("run", "clean")
-    if run not in ("clean", "corrupt"):
-        raise ValueError(f"Claim {claim.name!r} (metric): run = {run!r}; choose 'clean' or 'corrupt'.")
-    with torch.no_grad():
-        per_prompt = torch.cat([group.score_per_prompt(ctx.model(getattr(group, run))).double().cpu() for group in task_groups(ctx.task)])
+    preps = [prepare(ctx.model, group) for group in task_groups(ctx.task)]  # both runs, as every patching run measures them
+    per_prompt = torch.cat([getattr(prep, f"{claim.params.get('run', 'clean')}_per_prompt").double() for prep in preps])
     return _threshold_result(ctx, claim, lambda idx: per_prompt[idx].mean(), len(per_prompt))
 
 
