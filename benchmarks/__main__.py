@@ -3,12 +3,16 @@
     python -m benchmarks                  # CPU: writes benchmarks/results/cpu.md, its figures, RESULTS.md
     python -m benchmarks --device cuda    # GPU rows: results/cuda.md (GPT-2-small shape, 12 layers)
     python -m benchmarks --quick          # tiny sizes, seconds: proves the code runs (CI); out/benchmarks-quick
+    python -m benchmarks --compare OLD.json   # also print every row more than 20% slower than a saved run
+    python -m benchmarks --all-edges      # also exact patching of all 32,491 edges of the 12-layer shape (minutes)
 
-Each run rewrites its own device's section and figures, then rebuilds ``RESULTS.md`` from every
-section present, so a CPU run keeps the GPU rows and the other way round. Nothing asserts on time.
+Each run rewrites its own device's section, figures and ``results/<device>.json`` (every row's seconds
+and peak memory, the file ``--compare`` reads), then rebuilds ``RESULTS.md`` from every section present,
+so a CPU run keeps the GPU rows and the other way round. Nothing asserts on time.
 """
 
 import argparse
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from benchmarks import accuracy, autocircuit, patching, scaling
+from benchmarks import accuracy, autocircuit, methods, patching, scaling
 from benchmarks.common import machine
 from pathpatch.files import write_text_atomic
 
@@ -71,11 +75,18 @@ class Results:
     peer_note: str
     scale: pd.DataFrame
     acc: accuracy.AccuracyResult
+    costs: list
+    cost_setting: str
+
+    def records(self) -> list[dict]:
+        """Every timed row as ``{key, seconds, peak_mb}`` (what ``--compare`` matches)."""
+        rows = [{"key": r.work, "seconds": r.ours_s, "peak_mb": r.peak_mb} for r in self.rows + self.peer_rows]
+        return rows + methods.as_records(self.costs)
 
 
-def collect(kind: str, device: str, quick: bool) -> Results:
+def collect(kind: str, device: str, quick: bool, all_edges: bool = False) -> Results:
     """Run every benchmark on ``device``."""
-    command = f"python -m benchmarks --device {device}" + (" --quick" if quick else "")
+    command = f"python -m benchmarks --device {device}" + (" --quick" if quick else "") + (" --all-edges" if all_edges else "")
     if kind == "cuda":
         rows, setting = patching.run(quick, device, gpt2_layers=12, seq=16, batch=8)
     else:
@@ -84,7 +95,9 @@ def collect(kind: str, device: str, quick: bool) -> Results:
         peer_rows, peer_note = [], "skipped in --quick (making its environment takes minutes)"
     else:
         peer_rows, peer_note = autocircuit.run(device)
-    return Results(kind, device, command, rows, setting, peer_rows, peer_note, scaling.run(quick, device), accuracy.run(quick, device))
+    costs, cost_setting = methods.run(quick, device, all_edges)
+    return Results(kind, device, command, rows, setting, peer_rows, peer_note, scaling.run(quick, device), accuracy.run(quick, device),
+                   costs, cost_setting)
 
 
 def render(res: Results, out: Path) -> str:
@@ -100,6 +113,9 @@ def render(res: Results, out: Path) -> str:
         "### Speed against TransformerLens and auto-circuit", "", f"Setting: {res.setting}.", "",
         patching.markdown(res.rows + res.peer_rows), "", f"auto-circuit: {res.peer_note}.", "",
         *targets(res.rows, res.acc, res.kind), "",
+        "### Every method in plain forwards", "", f"Setting: {res.cost_setting}.", "",
+        "Seconds over one plain forward of the same model and clean batch: the work a method does, whatever the machine.", "",
+        methods.markdown(res.costs), "",
         "### Scaling", "", "Base: 2 layers, 4 heads, d_model 128, d_mlp 512, vocabulary 1000, batch 8 x seq 16; one axis grown at a time.",
         "", res.scale.to_markdown(index=False, floatfmt=".3g"), "", link("scaling.png"), "",
         "### Accuracy against ground truth", "", res.acc.roc.to_markdown(index=False, floatfmt=".3f"), "", link("roc.png"), "",
@@ -132,6 +148,14 @@ def targets(rows: list, acc: accuracy.AccuracyResult, kind: str) -> list[str]:
     return lines
 
 
+def slower(old: list[dict], new: list[dict], by: float = 0.2) -> list[str]:
+    """Rows of ``new`` more than ``by`` slower than the same rows of ``old`` (matched by key), worst first."""
+    before = {r["key"]: r for r in old}
+    found = [(r["seconds"] / before[r["key"]]["seconds"], r, before[r["key"]]) for r in new
+             if r["key"] in before and before[r["key"]]["seconds"] > 0 and r["seconds"] > (1 + by) * before[r["key"]]["seconds"]]
+    return [f"{ratio:.2f}x slower: {r['key']} ({b['seconds']:.3g} s -> {r['seconds']:.3g} s)" for ratio, r, b in sorted(found, key=lambda t: -t[0])]
+
+
 def results_md(out: Path) -> str:
     """RESULTS.md from the header and every device section present."""
     parts = [HEADER]
@@ -152,17 +176,26 @@ def main(argv: list[str] | None = None) -> Results:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: proves every benchmark runs (no timing meaning)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--out", default=None, help="folder for RESULTS.md and results/ (default: benchmarks/, or out/benchmarks-quick with --quick)")
+    parser.add_argument("--compare", default=None, metavar="OLD.json", help="print the rows more than 20%% slower than a saved results/<device>.json")
+    parser.add_argument("--all-edges", action="store_true", help="also exact patching of every edge of the 12-layer shape (minutes on a CPU)")
     args = parser.parse_args(argv)
+    old = json.loads(Path(args.compare).read_text())["rows"] if args.compare else None  # read first: a bad path fails before the run
     out = Path(args.out) if args.out else (Path("out/benchmarks-quick") if args.quick else HERE)
     kind = "cuda" if args.device.startswith("cuda") else "cpu"
     if kind == "cuda" and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: CUDA is not available on this machine; run without --device for the CPU rows.")
-    results = collect(kind, args.device, args.quick)
+    results = collect(kind, args.device, args.quick, args.all_edges)
     text = render(results, out)
     write_text_atomic(out / "results" / f"{kind}.md", text)
+    saved = {"machine": machine(args.device), "command": results.command, "date": time.strftime("%Y-%m-%d"), "rows": results.records()}
+    write_text_atomic(out / "results" / f"{kind}.json", json.dumps(saved, indent=1) + "\n")
     target = write_text_atomic(out / "RESULTS.md", results_md(out))
     print(text)
     print(f"wrote {target}")
+    if old is not None:
+        worse = slower(old, results.records())
+        print(f"\ncompared with {args.compare}: " + ("no row is more than 20% slower" if not worse else f"{len(worse)} rows more than 20% slower"))
+        print("\n".join(worse))
     return results
 
 

@@ -30,12 +30,12 @@ from pathpatch.discovery.prune import acdc
 from pathpatch.discovery.runner import prepare
 from pathpatch.graphs.faithfulness import faithfulness_curve
 from pathpatch.models import Task, build_task, load_model
-from pathpatch.models.planted import PLANTED
+from pathpatch.models.planted_zoo import PLANTED
 
 SCORE_METHODS = ("exact", "eap", "eap-ig")
 METHODS = (*SCORE_METHODS, "acdc")
 TAUS = (0.0, 0.001, 0.003, 0.01, 0.03, 0.05, 0.1, 0.2, 0.4, 0.7, 1.0)
-QUICK_TAUS = (0.0, 0.05, 1.0)
+QUICK_TAUS = (0.0, 0.01, 0.05, 1.0)
 CUT = 0.05  # the CLI's default relative threshold
 STYLES = {"exact": "-", "eap": "--", "eap-ig": ":", "acdc": "-.o"}  # overlapping curves stay visible
 IG_STEPS = 10

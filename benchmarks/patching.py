@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from transformer_lens import HookedTransformer, patching
 
-from benchmarks.common import best_of, machine, measure, random_model, random_task
+from benchmarks.common import TL_CONVENTION, best_of, machine, measure, random_model, random_task
 
 from pathpatch.discovery.activation import activation_patch
 from pathpatch.discovery.activation import block_every as patch_block_every
@@ -62,7 +62,7 @@ def head_by_pos(model: HookedTransformer, task: Task, device: str, label: str, r
     """Head x position patching of ``z``: TransformerLens (one forward per patch) vs pathpatch, each the best of ``repeats``."""
     _, cache = model.run_with_cache(task.clean)
     theirs = best_of(lambda: patching.get_act_patch_attn_head_out_by_pos(model, task.corrupt, cache, task.score), device, repeats)
-    ours = best_of(lambda: activation_patch(model, task, "z", True, PatchConfig(normalize=False)).values, device, repeats)
+    ours = best_of(lambda: activation_patch(model, task, "z", True, TL_CONVENTION).values, device, repeats)
     diff = (theirs.out.cpu() - ours.out).abs().max().item()
     return Row(f"{label}: head x pos patching ({ours.out.numel()} patches)", ours.seconds, theirs.seconds, "TL patching", diff, ours.peak_mb)
 
@@ -82,7 +82,7 @@ def block_every(model: HookedTransformer, task: Task, device: str, label: str) -
     """resid_pre / attn_out / mlp_out by position: TransformerLens' block_every vs pathpatch."""
     _, cache = model.run_with_cache(task.clean)
     theirs = measure(lambda: patching.get_act_patch_block_every(model, task.corrupt, cache, task.score), device)
-    ours = measure(lambda: patch_block_every(model, task, True, PatchConfig(normalize=False)).values, device)
+    ours = measure(lambda: patch_block_every(model, task, True, TL_CONVENTION).values, device)
     diff = (theirs.out.cpu() - ours.out).abs().max().item()
     return Row(f"{label}: block every by pos ({ours.out.numel()} patches)", ours.seconds, theirs.seconds, "TL patching", diff, ours.peak_mb)
 
@@ -90,7 +90,7 @@ def block_every(model: HookedTransformer, task: Task, device: str, label: str) -
 def efficiency(model: HookedTransformer, task: Task, device: str, label: str) -> Row:
     """Head x position patching vs plain batched forwards over as many sequences as it patches."""
     n_variants = model.cfg.n_layers * model.cfg.n_heads * task.clean.shape[1]
-    ours = measure(lambda: activation_patch(model, task, "z", True, PatchConfig(normalize=False)), device)
+    ours = measure(lambda: activation_patch(model, task, "z", True, TL_CONVENTION), device)
     chunk = max(1, 256 // task.clean.shape[0])
 
     def plain() -> None:
@@ -120,7 +120,7 @@ def run(quick: bool = False, device: str = "cpu", gpt2_layers: int = 2, d_vocab:
     torch.manual_seed(0)
     rows = []
     permute = load_model("permute", device=device)
-    activation_patch(permute, build_task("permute", n=2, seed=1), "z", True, PatchConfig(normalize=False))  # warm-up: first calls allocate
+    activation_patch(permute, build_task("permute", n=2, seed=1), "z", True, TL_CONVENTION)  # warm-up: first calls allocate
     permute_task = build_task("permute", n=permute_batch, seed=0).to(device)
     rows.append(head_by_pos(permute, permute_task, device, "S0 permute", repeats=5))  # milliseconds: best of 5 on both sides
     rows.append(ceiling(permute, permute_task, rows[-1], device, "S0 permute"))

@@ -17,7 +17,7 @@ import argparse
 import pandas as pd
 from transformer_lens import patching
 
-from benchmarks.common import measure, random_model, random_task, save_figure
+from benchmarks.common import TL_CONVENTION, measure, random_model, random_task, save_figure
 from pathpatch.discovery.activation import activation_patch
 from pathpatch.discovery.config import PatchConfig
 from pathpatch.discovery.edges import patch_edges
@@ -36,7 +36,7 @@ def point(layers: int, heads: int, seq: int, batch: int, device: str, d_model: i
     plain = random_model(layers, heads, d_model, D_MLP, D_VOCAB, device, edge_hooks=False)
     _, cache = plain.run_with_cache(task.clean)
     theirs = measure(lambda: patching.get_act_patch_attn_head_out_by_pos(plain, task.corrupt, cache, task.score), device)
-    ours = measure(lambda: activation_patch(plain, task, "z", True, PatchConfig(normalize=False)).values, device)
+    ours = measure(lambda: activation_patch(plain, task, "z", True, TL_CONVENTION).values, device)
     diff = (theirs.out.cpu() - ours.out).abs().max().item()
     model = random_model(layers, heads, d_model, D_MLP, D_VOCAB, device, edge_hooks=True)
     n_edges = ComputeGraph.from_model(model).n_edges

@@ -8,9 +8,9 @@ a saved circuit; ``lens`` takes a first look at a logit-difference task (direct 
 layer and head, the logit lens, the strongest heads' attention). Every command has ``--help``. This module is the only place that prints.
 
 Errors: every failure is one line on stderr, ``pathpatch <command>: error: <what was wrong and the
-fix>``, and no traceback unless ``--verbose`` (traceback, then the line) or ``--debug`` (the exception
-is re-raised). Exit codes: 0 done; 1 a claim failed (``check``) or a trained model missed its target
-(``train``); 2 bad input (arguments, files, devices, sizes, out of memory, a folder that cannot be
+fix>``, and no traceback unless ``--verbose`` or ``--debug``: either prints the traceback, then the line,
+and the exit code stays the same (``--verbose`` also logs progress details). Exit codes: 0 done; 1 a claim failed (``check``) or a trained model missed its target
+(``train``); 4 no claim failed but some were inconclusive (their 95% interval straddles the bound); 2 bad input (arguments, files, devices, sizes, out of memory, a folder that cannot be
 written); 3 an unexpected internal error; 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 
 Preflight, before any model is loaded: ``--device`` must exist on this machine (``check_device``);
@@ -40,6 +40,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pathpatch import __version__
+from pathpatch.errors import InputError
+from pathpatch.settings import CORRUPTIONS, DEFAULT_CORRUPTION, DEFAULT_THRESHOLD
 
 EXIT_OK, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM
@@ -51,7 +53,8 @@ MODEL_HELP = ("a bundled name, a TransformerLens checkpoint folder (config.json 
               "with --config, a Hugging Face folder, or file.py:function (runs that file)")
 TASK_HELP = "a bundled task name, prompts as .jsonl, EAP-IG .csv or auto-circuit .json, or file.py:function"
 EPILOG = ("exit codes: 0 ok, 1 a claim failed (check) or a model missed its target (train), 2 bad input, 3 internal error, "
-          "130 interrupted. Errors are one line; --verbose adds the traceback, --debug re-raises.")
+          "4 no claim failed but some were inconclusive (check), "
+          "130 interrupted. Errors are one line; --verbose or --debug adds the traceback (same exit code).")
 
 
 class Terminated(BaseException):
@@ -67,7 +70,7 @@ class Parser(argparse.ArgumentParser):
 
 def cmd_models(args: argparse.Namespace) -> int:
     """Print the bundled models and tasks as a table."""
-    from pathpatch.models.planted import PLANTED
+    from pathpatch.models.planted_zoo import PLANTED
     from pathpatch.models.zoo import SEEDS, TASK_ONLY, TASK_SUMMARIES, read_card
 
     rows = []
@@ -152,8 +155,9 @@ def cmd_discover(args: argparse.Namespace) -> int:
     from pathpatch.pipeline import DiscoverConfig, EmptyCircuitError, discover, model_label, resolve
 
     config = DiscoverConfig(
-        method=args.method, corruption=args.corruption, direction=args.direction, threshold=args.threshold,
-        relative=not args.absolute, metric=args.metric, top_k=args.top_k, n=args.n, seed=args.seed, device=device,
+        method=args.method, corruption=args.corruption, direction=args.direction, both_directions=not args.one_direction,
+        cross_check=not args.no_cross_check, threshold=args.threshold, relative=not args.absolute, metric=args.metric,
+        top_k=args.top_k, n=args.n, seed=args.seed, device=device,
         steps=args.steps, task_corruption=args.task_corruption, granularity=args.granularity, recheck=args.recheck,
         max_memory=_max_memory(args.max_memory),
     )
@@ -186,13 +190,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Check a hypothesis file; exit 0 when every claim passes, 1 when any fails."""
     from pathpatch.files import claim_folder
     from pathpatch.graphs.circuit import from_json
-    from pathpatch.graphs.hypotheses import explain, load_hypothesis
+    from pathpatch.graphs.claim_reference import explain
+    from pathpatch.graphs.hypotheses import load_hypothesis
 
-    if args.explain:
-        print(explain())
+    if args.explain is not None:
+        print(explain(args.explain or None))
         return EXIT_OK
     if args.hypotheses is None:
-        raise ValueError("check needs a hypothesis file, e.g. pathpatch check hypotheses/permute.toml (or --explain for the claim kinds).")
+        raise InputError("check needs a hypothesis file, e.g. pathpatch check hypotheses/permute.toml (or --explain for the claim kinds).")
     out = _out_dir(args.out) if args.out is not None else None
     device = check_device(args.device)
     if out is not None:
@@ -212,13 +217,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     def show(result) -> None:  # each verdict as it is measured, so a long check shows where it is
         measured.append(result)
-        verdict = "pass" if result.passed else "FAIL"
-        print(f"[{len(measured)}/{len(hypothesis.claims)}] {verdict}: {result.name} ({result.kind}) = {result.value:.4g} "
-              f"[{result.ci_low:.4g}, {result.ci_high:.4g}] {result.op} {result.threshold:g}", file=sys.stderr, flush=True)
+        bound = "reported" if result.op == "report" else f"{result.op} {result.threshold:g}"
+        print(f"[{len(measured)}/{len(hypothesis.claims)}] {result.verdict.upper()}: {result.name} ({result.kind}) = {result.value:.4g} "
+              f"[{result.ci_low:.4g}, {result.ci_high:.4g}] {bound}", file=sys.stderr, flush=True)
 
     try:
         report = check(hypothesis, model=args.model, task=args.task, circuit=circuit, device=device,
-                       progress=_progress(), model_config=args.config, on_result=show)
+                       progress=_progress(), model_config=args.config, on_result=show, force=args.force)
     except (KeyboardInterrupt, Terminated):
         if out is not None and measured:  # keep the verdicts already measured, marked incomplete
             from pathpatch.graphs.checks import results_table
@@ -229,7 +234,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise
     unmeasured = report.table.loc[report.table["value"].isna(), "name"].tolist()
     if unmeasured:
-        raise ValueError(f"claims {unmeasured} measured NaN, so they can be neither passed nor failed (clean and corrupt "
+        raise InputError(f"claims {unmeasured} measured NaN, so they can be neither passed nor failed (clean and corrupt "
                          "give the same metric, or the metric is not finite); fix the task or metric. Nothing was written.")
     print(report.text())
     if args.baseline:
@@ -241,7 +246,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         for label, path in paths.items():
             print(f"  {label}: {path}")
         print(f"  {message}")
-    return EXIT_OK if report.passed else EXIT_FAIL
+    return report.exit_code
 
 
 def _check_circuit_model(args: argparse.Namespace, circuit, model_spec: str) -> None:
@@ -257,7 +262,7 @@ def _check_circuit_model(args: argparse.Namespace, circuit, model_spec: str) -> 
     message = (f"--circuit {args.circuit} was found on model {circuit.model_name!r}, but it is checked on {name!r}; "
                "discover the circuit on this model, or pass --force if the two are the same model")
     if not args.force:
-        raise ValueError(message + ".")
+        raise InputError(message + ".")
     logging.getLogger(__name__).warning("%s (--force: checking anyway).", message.split("; ")[0])
 
 
@@ -285,7 +290,7 @@ def cmd_patch(args: argparse.Namespace) -> int:
     acts = [a.strip() for a in args.what.split(",") if a.strip()]
     device = check_device(args.device)
     claim_folder(out, args.force)
-    from pathpatch.discovery.activation import ACTS, activation_patch
+    from pathpatch.discovery.activation import ACTS, absent_acts, activation_patch
     from pathpatch.discovery.config import PatchConfig
     from pathpatch.graphs.plots import figure_png, patching_heatmap, patching_table, str_tokens
     from pathpatch.pipeline import DiscoverConfig, model_label, resolve
@@ -293,9 +298,16 @@ def cmd_patch(args: argparse.Namespace) -> int:
 
     unknown = [a for a in acts if a not in ACTS]
     if unknown or not acts:
-        raise ValueError(f"--what {args.what!r}: unknown activations {unknown or 'none given'}; choose from {', '.join(ACTS)}.")
+        raise InputError(f"--what {args.what!r}: unknown activations {unknown or 'none given'}; choose from {', '.join(ACTS)}.")
     model, task = resolve(args.model, args.task, DiscoverConfig(n=args.n, seed=args.seed, device=device, task_corruption=args.task_corruption),
                           args.config)
+    skipped = [a for a in acts if a in absent_acts(model)]  # e.g. mlp_out of an attention-only model
+    if len(skipped) == len(acts):
+        raise InputError(f"--what {args.what!r}: the model has none of these activations (attention-only models have no resid_mid or "
+                         "mlp_out); patch resid_pre, attn_out or a head activation (z, q, k, v, pattern), e.g. --what resid_pre,attn_out,z.")
+    if skipped:
+        print(f"pathpatch patch: note: skipping {', '.join(skipped)}: the model has no such activation (it has no MLPs)", file=sys.stderr)
+        acts = [a for a in acts if a not in skipped]
     config = PatchConfig(direction=args.direction, corruption=args.corruption, seed=args.seed, progress=_progress())
     _say_patch_cost(model, task, acts, not args.no_positions)
     tokens = str_tokens(model, task)
@@ -307,6 +319,8 @@ def cmd_patch(args: argparse.Namespace) -> int:
     name = model_label(args.model, model)
     settings = {"model": name, "task": task.name, "what": ",".join(acts), "direction": args.direction, "corruption": args.corruption,
                 "per position": not args.no_positions, "seed": args.seed}
+    if skipped:
+        settings["skipped (not in the model)"] = ",".join(skipped)
     with output_folder(out, args.command_line, __version__, args.force) as tmp:
         for act in acts:
             tables[act].to_csv(tmp / f"{act}.csv", index=False)
@@ -411,7 +425,7 @@ def cmd_draw(args: argparse.Namespace) -> int:
     from pathpatch.graphs.export import write_diagram
 
     if not args.output.strip():
-        raise ValueError("-o/--output is empty; give the diagram's file name, e.g. -o circuit.svg.")
+        raise InputError("-o/--output is empty; give the diagram's file name, e.g. -o circuit.svg.")
     output = Path(args.output)
     circuit = from_json(args.circuit)
     path, message = write_diagram(circuit, output)
@@ -423,7 +437,7 @@ def cmd_draw(args: argparse.Namespace) -> int:
 def _out_dir(value: str, example: str = "the folder to write into, e.g. --out out/run1") -> Path:
     """Return an output folder argument as a path; an empty value would write into the working directory."""
     if not value.strip():
-        raise ValueError(f"--out is empty ({value!r}); give {example}.")
+        raise InputError(f"--out is empty ({value!r}); give {example}.")
     return Path(value)
 
 
@@ -440,10 +454,33 @@ def _check_input_size(spec: str | None, what: str) -> None:
         check_size(Path(spec), what)
 
 
+def workers_count(text: str) -> int:
+    """An argparse type: a number of worker processes, 1 up to this machine's CPU cores."""
+    cores = os.cpu_count() or 1
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of processes; give 1 to {cores}") from None
+    if not 1 <= value <= cores:
+        raise argparse.ArgumentTypeError(f"{value} processes on a machine with {cores} CPU cores; give 1 to {cores}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """An argparse type: a finite number (NaN and infinities would compare true or false with everything)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number; give e.g. 0.05")
+    return value
+
+
 def bounded(flag: str, value: int, low: int, high: int, example: str) -> int:
     """Return ``value`` if it is an integer in ``[low, high]``; else raise ValueError naming the flag and the bound."""
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{flag} {value!r} is out of range; give an integer from {low} to {high:,} ({example}).")
+        raise InputError(f"{flag} {value!r} is out of range; give an integer from {low} to {high:,} ({example}).")
     return value
 
 
@@ -452,7 +489,7 @@ def _max_memory(gigabytes: float | None) -> float | None:
     if gigabytes is None:
         return None
     if not math.isfinite(gigabytes) or gigabytes <= 0:
-        raise ValueError(f"--max-memory {gigabytes:g}; give a positive number of gigabytes, e.g. --max-memory 3.")
+        raise InputError(f"--max-memory {gigabytes:g}; give a positive number of gigabytes, e.g. --max-memory 3.")
     return gigabytes * 1e9
 
 
@@ -466,21 +503,21 @@ def check_device(value: str) -> str:
     try:
         device = torch.device(value.strip())
     except (RuntimeError, ValueError, TypeError):
-        raise ValueError(f"--device {value!r} is not a torch device; use cpu, cuda, cuda:N or mps.") from None
+        raise InputError(f"--device {value!r} is not a torch device; use cpu, cuda, cuda:N or mps.") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
             build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "no CUDA support"
-            raise ValueError(f"--device {value!r}: no CUDA GPU is usable on this machine (torch {torch.__version__}, built with {build}); "
+            raise InputError(f"--device {value!r}: no CUDA GPU is usable on this machine (torch {torch.__version__}, built with {build}); "
                              "use --device cpu.")
         count = torch.cuda.device_count()
         if device.index is not None and device.index >= count:
-            raise ValueError(f"--device {value!r}: this machine has {count} CUDA GPU{'s' if count != 1 else ''} (cuda:0..cuda:{count - 1}); "
+            raise InputError(f"--device {value!r}: this machine has {count} CUDA GPU{'s' if count != 1 else ''} (cuda:0..cuda:{count - 1}); "
                              "pick one of them.")
     elif device.type == "mps":
         if not torch.backends.mps.is_available():
-            raise ValueError(f"--device {value!r}: Apple's MPS backend is not available on this machine; use --device cpu.")
+            raise InputError(f"--device {value!r}: Apple's MPS backend is not available on this machine; use --device cpu.")
     elif device.type != "cpu":
-        raise ValueError(f"--device {value!r}: pathpatch runs on cpu, cuda, cuda:N or mps, not {device.type}.")
+        raise InputError(f"--device {value!r}: pathpatch runs on cpu, cuda, cuda:N or mps, not {device.type}.")
     return str(device)
 
 
@@ -543,7 +580,7 @@ def check_memory(model, task, config) -> None:
     if need > free:
         steps = f" x {config.steps} EAP-IG steps" if config.method == "eap-ig" else ""
         backward = ", plus backward activations for attribution" if config.method in ("eap", "eap-ig") else ""
-        raise ValueError(f"{n_prompts(task):,} prompts{steps} need about {need / 2**30:.1f} GiB of activations (prompts x positions "
+        raise InputError(f"{n_prompts(task):,} prompts{steps} need about {need / 2**30:.1f} GiB of activations (prompts x positions "
                          f"x d_model x sources x 2{backward}), but {where} {free / 2**30:.1f} GiB available; use fewer prompts (--n)"
                          f"{', fewer --steps, or --method exact' if backward else ''}.")
 
@@ -562,12 +599,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     common = argparse.ArgumentParser(add_help=False)  # so that --verbose/--debug may also follow the command
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log progress details; show tracebacks")
-    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="re-raise errors with their traceback")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show errors' tracebacks (same exit codes)")
     parser = Parser(prog="pathpatch", description="Automated circuit discovery on TransformerLens models.", epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"pathpatch {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details; show tracebacks of errors")
-    parser.add_argument("--debug", action="store_true", help="re-raise errors with their full traceback")
-    parser.add_argument("--workers", type=int, default=1, help="shard patched variants over N processes (torchrun; gloo on CPU, NCCL on GPUs)")
+    parser.add_argument("--debug", action="store_true", help="show errors' full tracebacks (same exit codes)")
+    parser.add_argument("--workers", type=workers_count, default=1,
+                        help="shard patched variants over N processes (torchrun; gloo on CPU, NCCL on GPUs), 1 to the CPU cores")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add = lambda name, help: sub.add_parser(name, help=help, parents=[common], epilog=EPILOG)
     force_help = "write into a folder that holds files pathpatch did not write (they are kept)"
@@ -593,9 +631,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("discover", "find a circuit: score edges, prune, measure faithfulness, export")
     add_model_and_task(p)
     p.add_argument("--method", default="exact", choices=["exact", "eap", "eap-ig", "acdc"], help="edge scoring (default exact; acdc: greedy, threshold is tau)")
-    p.add_argument("--direction", default="noise", choices=["noise", "denoise"], help="noise: patch corrupt into clean (default); denoise: clean into corrupt")
-    p.add_argument("--corruption", default="paired", choices=["paired", "resample", "mean", "zero"], help="what cut edges carry")
-    p.add_argument("--threshold", type=float, default=0.05, help="keep edges with |normalized score| >= this (default 0.05)")
+    p.add_argument("--direction", default="noise", choices=["noise", "denoise"],
+                   help="primary direction, whose effects fill score/normalized: noise patches corrupt into clean (default); denoise clean into corrupt")
+    p.add_argument("--one-direction", action="store_true", help="score edges in --direction only (default: both directions, keeping "
+                   "an edge that passes in either; about half the scoring time)")
+    p.add_argument("--no-cross-check", action="store_true", help="skip measuring the circuit under the other corruptions (and "
+                   "rediscovering with them when it is suspect)")
+    p.add_argument("--corruption", default=DEFAULT_CORRUPTION, choices=CORRUPTIONS, help="what cut edges carry")
+    p.add_argument("--threshold", type=finite_float, default=DEFAULT_THRESHOLD, help="keep edges with |normalized score| >= this (default 0.05)")
     p.add_argument("--absolute", action="store_true", help="read --threshold in metric units, not as a share of clean - corrupt")
     p.add_argument("--metric", default=None, choices=["logit_diff", "loss", "accuracy", "kl", "mse"], help="override the task's metric")
     p.add_argument("--top-k", type=int, default=None, help="keep the k strongest edges instead of a threshold (k >= 1)")
@@ -603,7 +646,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="component: an edge over all positions (default); position: an edge at each position label, e.g. L0H0->L1H0.v@END")
     p.add_argument("--steps", type=int, default=10, help=f"EAP-IG interpolation steps, 1..{MAX_STEPS} (default 10)")
     p.add_argument("--recheck", type=int, default=50, help="eap/eap-ig: re-score this many of the strongest attributed edges exactly (default 50)")
-    p.add_argument("--max-memory", type=float, default=None, help="activation memory budget in GB; runs chunk to stay within it "
+    p.add_argument("--max-memory", type=finite_float, default=None, help="activation memory budget in GB; runs chunk to stay within it "
                    "(default: 1.5 GB on CPU, half the free memory on a GPU)")
     p.add_argument("--n", type=int, default=None, help=f"prompts, 1..{MAX_PROMPTS:,} (default: 64 generated, or every prompt of a file)")
     p.add_argument("--seed", type=int, default=0, help="data seed (default 0)")
@@ -612,9 +655,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help=force_help)
     p.set_defaults(func=cmd_discover)
 
-    p = add("check", "check a hypothesis file; exit 0 all pass, 1 any fail, 2 bad input")
+    p = add("check", "check a hypothesis file; exit 0 all pass, 1 any fail, 4 none fails but some are inconclusive, 2 bad input")
     p.add_argument("hypotheses", nargs="?", default=None, help="hypothesis TOML file (see hypotheses/*.toml)")
-    p.add_argument("--explain", action="store_true", help="print every claim kind with an example line, and exit")
+    p.add_argument("--explain", nargs="?", const="", default=None, metavar="KIND",
+                   help="print every claim kind with an example line (or one KIND's keys and rules), and exit")
     p.add_argument("--circuit", default=None, help="circuit JSON to check (default: discover one with the file's settings)")
     p.add_argument("--baseline", default=None, help="a check.json from an earlier run: report what moved")
     p.add_argument("--model", default=None, help="override the file's model: " + MODEL_HELP)
@@ -635,8 +679,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("patch", "activation patching: CSV tables, layer x position / layer x head heatmaps and report.html")
     add_model_and_task(p)
     p.add_argument("--what", default="resid_pre,attn_out,mlp_out,z", help="comma-separated activations (resid_pre, attn_out, mlp_out, z, v, pattern, ...)")
-    p.add_argument("--direction", default="denoise", choices=["noise", "denoise"], help="denoise: patch clean into corrupt (default, as TransformerLens)")
-    p.add_argument("--corruption", default="paired", choices=["paired", "resample", "mean", "zero"], help="what patched-out activations carry")
+    p.add_argument("--direction", default="noise", choices=["noise", "denoise"],
+                   help="noise: patch corrupt into clean (default, as discover); denoise: clean into corrupt (TransformerLens' patching helpers)")
+    p.add_argument("--corruption", default=DEFAULT_CORRUPTION, choices=CORRUPTIONS, help="what patched-out activations carry")
     p.add_argument("--no-positions", action="store_true", help="patch each layer (and head) over all positions at once")
     p.add_argument("--n", type=int, default=None, help="prompts (default: 64 generated, or every prompt of a file)")
     p.add_argument("--seed", type=int, default=0, help="data seed (default 0)")
@@ -688,10 +733,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return args.func(args)
         except (Exception, KeyboardInterrupt, Terminated) as err:  # the one place every failure becomes one line
-            if args.debug:
-                raise
             code, message = explain_error(err)
-            if args.verbose:
+            if args.verbose or args.debug:  # the traceback, then the line; the exit code stays the same
                 traceback.print_exc()
         _error(args, message)
         return code
@@ -740,7 +783,7 @@ def explain_error(err: BaseException) -> tuple[int, str]:
         return EXIT_BAD_INPUT, f"a module could not be imported ({text}); install pathpatch's dependencies (pip install -e .) or the module named"
     if isinstance(err, OSError) and err.strerror and err.filename:
         return EXIT_BAD_INPUT, f"{err.strerror}: {err.filename}; check the path, its permissions and the free disk space"
-    if isinstance(err, (KeyError, ValueError, TypeError, OSError)):
+    if isinstance(err, (InputError, OSError)):
         return EXIT_BAD_INPUT, text or type(err).__name__
     return EXIT_INTERNAL, (f"unexpected {type(err).__name__}: {_first_line(text)}; this is a bug if the input is valid: rerun with --debug "
                            "for the traceback and report it")

@@ -4,15 +4,24 @@ A factory is the one spec form that runs the user's code, for models or tasks th
 Every other spec is data and is never executed. Importing a factory therefore always logs, at WARNING,
 which file runs; a spec is a factory only when its shape says so (a lone letter before the colon is a
 Windows drive, not a module).
+
+What the user's code raises while it is imported or called (an exception of its own, a syntax error,
+``sys.exit``) is bad input, reported as the factory's (``your model factory f.py:build raised
+RuntimeError: ... (f.py:12)``), never as pathpatch's bug; ``--debug`` shows its traceback.
 """
 
+import functools
 import importlib
 import importlib.util
 import logging
 import re
 import sys
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from pathpatch.errors import InputError
 
 FACTORY = re.compile(r"(?P<source>[^:]+\.py|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):(?P<function>[A-Za-z_]\w*)")
 
@@ -39,17 +48,48 @@ def import_factory(spec: str, what: str, log: logging.Logger) -> Callable:
     """
     parsed = parse_factory(spec)
     if parsed is None:
-        raise ValueError(f"{spec!r} is not a factory; write path/to/file.py:function or package.module:function.")
+        raise InputError(f"{spec!r} is not a factory; write path/to/file.py:function or package.module:function.")
     source, function = parsed
     module = _import_file(spec, source, function, what, log) if source.endswith(".py") else _import_module(spec, source, function, what, log)
     found = getattr(module, function, None)
     if not callable(found):
         defined = sorted(n for n, v in vars(module).items() if callable(v) and getattr(v, "__module__", None) == module.__name__)
-        raise ValueError(
+        raise InputError(
             f"{what.capitalize()} factory {spec!r}: {source} has no function {function!r}; it defines "
             f"{', '.join(defined) or 'no functions'}. Name the function that returns the {what}."
         )
-    return found
+
+    @functools.wraps(found)
+    def call(*args, **kwargs):
+        with running(spec, what):
+            return found(*args, **kwargs)
+
+    return call
+
+
+@contextmanager
+def running(spec: str, what: str) -> Iterator[None]:
+    """Run the user's code: its exceptions and exit calls become one InputError naming the factory."""
+    try:
+        yield
+    except (InputError, KeyboardInterrupt):
+        raise
+    except SystemExit as err:
+        raise InputError(f"your {what} factory {spec} called sys.exit({err.code!r}) instead of returning a {what}; "
+                         f"return the {what} (or raise an exception saying what is wrong).") from err
+    except Exception as err:
+        text = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
+        raise InputError(f"your {what} factory {spec} raised {type(err).__name__}{': ' + text if text else ''}{_where(err, spec)}; "
+                         "fix the factory (rerun with --debug for its traceback).") from err
+
+
+def _where(err: BaseException, spec: str) -> str:
+    """`` (file.py:LINE)`` of the innermost frame in the factory's own file, when there is one."""
+    source = parse_factory(spec)
+    frames = [f for f in traceback.extract_tb(err.__traceback__) if source and Path(f.filename).name == Path(source[0]).name]
+    if isinstance(err, SyntaxError) and err.filename:
+        return f" ({Path(err.filename).name}:{err.lineno})"
+    return f" ({Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
 
 
 def _import_file(spec: str, source: str, function: str, what: str, log: logging.Logger) -> object:
@@ -63,7 +103,8 @@ def _import_file(spec: str, source: str, function: str, what: str, log: logging.
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[name] = module  # dataclasses and pickling look modules up here
     try:
-        module_spec.loader.exec_module(module)
+        with running(spec, what):
+            module_spec.loader.exec_module(module)
     except BaseException:
         del sys.modules[name]
         raise
@@ -77,9 +118,10 @@ def _import_module(spec: str, source: str, function: str, what: str, log: loggin
     except ModuleNotFoundError:
         module_spec = None
     if module_spec is None:
-        raise ValueError(
+        raise InputError(
             f"{what.capitalize()} factory {spec!r}: no module {source!r} on sys.path; give 'path/to/file.py:{function}' or "
             "make the module importable (install it or add its folder to PYTHONPATH)."
         )
     log.warning("running %s factory %s from %s (module %s)", what, function, module_spec.origin, source)
-    return importlib.import_module(source)
+    with running(spec, what):
+        return importlib.import_module(source)

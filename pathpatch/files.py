@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pathpatch.errors import InputError
+
 MARKER = ".pathpatch-run.json"
 MAX_INPUT_BYTES = 50 * 2**20  # circuit JSON, hypothesis TOML, prompt files: refused above this size, before parsing
 LEGACY_OUTPUTS = frozenset({"scores.csv", "circuit.json", "circuit.dot", "circuit.svg", "circuit.png", "circuit.pdf", "report.md",
@@ -65,19 +67,19 @@ def read_text_limited(path: "str | Path", what: str, limit: int = MAX_INPUT_BYTE
     """
     path = Path(path)
     if path.is_dir():
-        raise ValueError(f"{path} is a folder; give the {what} file itself.")
+        raise InputError(f"{path} is a folder; give the {what} file itself.")
     check_size(path, what, limit)
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
-        raise ValueError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start}); give the {what} file as UTF-8.") from None
+        raise InputError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start}); give the {what} file as UTF-8.") from None
 
 
 def check_size(path: Path, what: str, limit: int = MAX_INPUT_BYTES) -> None:
     """Raise ValueError if the file ``path`` is larger than ``limit`` bytes (checked before anything reads it)."""
     size = Path(path).stat().st_size
     if size > limit:
-        raise ValueError(f"{path} is {size / 2**20:.1f} MB; {what} files are limited to {limit / 2**20:.0f} MB "
+        raise InputError(f"{path} is {size / 2**20:.1f} MB; {what} files are limited to {limit / 2**20:.0f} MB "
                          "(pathpatch.files.MAX_INPUT_BYTES), so it was not read. Give a smaller file.")
 
 
@@ -159,7 +161,7 @@ def claim_folder(target: "str | Path", force: bool = False) -> bool:
     """
     target = Path(os.path.realpath(Path(target).expanduser()))
     if target.exists() and not target.is_dir():
-        raise ValueError(f"--out {target} is a file; give a folder to write into (it is created if missing).")
+        raise InputError(f"--out {target} is a file; give a folder to write into (it is created if missing).")
     cwd = Path(os.path.realpath(Path.cwd()))
     holds_cwd = target == cwd or target in cwd.parents
     if not target.is_dir():
@@ -167,10 +169,10 @@ def claim_folder(target: "str | Path", force: bool = False) -> bool:
     foreign = foreign_entries(target)
     if foreign and not force:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-        raise ValueError(f"--out {target} holds files pathpatch did not write ({shown}); choose an empty or new folder, "
+        raise InputError(f"--out {target} holds files pathpatch did not write ({shown}); choose an empty or new folder, "
                          "or pass --force to write beside them (they are kept).")
     if holds_cwd and not force:
-        raise ValueError(f"--out {target} is the working directory (or holds it), which cannot be swapped for a new "
+        raise InputError(f"--out {target} is the working directory (or holds it), which cannot be swapped for a new "
                          "folder; give a subfolder, e.g. --out out/run1 (or --force to write the files into it).")
     return bool(foreign) or holds_cwd
 

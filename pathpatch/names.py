@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from pathpatch.errors import InputError
+
 NodeKind = Literal["embed", "head", "head_input", "mlp", "logits"]
 Channel = Literal["q", "k", "v"]
 CHANNELS: tuple[Channel, ...] = ("q", "k", "v")
@@ -103,7 +105,7 @@ class Edge:
 
     def __post_init__(self) -> None:
         if not self.src.is_source or not self.dest.is_dest or self.src.stage >= self.dest.stage:
-            raise ValueError(
+            raise InputError(
                 f"No edge {self.src.name}->{self.dest.name}: an edge runs from an output (embed, a head, an "
                 "MLP) to a later input (a head's .q/.k/.v, a later MLP, logits)."
             )
@@ -123,7 +125,7 @@ def split_pos(name: str) -> tuple[str, str | None]:
     """
     base, at, pos = name.partition("@")
     if at and not pos:
-        raise KeyError(f"{name!r} ends in '@' without a position; name one (e.g. '{base}@END') or drop the '@'.")
+        raise InputError(f"{name!r} ends in '@' without a position; name one (e.g. '{base}@END') or drop the '@'.")
     return base, (pos or None)
 
 
@@ -159,7 +161,7 @@ def parse_node(name: str, n_layers: int, n_heads: int, attn_only: bool = False) 
     """
     match = _NODE.match(name.strip())
     if match is None:
-        raise KeyError(_unknown(name, n_layers, n_heads, attn_only, "is not a node name"))
+        raise InputError(_unknown(name, n_layers, n_heads, attn_only, "is not a node name"))
     special, layer, head, channel, mlp_layer, pos = match.groups()
     if special == "embed":
         return Node(name, -1, None, "embed", None, hook_name("resid_pre", 0), pos=pos)
@@ -168,11 +170,11 @@ def parse_node(name: str, n_layers: int, n_heads: int, attn_only: bool = False) 
     if mlp_layer is not None:
         layer = int(mlp_layer)
         if attn_only or layer >= n_layers:
-            raise KeyError(_unknown(name, n_layers, n_heads, attn_only, "is not in this model"))
+            raise InputError(_unknown(name, n_layers, n_heads, attn_only, "is not in this model"))
         return Node(name, layer, None, "mlp", hook_name("mlp_in", layer), hook_name("mlp_out", layer), pos=pos)
     layer, head = int(layer), int(head)
     if layer >= n_layers or head >= n_heads:
-        raise KeyError(_unknown(name, n_layers, n_heads, attn_only, "is not in this model"))
+        raise InputError(_unknown(name, n_layers, n_heads, attn_only, "is not in this model"))
     if channel is None:
         return Node(name, layer, head, "head", None, hook_name("result", layer), pos=pos)
     return Node(name, layer, head, "head_input", hook_name(f"{channel}_input", layer), None, channel, pos)
@@ -182,7 +184,7 @@ def parse_edge(name: str, n_layers: int, n_heads: int, attn_only: bool = False) 
     """Return the Edge called ``src->dest``; raise KeyError or ValueError naming what is wrong."""
     parts = name.split("->")
     if len(parts) != 2:
-        raise KeyError(f"Edge name {name!r} must look like 'SRC->DEST', e.g. 'L0H0->L1H0.v'.")
+        raise InputError(f"Edge name {name!r} must look like 'SRC->DEST', e.g. 'L0H0->L1H0.v'.")
     src, dest = (parse_node(part, n_layers, n_heads, attn_only) for part in parts)
     return Edge(src, dest)
 
@@ -196,7 +198,7 @@ def component_name(name: str) -> str:
     """
     match = _NODE.match(name.strip())
     if match is None:
-        raise KeyError(f"{name!r} is not a node name; nodes look like 'embed', 'L0H1', 'L1H0.v', 'MLP2', 'logits'.")
+        raise InputError(f"{name!r} is not a node name; nodes look like 'embed', 'L0H1', 'L1H0.v', 'MLP2', 'logits'.")
     special, layer, head, _, mlp_layer, _ = match.groups()
     if special:
         return special

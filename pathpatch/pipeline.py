@@ -5,11 +5,24 @@
 ``exact`` scores every edge by exact patching (``patch_edges``); ``eap`` and ``eap-ig`` rank every edge
 by attribution first and then re-score the strongest candidates exactly, so the circuit is always
 pruned on exact effects; ``acdc`` prunes greedily on exact circuit runs (``threshold`` is its tau).
-``direction`` says which run is patched: ``noise`` (clean run, one edge corrupt: what the edge
-contributes, ACDC's convention) or ``denoise`` (corrupt run, one edge clean: what it restores, which
-shows AND-like mechanisms that one noised input at a time hides). Pruning keeps edges with
-``|normalized score| >= threshold`` (or the ``top_k`` strongest) on an ``embed -> logits`` path.
-Every setting is recorded in the circuit's graph attributes and the report, so a run can be repeated.
+Edges are scored in both directions by default (``both_directions``; ``pathpatch.directions``):
+``noise`` (clean run, one edge corrupt: what the edge is necessary for, ACDC's convention) and
+``denoise`` (corrupt run, one edge clean: what it suffices for). Each alone misses mechanisms: noising
+one of two inputs that each suffice (an OR) changes nothing, denoising one of two that are both needed
+(an AND) restores nothing. ``direction`` names the primary one, whose effects fill ``score`` and
+``normalized``; attribution takes its gradient at the clean run (noise) or the corrupt run (denoise);
+mean and zero ablation have no corrupt run, so they noise only; ACDC runs the primary direction only.
+Pruning keeps edges whose ``|normalized|`` reaches ``threshold`` in either direction (or the ``top_k``
+strongest), joined to ``embed`` and ``logits``; ``kept_by`` says which direction kept each. Scores and
+faithfulness are shares of the clean - corrupt gap of the run's own corruption.
+
+Faithfulness is measured both ways (the circuit alone; only the circuit corrupted) and, with
+``cross_check``, under ``resample`` and ``mean`` too, where a paired corruption that keeps some input
+the same (and so hides its edges) shows. When any falls below 0.8 the result carries ``doubts``: plain
+sentences, in the summary line and the report, on what to try; where it costs less than the run itself,
+``second_look`` rediscovers the circuit exactly under each other corruption and reports what those
+circuits keep and how faithful they are, without changing the returned circuit. Every setting is
+recorded in the circuit's graph attributes and the report, so a run can be repeated.
 
 ``check(hypothesis, model=..., task=...)`` measures a hypothesis file's claims on a circuit (given,
 or discovered with the file's pinned settings). This module sits above ``graphs/``, ``discovery/``
@@ -34,8 +47,10 @@ from pathpatch.discovery.config import PatchConfig
 from pathpatch.discovery.edges import patch_edges
 from pathpatch.discovery.graph import ComputeGraph
 from pathpatch.discovery.prune import PruneConfig, acdc, prune, strongest
+from pathpatch.errors import InputError
 from pathpatch.files import output_folder, write_atomic, write_text_atomic
 from pathpatch.graphs.checks import NEEDS_CIRCUIT, ClaimResult, Context, check_claims
+from pathpatch.graphs.verdicts import EXIT_CODES, VERDICTS, overall
 from pathpatch.graphs.circuit import Circuit
 from pathpatch.graphs.export import write_diagram
 from pathpatch.graphs.faithfulness import faithfulness, faithfulness_curve, mib_curves
@@ -47,6 +62,8 @@ from pathpatch.models.tasks import METRICS, AnyTask, n_prompts, with_metric
 from pathpatch.names import component_name
 from pathpatch.positions import layout
 from pathpatch.discovery.runner import is_causal
+from pathpatch.directions import DIRECTION_COLUMNS, directions_of, directions_text, join_directions, kept_by, stronger
+from pathpatch.doubts import cross_markdown, normaliser_text, second_look
 from pathpatch.progress import duration
 
 log = logging.getLogger("pathpatch.progress")
@@ -63,7 +80,13 @@ class DiscoverConfig:
     Attributes:
         method: ``exact``, ``eap``, ``eap-ig`` (then confirmed exactly) or ``acdc``.
         corruption: What cut edges carry: ``paired``, ``resample``, ``mean``, ``zero``.
-        direction: ``noise`` (patch corrupt into clean) or ``denoise`` (clean into corrupt).
+        direction: The primary direction, whose effects fill ``score``/``normalized``: ``noise`` (patch corrupt
+            into clean: what an edge is necessary for) or ``denoise`` (clean into corrupt: what it suffices for).
+        both_directions: Also score the other direction and keep an edge that passes in either (``kept_by``);
+            mean and zero ablation have no corrupt run, so they noise only; ACDC runs the primary direction only.
+        cross_check: Measure the circuit under the other corruptions (``doubts``), and when it is suspect,
+            rediscover it exactly with each of them where that costs less than the run itself; the circuit
+            returned is the same either way.
         threshold: Keep edges with ``|normalized| >= threshold`` (metric units when not ``relative``).
         relative: Read ``threshold`` as a share of clean - corrupt.
         metric: Override the task's metric (``logit_diff``, ``loss``, ``accuracy``, ``kl``, ``mse``).
@@ -84,6 +107,8 @@ class DiscoverConfig:
     method: Literal["exact", "eap", "eap-ig", "acdc"] = "exact"
     corruption: Literal["paired", "resample", "mean", "zero"] = "paired"
     direction: Literal["noise", "denoise"] = "noise"
+    both_directions: bool = True
+    cross_check: bool = True
     threshold: float = 0.05
     relative: bool = True
     metric: str | None = None
@@ -112,31 +137,36 @@ def _check_discover_config(c: DiscoverConfig) -> None:
                "granularity": GRANULARITIES}
     for key, allowed in choices.items():
         if getattr(c, key) not in allowed:
-            raise ValueError(f"Unknown {key} {getattr(c, key)!r}; choose one of {', '.join(allowed)}.")
+            raise InputError(f"Unknown {key} {getattr(c, key)!r}; choose one of {', '.join(allowed)}.")
     if c.metric is not None and c.metric not in METRICS:
-        raise ValueError(f"Unknown metric {c.metric!r}; choose one of {', '.join(METRICS)}.")
+        raise InputError(f"Unknown metric {c.metric!r}; choose one of {', '.join(METRICS)}.")
     if isinstance(c.threshold, bool) or not isinstance(c.threshold, (int, float)) or not math.isfinite(c.threshold) or c.threshold < 0:
-        raise ValueError(f"threshold={c.threshold!r}; give a finite number >= 0 (a share of clean - corrupt, e.g. 0.05).")
-    if not isinstance(c.relative, bool):
-        raise TypeError(f"relative={c.relative!r}; give True or False.")
+        raise InputError(f"threshold={c.threshold!r}; give a finite number >= 0 (a share of clean - corrupt, e.g. 0.05).")
+    for key in ("relative", "both_directions", "cross_check"):
+        if not isinstance(getattr(c, key), bool):
+            raise InputError(f"{key}={getattr(c, key)!r}; give True or False.")
     for key, low in (("top_k", 1), ("n", 1), ("steps", 1), ("seed", 0), ("recheck", 1)):
         value = getattr(c, key)
         if value is None and key in ("top_k", "n"):
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{key}={value!r}; give an integer >= {low}" + (" (or leave it unset for a threshold)." if key == "top_k" else "."))
+            raise InputError(f"{key}={value!r}; give an integer >= {low}" + (" (or leave it unset for a threshold)." if key == "top_k" else "."))
     if c.granularity == "position" and c.method == "acdc":
-        raise ValueError("granularity 'position' works with methods exact, eap and eap-ig; ACDC's greedy search runs over "
+        raise InputError("granularity 'position' works with methods exact, eap and eap-ig; ACDC's greedy search runs over "
                          "position-free edges (use --method exact for position-aware circuits).")
     if c.direction == "denoise" and c.corruption in ("mean", "zero"):
-        raise ValueError(f"direction 'denoise' patches clean activations into a corrupt run, but corruption {c.corruption!r} "
+        raise InputError(f"direction 'denoise' patches clean activations into a corrupt run, but corruption {c.corruption!r} "
                          "has no corrupt run; use direction 'noise' for ablations.")
     c.patch_config()  # the engine settings check themselves (max_memory)
 
 
 @dataclass(frozen=True)
 class DiscoveryResult:
-    """Scores, circuit and faithfulness of one run, with what it ran on."""
+    """Scores, circuit and faithfulness of one run, with what it ran on.
+
+    ``cross`` holds the circuit's faithfulness under the other corruptions (and rediscoveries with them, when the
+    circuit was suspect: ``doubts.COLUMNS``); ``doubts`` the sentences saying why the circuit is suspect and what to try.
+    """
 
     config: DiscoverConfig
     scores: pd.DataFrame
@@ -148,37 +178,62 @@ class DiscoveryResult:
     n_prompts: int
     curve: pd.DataFrame | None = None
     attention_png: bytes | None = None
+    cross: pd.DataFrame | None = None
+    doubts: tuple[str, ...] = ()
+
+    @property
+    def directions(self) -> tuple[str, ...]:
+        """The directions edges were scored in, the primary first."""
+        return run_directions(self.config)
 
     def scored(self) -> str:
         """How many edges were scored: every edge exactly, or attributed with some re-checked exactly."""
         return scored_text(self.scores)
 
     def summary(self) -> str:
+        """One line: edges kept, settings, faithfulness both ways, and each doubt with what to try."""
         f = self.faithfulness
-        return (
-            f"{self.model_name} / {self.task_name}: {f['n_edges']} edges kept of {self.scored()} "
-            f"({self.config.method}, {self.config.direction}, {self.n_prompts} prompts); faithfulness {f['faithfulness']:.3f}, "
-            f"complement {f['complement_faithfulness']:.3f} (clean {f['clean_metric']:.3f}, corrupt {f['corrupt_metric']:.3f}) in {self.seconds:.1f} s"
+        line = (
+            f"{self.model_name} / {self.task_name}: {f['n_edges']} edges kept of {self.scored()} ({self.config.method}, "
+            f"{'+'.join(self.directions)}, {self.config.corruption}, {self.n_prompts} prompts); faithfulness {f['faithfulness']:.3f} "
+            f"(circuit alone), noise faithfulness {f['noise_faithfulness']:.3f} (circuit corrupted); clean {f['clean_metric']:.3f}, "
+            f"corrupt {f['corrupt_metric']:.3f}; in {self.seconds:.1f} s"
         )
+        return line + "".join(f". WARNING: {doubt}" for doubt in self.doubts)
 
     def report(self) -> str:
-        """Return a short Markdown report: settings, faithfulness, kept edges."""
-        lines = [f"# Circuit: {self.model_name} / {self.task_name}", "", "## Settings", ""]
+        """Return a short Markdown report: doubts, settings, directions, faithfulness, other corruptions, kept edges."""
+        lines = [f"# Circuit: {self.model_name} / {self.task_name}", ""]
+        if self.doubts:
+            lines += ["## Doubts: this circuit is suspect", ""] + [f"- {doubt}." for doubt in self.doubts] + [""]
+        lines += ["## Settings", ""]
         settings = {"model": self.model_name, "task": self.task_name, "prompts": self.n_prompts, **asdict(self.config)}
         settings["metric"] = self.circuit.info.get("metric")  # the metric used: the task's own unless overridden
         settings.pop("n")
         lines += [f"- {key}: {value}" for key, value in settings.items()] + [f"- pathpatch: {__version__}", ""]
-        lines += ["## Faithfulness", ""] + [f"- {k}: {v:.4g}" if isinstance(v, float) else f"- {k}: {v}" for k, v in self.faithfulness.items()]
+        c = self.config
+        lines += ["## Directions", "", directions_text(c.method, c.direction, self.directions, c.corruption), ""]
+        lines += ["## Faithfulness", "", normaliser_text(self.faithfulness, c.corruption, self.circuit.info.get("task_corruption")), ""]
+        lines += [f"- {k}: {v:.4g}" if isinstance(v, float) else f"- {k}: {v}" for k, v in self.faithfulness.items()]
         if self.curve is not None:
             a = self.curve.attrs
             mib = f"; as MIB computes them (int sizes, signed ranking for CPR, paths only): CPR {a['mib_cpr']:.3f}, CMD {a['mib_cmd']:.3f}" if "mib_cpr" in a else ""
-            lines += ["", f"Top-edge curve: CPR {a['cpr']:.3f}, CMD {a['cmd']:.3f}{mib}", "",
+            lines += ["", f"Top-edge curve (edges ranked by their larger |effect| of the directions scored): CPR {a['cpr']:.3f}, "
+                      f"CMD {a['cmd']:.3f}{mib}", "",
                       "| share of edges | edges | faithfulness |", "|---|---|---|"]
             lines += [f"| {r.fraction:g} | {r.n_edges} | {r.faithfulness:.3f} |" for r in self.curve.itertuples()]
+        if self.cross is not None and len(self.cross):
+            lines += ["", "## Under other corruptions", "", "The same circuit measured under each (each a share of its own "
+                      "clean - corrupt), and, when it was suspect, the circuits rediscovered with exact scoring (rediscovered: ...):", ""]
+            lines += cross_markdown(self.cross)
         lines += ["", f"Edges: {self.scored()}."]
         kept = self.scores[self.scores["edge"].isin(self.circuit.scored_edges)].sort_values("score", ascending=False)
-        lines += ["", "## Kept edges", "", "| edge | score | normalized |", "|---|---|---|"]
-        lines += [f"| {r.edge} | {r.score:.4g} | {getattr(r, 'normalized', float('nan')):.3f} |" for r in kept.itertuples()]
+        connectors = set(self.circuit.connectors)  # below the threshold, kept to join stronger edges to embed and logits
+        nan = float("nan")
+        lines += ["", "## Kept edges", "", "| edge | score | normalized | noise | denoise | kept as |", "|---|---|---|---|---|---|"]
+        lines += [f"| {r.edge} | {r.score:.4g} | {getattr(r, 'normalized', nan):.3f} | {getattr(r, 'normalized_noise', nan):.3f} | "
+                  f"{getattr(r, 'normalized_denoise', nan):.3f} | {'connector (joins a stronger edge)' if r.edge in connectors else 'own effect'}"
+                  f"{f', kept by {r.kept_by}' if getattr(r, 'kept_by', '') else ''} |" for r in kept.itertuples()]
         return "\n".join(lines) + "\n"
 
     def write(self, out: Path, *, force: bool = False, command: str = "DiscoveryResult.write") -> tuple[dict[str, Path], str]:
@@ -218,7 +273,7 @@ def scored_text(scores: pd.DataFrame) -> str:
     return f"{int(scores['score'].notna().sum()):,} re-checked exactly (of {len(scores):,} attributed)"
 
 
-class EmptyCircuitError(ValueError):
+class EmptyCircuitError(InputError):
     """No edge survived pruning. Holds the run's scores, so they can still be written (``write``)."""
 
     def __init__(self, message: str, scores: pd.DataFrame) -> None:
@@ -241,29 +296,46 @@ def _moved(message: str, tmp: Path, out: Path) -> str:
 def failed_hops(detail: str) -> list[str]:
     """Return the edges a failed path claim names as missing from the circuit."""
     prefix = "not in circuit: "
-    return detail[len(prefix):].split(", ") if detail.startswith(prefix) else []
+    return detail[len(prefix):].split(";")[0].split(", ") if detail.startswith(prefix) else []
+
+
+def run_directions(config: DiscoverConfig) -> tuple[str, ...]:
+    """The directions a run scores edges in, the primary first (ACDC: the primary alone)."""
+    return (config.direction,) if config.method == "acdc" else directions_of(config.direction, config.both_directions, config.corruption)
 
 
 def score_edges(model: torch.nn.Module, task: AnyTask, config: DiscoverConfig, progress: bool = False) -> pd.DataFrame:
-    """Return every edge's score: exact, or attributed (``approx_score``) with the ``recheck`` strongest
-    re-scored exactly (``score``; empty for the others)."""
+    """Return every edge's score in each of the run's directions (``pathpatch.directions``): exact, or attributed
+    (``approx_score``, ``approx_noise``, ``approx_denoise``) with the ``recheck`` edges of largest attribution in
+    either direction re-scored exactly in both (``score``; empty for the others). Exact scores are shares of the
+    run's own corruption's clean - corrupt gap (``patch_edges``). ACDC prunes as it scores."""
     patch = config.patch_config(progress)
-    by_pos = config.granularity == "position"
-    if config.method == "exact":
-        return patch_edges(model, task, by_pos=by_pos, config=patch)
     if config.method == "acdc":
         return acdc(model, task, tau=config.threshold, config=patch)
-    approx = attribute_edges(model, task, config.method, steps=config.steps, config=replace(patch, direction="noise"), by_pos=by_pos)
-    top = strongest(approx, max(config.recheck, config.top_k or 0))
-    log.info("%s attributed %d edges; re-checking the %d strongest exactly", config.method, len(approx), len(top))
-    exact = patch_edges(model, task, list(top["edge"]), config=patch).set_index("edge")
-    table = approx.rename(columns={"score": "approx_score"})
-    for column in [c for c in exact.columns if c not in table.columns]:
-        table[column] = table["edge"].map(exact[column])
-    table["method"] = f"{config.method}+exact-{config.direction}"
-    table.attrs.update(exact.attrs)
-    return table[[c for c in ("edge", "src", "dest", "channel", "pos", "metric", "score", "normalized", "approx_score", "method")
-                  if c in table.columns]]
+    by_pos, directions = config.granularity == "position", run_directions(config)
+    approx, edges = {}, None
+    if config.method != "exact":
+        approx = {d: attribute_edges(model, task, config.method, steps=config.steps, config=replace(patch, direction=d), by_pos=by_pos)
+                  for d in directions}
+        largest = pd.concat([t["score"].abs() for t in approx.values()], axis=1).max(axis=1)
+        edges = list(strongest(approx[config.direction].assign(score=largest), max(config.recheck, config.top_k or 0))["edge"])
+        log.info("%s attributed %d edges (%s); re-checking the %d strongest exactly", config.method, len(largest), "+".join(directions), len(edges))
+    exact = {d: patch_edges(model, task, edges, by_pos=by_pos and edges is None, config=replace(patch, direction=d)) for d in directions}
+    joined = join_directions(exact, config.direction)
+    joined["method"] = f"{config.method + '+' if approx else ''}exact-{'+'.join(directions)}"
+    if not approx:
+        return joined
+    table = approx[config.direction].rename(columns={"score": "approx_score"}).drop(columns="method")
+    for d in ("noise", "denoise"):
+        table[f"approx_{d}"] = approx[d]["score"].to_numpy() if d in approx else float("nan")
+    exact_rows = joined.set_index("edge")
+    for column in [c for c in exact_rows.columns if c not in table.columns]:
+        table[column] = table["edge"].map(exact_rows[column])
+    table["kept_by"], table["method"] = "", joined["method"].iloc[0]
+    table.attrs.update(joined.attrs)
+    order = ("edge", "src", "dest", "channel", "pos", "metric", "score", "normalized", *DIRECTION_COLUMNS[:4], "approx_score",
+             "approx_noise", "approx_denoise", "method", "kept_by")
+    return table[[c for c in order if c in table.columns]]
 
 
 GENERIC_STEMS = ("weights", "model", "pytorch_model", "state_dict", "checkpoint")
@@ -300,7 +372,7 @@ def resolve(
 
         own = str(model) if isinstance(model, (str, Path)) else None
         if own not in TASK_CORRUPTIONS:
-            raise ValueError(
+            raise InputError(
                 f"Model {model_label(model, loaded)!r} has no task of its own; pass a task: a bundled task name, a JSONL, "
                 "EAP-IG CSV or auto-circuit JSON file of prompt pairs, or file.py:function (task= in Python, --task on the command line)."
             )
@@ -338,45 +410,59 @@ def discover(
     _say_cost(loaded, loaded_task, config)
     scores = score_edges(loaded, loaded_task, config, progress)
     columns = layout(loaded_task, _decoder(loaded), is_causal(loaded)) if config.granularity == "position" else None
-    exact = scores[scores["score"].notna()]  # attribution: only the re-checked edges have exact scores
+    exact = stronger(scores)  # exactly scored rows (attribution: the re-checked), with the larger effect of the two directions
     kept = scores if config.method == "acdc" else prune(exact, _prune_config(config), columns)
     if kept.empty:
         column = "normalized" if config.relative else "score"
-        best = exact[column].abs().max() if len(exact) else 0.0
-        passing = int((exact[column].abs() >= config.threshold).sum()) if config.top_k is None and len(exact) else 0
-        why = (f"{passing} edges pass threshold {config.threshold} (largest |{column}| {best:.3g}), but none of them lies on a path "
-               "from embed to logits through the others" if passing else f"No edge passes threshold {config.threshold} (largest |{column}| is {best:.3g})")
+        best = exact[column].abs().max() if len(exact) else 0.0  # an edge that passes is always kept, joined by connectors
+        why = f"No edge passes threshold {config.threshold} (largest |{column}| is {best:.3g})" if len(exact) else "No edge has an exact score"
         spread = " (by position an effect is split over the positions that carry it)" if columns is not None else ""
         raise EmptyCircuitError(f"{why}, so the circuit is empty{spread}; lower --threshold or use --top-k.", scores)
     name = model_name or model_label(model, loaded)
-    info = {"corruption": config.corruption, "direction": config.direction, "threshold": config.threshold, "relative": config.relative,
-            "seed": config.seed, "n": n_prompts(loaded_task), "metric": loaded_task.metric_name, "top_k": config.top_k or 0,
-            "task_corruption": loaded_task.corruption}
+    info = {"corruption": config.corruption, "direction": config.direction, "directions": "+".join(run_directions(config)),
+            "threshold": config.threshold, "relative": config.relative, "seed": config.seed, "n": n_prompts(loaded_task),
+            "metric": loaded_task.metric_name, "top_k": config.top_k or 0, "task_corruption": loaded_task.corruption}
     circuit = Circuit.from_edges(kept, ComputeGraph.from_model(loaded), name, loaded_task.name, info, columns)
+    if config.method != "acdc":
+        column = "normalized" if config.relative and config.top_k is None else "score"
+        cutoff = config.threshold if config.top_k is None else float(sorted(exact["score"].abs().to_numpy())[-min(config.top_k, len(exact))])
+        scores["kept_by"] = kept_by(scores, kept, column, cutoff)
     patch = config.patch_config()
     faith = faithfulness(circuit, loaded, loaded_task, patch)
-    curve = faithfulness_curve(scores, loaded, loaded_task, config=patch, positions=columns) if config.method == "exact" else None
+    curve = faithfulness_curve(exact, loaded, loaded_task, config=patch, positions=columns) if config.method == "exact" else None
     if curve is not None:  # MIB's own CPR (signed ranking) and CMD (|score| ranking), reported beside ours
-        signed, absolute = mib_curves(scores, loaded, loaded_task, config=patch, positions=columns)
+        signed, absolute = mib_curves(exact, loaded, loaded_task, config=patch, positions=columns)
         curve.attrs.update(mib_cpr=signed.attrs["cpr"], mib_cmd=absolute.attrs["cmd"])
     pictures = circuit_attention_png(loaded, loaded_task, circuit)
+    cross, notes = None, ()
+    if config.cross_check:
+        rediscover = lambda other: kept_edges(loaded, loaded_task, other, columns)  # noqa: E731
+        cross, notes = second_look(loaded, loaded_task, config, circuit, faith, time.perf_counter() - started, rediscover, columns)
     return DiscoveryResult(config, scores, circuit, faith, time.perf_counter() - started, name, loaded_task.name,
-                           n_prompts(loaded_task), curve, pictures)
+                           n_prompts(loaded_task), curve, pictures, cross, tuple(notes))
+
+
+def kept_edges(model: torch.nn.Module, task: AnyTask, config: DiscoverConfig, positions=None) -> pd.DataFrame:
+    """Return the rows a run with ``config`` keeps: scored in its directions, then pruned (no faithfulness, no report)."""
+    return prune(stronger(score_edges(model, task, config)), _prune_config(config), positions)
 
 
 def _say_cost(model: torch.nn.Module, task: AnyTask, config: DiscoverConfig) -> None:
-    """Log the run's estimated time and memory when it will take more than a minute; for exact patching of
-    more than half an hour, say what attribution with an exact re-check would take instead."""
+    """Log the run's estimated time and memory when it will take more than a minute (each direction scores
+    edges once); for exact patching of more than half an hour, say what attribution with an exact re-check
+    would take instead."""
     from pathpatch.discovery.cost import announce, estimate
     from pathpatch.discovery.runner import memory_budget
 
     graph = ComputeGraph.from_model(model)
     rows = graph.n_edges * (len(layout(task, None, is_causal(model)).labels) if config.granularity == "position" else 1)
-    budget = memory_budget(config.max_memory, next(model.parameters()).device)
+    budget, times = memory_budget(config.max_memory, next(model.parameters()).device), len(run_directions(config))
     planned = estimate(model, task, config.method, rows, config.steps, config.recheck, budget)
-    announce(planned, f"{n_prompts(task)} prompts, {rows:,} edges")
+    planned = replace(planned, forwards=planned.forwards * times)
+    announce(planned, f"{n_prompts(task)} prompts, {rows:,} edges, {'+'.join(run_directions(config))}")
     if config.method == "exact" and planned.seconds > 1800:
         faster = estimate(model, task, "eap-ig", rows, 5, config.recheck, budget)
+        faster = replace(faster, forwards=faster.forwards * times)
         log.warning("exact patching of all %s edges would take about %s; --method eap-ig --steps 5 (attribution, then an exact "
                     "re-check of the %d strongest edges, --recheck) would take about %s", f"{rows:,}", duration(planned.seconds),
                     config.recheck, duration(faster.seconds))
@@ -406,7 +492,7 @@ def _with_settings(config: DiscoverConfig, settings: dict) -> DiscoverConfig:
     known = {f.name for f in fields(DiscoverConfig)}
     unknown = sorted(set(settings) - known)
     if unknown:
-        raise TypeError(f"discover() got unknown settings {unknown}; settings are {', '.join(sorted(known))}.")
+        raise InputError(f"discover() got unknown settings {unknown}; settings are {', '.join(sorted(known))}.")
     return replace(config, **settings) if settings else config
 
 
@@ -428,21 +514,37 @@ class CheckReport:
     table: pd.DataFrame
     circuit: Circuit | None
     complete: bool = True
+    notes: tuple[str, ...] = ()  # what the verdicts rest on beyond the pinned method (a given circuit's own settings)
+
+    @property
+    def outcome(self) -> str:
+        """``pass``, ``fail`` (any claim fails) or ``inconclusive`` (none fails, some cannot tell); ``fail`` when incomplete."""
+        return overall(list(self.table["verdict"])) if self.complete else "fail"
 
     @property
     def passed(self) -> bool:
-        return self.complete and bool(self.table["passed"].all())
+        return self.outcome == "pass"
+
+    @property
+    def exit_code(self) -> int:
+        """0 every claim passes, 1 some claim fails, 4 none fails but some are inconclusive."""
+        return EXIT_CODES[self.outcome]
 
     @property
     def verdict(self) -> str:
         if not self.complete:
             return f"INTERRUPTED after {len(self.table)} of {len(self.hypothesis.claims)} claims"
-        return "PASS" if self.passed else "FAIL"
+        counts = self.table["verdict"].value_counts()
+        tally = ", ".join(f"{counts[v]} {v}" for v in VERDICTS if v in counts)
+        return f"{self.outcome.upper()} ({tally})"
 
     def to_dict(self) -> dict:
+        """The report as strict JSON data: undefined numbers (NaN, infinities) become null."""
         h = self.hypothesis
+        claims = [{k: _json_number(v) for k, v in row.items()} for row in self.table.to_dict(orient="records")]
         return {"hypothesis": h.name, "model": h.model, "task": h.task, "method": h.method, "version": __version__,
-                "complete": self.complete, "claims": self.table.to_dict(orient="records")}
+                "complete": self.complete, "verdict": self.outcome if self.complete else "interrupted", "notes": list(self.notes),
+                "claims": claims}
 
     def write(self, out: Path, *, force: bool = False, command: str = "CheckReport.write") -> tuple[dict[str, Path], str]:
         """Write check.json, check.md, circuit.json and the diagram (failed hops highlighted) as one folder ``out``.
@@ -456,11 +558,11 @@ class CheckReport:
             ValueError: ``out`` is a file, or holds other files and ``force`` is off.
             OSError: A write failed; ``out`` is left as it was.
         """
-        failed = {hop for detail in self.table.loc[~self.table["passed"], "detail"] for hop in failed_hops(detail)}
+        failed = {hop for detail in self.table.loc[self.table["verdict"] == "fail", "detail"] for hop in failed_hops(detail)}
         with output_folder(out, command, __version__, force) as tmp:
             write_text_atomic(tmp / "check.md", self.markdown())
             write_text_atomic(tmp / "report.html", check_html(self, failed))
-            write_text_atomic(tmp / "check.json", json.dumps(self.to_dict(), indent=2, default=float) + "\n")
+            write_text_atomic(tmp / "check.json", json.dumps(self.to_dict(), indent=2, allow_nan=False, default=_json_number) + "\n")
             if self.circuit is not None:
                 self.circuit.to_json(tmp / "circuit.json")
                 diagram, message = write_diagram(self.circuit, tmp / "circuit.svg", highlight=failed)
@@ -474,27 +576,44 @@ class CheckReport:
         """Return the checks as a Markdown report: verdict, methodology, one row per claim."""
         h = self.hypothesis
         lines = [f"# Checks: {h.name} ({h.model} / {h.task}): {self.verdict}", "", "## Method", ""]
-        lines += [f"- {k}: {v}" for k, v in h.method.items()] + ["", "## Claims", "",
-                  "| claim | kind | value | 95% CI | threshold | verdict |", "|---|---|---|---|---|---|"]
+        lines += [f"- {k}: {v}" for k, v in h.method.items()] + [f"- note: {note}" for note in self.notes] + ["", "## Claims", "",
+                  "A claim passes when its whole 95% interval lies on the right side of its bound, fails when it lies on the "
+                  "wrong side, and is inconclusive when the interval straddles the bound.", "",
+                  "| claim | kind | value | 95% CI | bound | verdict |", "|---|---|---|---|---|---|"]
         for r in self.table.itertuples():
-            verdict = "pass" if r.passed else f"**FAIL** {r.detail}".strip()
-            lines.append(f"| {r.name} | {r.kind} | {r.value:.4g} | [{r.ci_low:.4g}, {r.ci_high:.4g}] | {r.op} {r.threshold:g} | {verdict} |")
+            bound = "reported only" if r.op == "report" else f"{r.op} {r.threshold:g}"
+            mark = {"pass": "pass", "fail": "**FAIL**", "inconclusive": "*inconclusive*", "report": "reported"}[r.verdict]
+            interval = "exact" if r.ci_low == r.ci_high == r.value else f"[{r.ci_low:.4g}, {r.ci_high:.4g}]"
+            lines.append(f"| {r.name} | {r.kind} | {r.value:.4g} | {interval} | {bound} | {f'{mark} {r.detail}'.strip()} |")
         return "\n".join(lines) + "\n"
 
     def compare(self, baseline: Path) -> pd.DataFrame:
         """Return this run's claims beside a saved report's: previous value, change, verdict change."""
         try:
-            old = pd.DataFrame(json.loads(Path(baseline).read_text())["claims"])[["name", "value", "passed"]]
+            old = pd.DataFrame(json.loads(Path(baseline).read_text())["claims"])
+            if "verdict" not in old:  # reports written before verdicts had three values
+                old["verdict"] = old["passed"].map({True: "pass", False: "fail"})
+            old = old[["name", "value", "verdict"]]
         except (OSError, KeyError, ValueError) as err:
-            raise ValueError(f"Cannot read baseline {baseline} ({err}); pass a report written by `pathpatch check --out`.") from err
-        merged = self.table[["name", "value", "passed"]].merge(old, on="name", how="left", suffixes=("", "_before"))
+            raise InputError(f"Cannot read baseline {baseline} ({err}); pass a report written by `pathpatch check --out`.") from err
+        merged = self.table[["name", "value", "verdict"]].merge(old, on="name", how="left", suffixes=("", "_before"))
         merged["change"] = merged["value"] - merged["value_before"]
         return merged
 
     def text(self) -> str:
-        cols = ["name", "kind", "value", "op", "threshold", "ci_low", "ci_high", "passed", "detail"]
-        table = self.table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}")
-        return f"{self.hypothesis.name} ({self.hypothesis.model} / {self.hypothesis.task}): {self.verdict}\n{table}"
+        cols = ["name", "kind", "value", "op", "threshold", "ci_low", "ci_high", "verdict", "detail"]
+        table = self.table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-")
+        notes = "".join(f"\nnote: {note}" for note in self.notes)
+        return f"{self.hypothesis.name} ({self.hypothesis.model} / {self.hypothesis.task}): {self.verdict}{notes}\n{table}"
+
+
+def _json_number(value: object) -> object:
+    """A value as strict JSON allows it: NaN and infinities become None (null); numpy scalars plain numbers."""
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def discover_config_of(hypothesis: Hypothesis, device: str = "cpu") -> DiscoverConfig:
@@ -503,7 +622,7 @@ def discover_config_of(hypothesis: Hypothesis, device: str = "cpu") -> DiscoverC
     return DiscoverConfig(method=m["scoring"], corruption=m["corruption"], direction=m["direction"], threshold=float(m["threshold"]),
                           relative=m["relative"], metric=m["metric"], n=m["n"], seed=m["seed"], device=device,
                           task_corruption=m["task_corruption"], granularity=GRANULARITY[m["granularity"]], steps=m["steps"],
-                          recheck=m["recheck"])
+                          recheck=m["recheck"], both_directions=m["both_directions"], cross_check=False)  # check shows no doubts
 
 
 def check(
@@ -516,6 +635,7 @@ def check(
     progress: bool = False,
     model_config: "str | Path | dict | None" = None,
     on_result: "Callable[[ClaimResult], None] | None" = None,
+    force: bool = False,
 ) -> CheckReport:
     """Check every claim of a hypothesis; discover the circuit with the file's settings unless one is given
     or no claim needs one (only ``path`` and ``faithfulness`` claims read a circuit).
@@ -529,9 +649,14 @@ def check(
         progress: Show progress bars.
         model_config: Config of a bare weights file (overrides the file's ``model_config``).
         on_result: Called with each claim's verdict as soon as it is measured.
+        force: Check a given circuit found with other settings than the file pins (the report says which).
+
+    Raises:
+        InputError: A given circuit was found with other settings than the file's [method] (unless ``force``).
     """
     hypothesis = hypothesis if isinstance(hypothesis, Hypothesis) else load_hypothesis(hypothesis)
     config = discover_config_of(hypothesis, device)
+    notes = _unpinned(circuit, config, force) if circuit is not None else ()
     model_spec = model if model is not None else hypothesis.model
     if model_config is None and model is None:  # the file's model_config goes with the file's model only
         model_config = hypothesis.model_config
@@ -544,8 +669,20 @@ def check(
     theirs = graph if circuit is None else circuit.compute_graph
     if theirs != graph:  # layers, heads, MLPs and parallel blocks: the same graph, or the masks index other edges
         shape = lambda g: f"{g.n_layers}-layer, {g.n_heads}-head{', attention-only' if g.attn_only else ''}{', parallel' if g.parallel else ''}"  # noqa: E731
-        raise ValueError(f"The circuit is from a {shape(theirs)} model, but {hypothesis.model} is {shape(graph)}; "
+        raise InputError(f"The circuit is from a {shape(theirs)} model, but {hypothesis.model} is {shape(graph)}; "
                          "check a circuit discovered on the same model.")
     device_of = next(loaded.parameters()).device
     ctx = Context(loaded, loaded_task.to(device_of), circuit, graph, config.patch_config(), hypothesis.method["bootstrap"], config.seed)
-    return CheckReport(hypothesis, check_claims(hypothesis, ctx, on_result), circuit)
+    return CheckReport(hypothesis, check_claims(hypothesis, ctx, on_result), circuit, notes=notes)
+
+
+def _unpinned(circuit: Circuit, config: DiscoverConfig, force: bool) -> tuple[str, ...]:
+    """Settings a given circuit was found with that differ from the file's [method]; refused unless ``force``."""
+    pinned = {"corruption": config.corruption, "direction": config.direction, "threshold": config.threshold,
+              "relative": config.relative, "metric": config.metric, "task_corruption": config.task_corruption}
+    differ = [f"{key} {circuit.info[key]!r} (the file pins {value!r})" for key, value in pinned.items()
+              if value is not None and key in circuit.info and circuit.info[key] != value]
+    if differ and not force:
+        raise InputError(f"The circuit given was found with {', '.join(differ)}, so its verdicts would not be the file's; "
+                         "discover it with the file's [method], or pass --force (force=True) to check it anyway (the report says so).")
+    return tuple(f"the circuit was found with {d}" for d in differ)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import pandas as pd
 from torch import Tensor
 
+from pathpatch.errors import InputError
 from pathpatch.models.tasks import OTHER, AnyTask, Task, task_groups
 
 __all__ = ["OTHER", "Layout", "labels_of", "layout", "is_positional", "positions_of"]
@@ -59,7 +60,7 @@ class Layout:
         """The column of ``label``; raise KeyError naming the labels there are."""
         if label not in self.labels:
             shown = ", ".join(self.labels[:12]) + (" ..." if len(self.labels) > 12 else "")
-            raise KeyError(f"Unknown position {label!r}; this task's positions are {shown}.")
+            raise InputError(f"Unknown position {label!r}; this task's positions are {shown}.")
         return self.labels.index(label)
 
     def to_dict(self) -> dict:
@@ -89,7 +90,7 @@ def layout(task: AnyTask, decode=None, causal: bool = True) -> Layout:
     reaches: set[tuple[str, str]] = set()
     groups = task_groups(task)
     if len({g.labels is None for g in groups}) > 1:
-        raise ValueError(f"Task '{task.name}': some prompts label their positions and others do not; give every prompt labels "
+        raise InputError(f"Task '{task.name}': some prompts label their positions and others do not; give every prompt labels "
                          "(or none), so that one position name means one thing in every prompt.")
     for group in groups:
         labels = labels_of(group)

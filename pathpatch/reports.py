@@ -11,6 +11,8 @@ import shutil
 
 import pandas as pd
 
+from pathpatch.directions import directions_text
+from pathpatch.doubts import normaliser_text
 from pathpatch.graphs.circuit import Circuit
 from pathpatch.graphs.export import to_dot
 from pathpatch.graphs.html import Section, png_section, report_html, settings_section, svg_section, table_section, text_section
@@ -27,16 +29,23 @@ def diagram_section(circuit: Circuit, highlight: set[str] | None = None) -> Sect
 
 def discovery_html(result) -> str:
     """``report.html`` of a ``pipeline.DiscoveryResult``."""
-    f = result.faithfulness
+    f, config = result.faithfulness, result.config
+    doubts = [text_section("Doubts: this circuit is suspect", "\n\n".join(f"{d}." for d in result.doubts))] if result.doubts else []
     sections = [
+        *doubts,
         diagram_section(result.circuit),
-        settings_section("Faithfulness", {k: (round(v, 4) if isinstance(v, float) else v) for k, v in f.items()}),
+        settings_section("Faithfulness", {k: (round(v, 4) if isinstance(v, float) else v) for k, v in f.items()},
+                         caption=normaliser_text(f, config.corruption, result.circuit.info.get("task_corruption"))),
+        text_section("Directions", directions_text(config.method, config.direction, result.directions, config.corruption)),
     ]
     kept = result.scores[result.scores["edge"].isin(result.circuit.scored_edges)].sort_values("score", ascending=False)
-    columns = [c for c in ("edge", "score", "normalized", "approx_score") if c in kept]
+    columns = [c for c in ("edge", "score", "normalized", "normalized_noise", "normalized_denoise", "kept_by", "approx_score") if c in kept]
     sections.append(table_section(f"Kept edges ({len(kept)} of {result.scored()})", kept[columns]))
+    if result.cross is not None and len(result.cross):
+        sections.append(table_section("Under other corruptions", result.cross, caption="the same circuit measured under each corruption "
+                                      "(each a share of its own clean - corrupt); found_*: a circuit rediscovered with it, when this one was suspect"))
     if result.curve is not None:
-        sections.append(table_section("Faithfulness by circuit size (top edges by |score|)", result.curve))
+        sections.append(table_section("Faithfulness by circuit size (top edges by their larger |effect|)", result.curve))
     if result.attention_png:
         sections.append(png_section("Attention patterns of the circuit's heads", result.attention_png, alt="attention patterns"))
     settings = {"model": result.model_name, "task": result.task_name, "prompts": result.n_prompts, **vars(result.config),
@@ -48,9 +57,10 @@ def discovery_html(result) -> str:
 def check_html(report, highlight: set[str] | None = None) -> str:
     """``report.html`` of a ``pipeline.CheckReport``: verdicts with intervals, the diagram, the pinned method."""
     h = report.hypothesis
-    table = report.table[["name", "kind", "value", "op", "threshold", "ci_low", "ci_high", "passed", "detail"]]
+    table = report.table[["name", "kind", "value", "op", "threshold", "ci_low", "ci_high", "verdict", "detail"]]
     sections = [
-        table_section(f"Claims: {report.verdict}", table, highlight_column="passed"),
+        table_section(f"Claims: {report.verdict}", table, highlight_column="verdict"),
+        *([text_section("Notes", "\n".join(report.notes))] if report.notes else []),
         *([diagram_section(report.circuit, highlight)] if report.circuit is not None else []),
         settings_section("Method (pinned by the hypothesis file)", {"model": h.model, "task": h.task, **h.method}),
     ]

@@ -23,13 +23,19 @@ def assert_hypothesis(
     model: "str | Path | torch.nn.Module | None" = None,
     task: "str | Path | AnyTask | None" = None,
 ) -> CheckReport:
-    """Check every claim of the file; raise AssertionError listing the failed claims. Returns the report.
+    """Check every claim of the file; raise AssertionError unless every claim passes. Returns the report.
+
+    An inconclusive claim (its 95% interval straddles the bound) fails the assertion too, saying so:
+    a regression test needs an answer, so give more prompts (``n`` in [method]) or a bound further away.
 
     ``model`` and ``task`` (objects or specs) override the file's; ``circuit`` is checked instead of one
     discovered with the file's settings.
     """
     given = from_json(circuit) if isinstance(circuit, (str, Path)) else circuit
     report = check(path, model=model, task=task, circuit=given, device=device)
+    if report.outcome == "inconclusive":
+        raise AssertionError("hypothesis inconclusive (no claim fails, but some 95% intervals straddle their bound; more "
+                             "prompts or a bound further from the value would settle them):\n" + report.text())
     if not report.passed:
         raise AssertionError("hypothesis failed:\n" + report.text())
     return report

@@ -25,6 +25,22 @@ def test_patch_names_an_unknown_activation(tmp_path, capsys):
     assert "telepathy" in capsys.readouterr().err
 
 
+def test_patch_skips_activations_an_attention_only_model_lacks_with_a_note(tmp_path, capsys):
+    out = tmp_path / "patch"
+    assert main(["patch", "--model", "permute", "--n", "4", "--no-positions", "--what", "resid_pre,mlp_out,resid_mid", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "pathpatch patch: note: skipping mlp_out, resid_mid: the model has no such activation" in err
+    assert sorted(p.name for p in out.iterdir() if p.suffix in (".csv", ".png")) == ["resid_pre.csv", "resid_pre.png"]
+    assert "mlp_out,resid_mid" in (out / "report.html").read_text()
+
+
+def test_patch_refuses_when_the_model_has_none_of_the_activations(tmp_path, capsys):
+    assert main(["patch", "--model", "permute", "--what", "mlp_out", "--out", str(tmp_path / "p")]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("pathpatch patch: error: --what 'mlp_out': the model has none of these activations") and "--what resid_pre" in line
+    assert not (tmp_path / "p").exists()
+
+
 def test_discover_and_check_write_report_html_beside_the_markdown(tmp_path):
     assert main(["discover", "--model", "permute", "--n", "8", "--out", str(tmp_path / "d")]) == 0
     assert "<svg" in (tmp_path / "d" / "report.html").read_text() or "dot is not installed" in (tmp_path / "d" / "report.html").read_text()
@@ -66,7 +82,7 @@ def test_acdc_by_position_is_refused_with_the_alternative(tmp_path, capsys):
 
 
 def test_check_explain_prints_every_claim_kind(capsys):
-    from pathpatch.graphs.hypotheses import REFERENCE
+    from pathpatch.graphs.claim_reference import REFERENCE
 
     assert main(["check", "--explain"]) == 0
     out = capsys.readouterr().out

@@ -73,8 +73,9 @@ def test_an_internal_error_during_the_write_exits_3_in_one_line_and_changes_noth
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unexpected RuntimeError: boom; " in err and "--debug" in err and "Traceback" not in err
     assert snapshot(out) == before and scratch(out.parent) == []
-    with pytest.raises(RuntimeError, match="boom"):
-        main(["--debug", *DISCOVER, "--out", str(out)])
+    assert main(["--debug", *DISCOVER, "--out", str(out)]) == 3, "--debug shows the traceback but keeps the exit code"
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "RuntimeError: boom" in err and err.strip().splitlines()[-1].startswith("pathpatch discover: error: unexpected")
     main([*DISCOVER, "--out", str(out), "--verbose"])
     assert "Traceback" in capsys.readouterr().err
 

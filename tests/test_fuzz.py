@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from pathpatch.cli import main
+from pathpatch.errors import InputError
 
 TOML_BASE = 'model = "permute"\ntask = "permute"\n'
 FAITH = '[[claim]]\nkind = "faithfulness"\nmin = 0.5\n'
@@ -52,8 +53,8 @@ ARGUMENTS = [
     (["discover", "--model", "permute", "--n", "many", "--out", "x"], "'many'"),
     (["discover", "--model", "permute", "--top-k", "0", "--out", "x"], "top_k=0"),
     (["discover", "--model", "permute", "--top-k", "-3", "--out", "x"], "top_k=-3"),
-    (["discover", "--model", "permute", "--threshold", "nan", "--out", "x"], "threshold=nan"),
-    (["discover", "--model", "permute", "--threshold", "inf", "--out", "x"], "threshold=inf"),
+    (["discover", "--model", "permute", "--threshold", "nan", "--out", "x"], "'nan' is not a finite number"),
+    (["discover", "--model", "permute", "--threshold", "inf", "--out", "x"], "'inf' is not a finite number"),
     (["discover", "--model", "permute", "--threshold", "-1", "--out", "x"], "threshold=-1.0"),
     (["discover", "--model", "permute", "--method", "eap-ig", "--steps", "0", "--out", "x"], "--steps 0"),
     (["discover", "--model", "permute", "--method", "eap-ig", "--steps", "100000", "--out", "x"], "--steps 100000"),
@@ -152,9 +153,9 @@ HYPOTHESES = [
     (TOML_BASE + '[[claim]]\nkind = "head_role"\nhead = "L0H0"\nrole = "poet"\nmin = 0.5\n', "unknown role 'poet'"),
     (TOML_BASE + '[[claim]]\nkind = "head_role"\nhead = "L0H0"\nrole = 1\nmin = 0.5\n', "role = 1"),
     (TOML_BASE + '[[claim]]\nkind = "head_role"\nhead = 0\nrole = "previous_token"\nmin = 0.5\n', "head = 0"),
-    (TOML_BASE + '[[claim]]\nkind = "head_role"\nhead = "L0H0"\nrole = "previous_token"\nmin = 0.5\nmax = 0.9\n', "exactly one of min or max"),
+    (TOML_BASE + '[[claim]]\nkind = "head_role"\nhead = "L0H0"\nrole = "previous_token"\nmin = 0.5\nmax = 0.9\n', "exactly one bound of min, max, abs_min, abs_max"),
     (TOML_BASE + '[[claim]]\nkind = "head_role"\nhead = "L0H0"\nrole = "previous_token"\nmax = "x"\n', "got 'x'"),
-    (TOML_BASE + '[[claim]]\nkind = "head_role"\nhead = "L0H0"\nrole = "previous_token"\nmin = 2.0\n', "bound 2.0 is out of range"),
+    (TOML_BASE + '[[claim]]\nkind = "head_role"\nhead = "L0H0"\nrole = "previous_token"\nmin = 2.0\n', "min = 2 is out of range"),
     (TOML_BASE + '[[claim]]\nkind = "head_role"\nhead = "L0H0"\nrole = "attends_to"\noffset = 1.5\nmin = 0.5\n', "offset = 1.5"),
     (TOML_BASE + '[[claim]]\nkind = "head_role"\nhead = "L0H0"\nrole = "attends_to"\ntoken = -1\nmin = 0.5\n', "token = -1"),
     (TOML_BASE + '[[claim]]\nkind = "head_role"\nhead = "L0H0"\nrole = "attends_to"\ntoken = true\nmin = 0.5\n', "token = True"),
@@ -394,7 +395,9 @@ def test_circuit_validation_accepts_exactly_the_edges_of_the_compute_graph(n_lay
     (ImportError("No module named 'graphviz'"), 2, "No module named 'graphviz'"),
     (RecursionError("maximum recursion depth exceeded"), 2, "nested too deeply"),
     (PermissionError(13, "Permission denied", "/out/run"), 2, "Permission denied: /out/run"),
-    (KeyError("Unknown task 'x'"), 2, "Unknown task 'x'"),
+    (KeyError("Unknown task 'x'"), 3, "Unknown task 'x'"),  # a bare KeyError is a bug; bad input raises InputError
+    (InputError("Unknown task 'x'"), 2, "Unknown task 'x'"),
+    (ValueError("expected sequence of length 3"), 3, "unexpected ValueError: expected sequence"),
     (RuntimeError("shape mismatch\nat line 3"), 3, "unexpected RuntimeError: shape mismatch; "),
     (KeyboardInterrupt(), 130, "interrupted"),
 ])
@@ -408,5 +411,5 @@ def test_every_exception_becomes_one_line_with_its_exit_code(error, code, named)
 def test_verbose_and_debug_also_follow_the_command(tmp_path, capsys):
     code, err = run(["draw", str(tmp_path / "none.json"), "--verbose"], capsys)
     assert code == 2 and "Traceback" in err and err.strip().splitlines()[-1].startswith("pathpatch draw: error: No circuit file")
-    with pytest.raises(FileNotFoundError):
-        main(["draw", str(tmp_path / "none.json"), "--debug"])
+    code, err = run(["draw", str(tmp_path / "none.json"), "--debug"], capsys)
+    assert code == 2 and "Traceback" in err and err.strip().splitlines()[-1].startswith("pathpatch draw: error: No circuit file")

@@ -113,12 +113,12 @@ def user_gpt2(tiny_gpt2_dir, tmp_path_factory):
 model = "model"
 task = "days.jsonl"
 [method]
-threshold = 0.0
 bootstrap = 20
+threshold = 0.02
 [[claim]]
-name = "every edge kept recovers the clean run"
+name = "the circuit's faithfulness, recorded"
 kind = "faithfulness"
-min = 0.99
+report = true
 """)
     return folder
 

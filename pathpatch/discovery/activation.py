@@ -46,6 +46,7 @@ from pathpatch.discovery.runner import (
     supports_prefix_reuse,
     supports_suffix_reuse,
 )
+from pathpatch.errors import InputError
 from pathpatch.models.tasks import AnyTask, Task, TaskGroups, without_labels
 from pathpatch.names import hook_name
 
@@ -245,7 +246,7 @@ def _one_length(task: AnyTask) -> Task:
     task = without_labels(task)
     if isinstance(task, TaskGroups):
         lengths = sorted({g.clean.shape[1] for g in task.groups})
-        raise ValueError(
+        raise InputError(
             f"Task '{task.name}': activation patching gives one value per layer and position, but the prompts have "
             f"{len(task.groups)} shapes (lengths {', '.join(map(str, lengths[:6]))}); give prompts of one length "
             "and read positions, or patch edges instead (patch_edges handles mixed lengths)."
@@ -253,12 +254,18 @@ def _one_length(task: AnyTask) -> Task:
     return task
 
 
+def absent_acts(model: torch.nn.Module) -> tuple[str, ...]:
+    """Return the activations of ``ACTS`` that ``model`` does not have: an attention-only model has no MLP,
+    so no ``resid_mid`` (its attention output goes straight to ``resid_post``) and no ``mlp_out``."""
+    return ("resid_mid", "mlp_out") if model.cfg.attn_only else ()
+
+
 def _check_act(model: torch.nn.Module, act: str) -> None:
     """Raise ValueError for an unknown activation or one the model does not have."""
     if act not in ACTS:
-        raise ValueError(f"Unknown activation {act!r}; choose one of {', '.join(ACTS)}.")
-    if model.cfg.attn_only and act in ("resid_mid", "mlp_out"):
-        raise ValueError(f"This attention-only model has no {act!r}; patch 'resid_pre', 'attn_out' or a head activation.")
+        raise InputError(f"Unknown activation {act!r}; choose one of {', '.join(ACTS)}.")
+    if act in absent_acts(model):
+        raise InputError(f"This attention-only model has no {act!r}; patch 'resid_pre', 'attn_out' or a head activation.")
 
 
 def _suffix(model: torch.nn.Module, act: str, per_pos: bool) -> bool:

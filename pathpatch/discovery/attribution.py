@@ -1,15 +1,20 @@
 """Fast edge attribution: EAP and EAP-IG, and exact verification of their top edges.
 
 Edge attribution patching (EAP; Syed et al., 2023) replaces one forward pass per edge with a
-first-order Taylor estimate from one forward and one backward pass on the clean input:
+first-order Taylor estimate from one forward and one backward pass:
 ``score(src->dest) = sum over batch and positions of (clean_src - corrupt_src) . dmetric/d input_dest``.
-It estimates the exact noising score ``clean - patched`` of ``patch_edges``; positive means the edge
-helps the clean answer. On a model that is linear in its residual stream the estimate is exact.
+``config.direction`` picks the run the gradient is taken at, as ``patch_edges`` picks the patched run:
+``noise`` takes it at the clean run and estimates the noising score ``clean - patched`` (what the edge
+contributes), ``denoise`` at the corrupt run and estimates the denoising score ``patched - corrupt``
+(what the edge restores). Either way positive means the edge helps the clean answer. On a model that is
+linear in its residual stream both estimates are exact (and equal).
 
 EAP-IG (Hanna et al., 2024) averages the gradient over ``steps`` inputs whose embeddings move from
 the corrupt to the clean ones (integrated gradients), which tracks exact patching far better when
-the model is not linear. ``verify`` re-scores the top edges exactly and reports the rank
-correlation, so an attribution run says how much it can be trusted.
+the model is not linear; the points are ``k / steps`` of the way for ``k = 1..steps`` when noising (the
+clean end included) and ``k = 0..steps-1`` when denoising (the corrupt end included). ``verify``
+re-scores the top edges exactly and reports the rank correlation, so an attribution run says how much
+it can be trusted.
 """
 
 import logging
@@ -35,6 +40,7 @@ from pathpatch.discovery.runner import (
     run_blocks,
     supports_prefix_reuse,
 )
+from pathpatch.errors import InputError
 from pathpatch.models.tasks import AnyTask, Task, n_prompts
 from pathpatch.names import edge_at, hook_name
 from pathpatch.positions import Layout, labels_of
@@ -56,15 +62,16 @@ def attribute_edges(
 
     Returns:
         One row per edge: ``edge, src, dest, channel, pos, score, method`` (``score`` estimates the
-        exact noising score; sign flipped for lower-is-better metrics such as MSE).
+        exact score of ``config.direction``; sign flipped for lower-is-better metrics such as MSE).
     """
     if method not in ("eap", "eap-ig"):
-        raise ValueError(f"Unknown attribution method {method!r}; choose 'eap' or 'eap-ig'.")
+        raise InputError(f"Unknown attribution method {method!r}; choose 'eap' or 'eap-ig'.")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps={steps!r}; EAP-IG needs at least 1 interpolation step (an integer).")
+        raise InputError(f"steps={steps!r}; EAP-IG needs at least 1 interpolation step (an integer).")
     graph = ComputeGraph.from_model(model)
     columns = position_layout(task, is_causal(model)) if by_pos else None
-    alphas = torch.ones(1) if method == "eap" else torch.arange(1, steps + 1) / steps  # [copies]
+    first = 1 if config.direction == "noise" else 0  # the gradient at the run that is patched: clean, or corrupt
+    alphas = torch.full((1,), float(first)) if method == "eap" else torch.arange(first, first + steps) / steps  # [copies]
     total = torch.zeros(len(graph.sources), len(graph.dests), *(() if columns is None else (len(columns.labels),)))
     for group in groups_of(task, config, by_pos):  # a score is a mean over prompts: sum every group, divide once
         total += _group_scores(model, graph, group, alphas, config, columns)
@@ -224,7 +231,7 @@ def verify(
         ``edge, approx, exact`` for the top edges; ``attrs['spearman']`` holds their rank correlation.
     """
     if top_k < 1:
-        raise ValueError(f"top_k={top_k}; verify at least one edge.")
+        raise InputError(f"top_k={top_k}; verify at least one edge.")
     top = strongest(scores, top_k)
     exact = patch_edges(model, task, list(top["edge"]), config=config)
     table = pd.DataFrame({"edge": top["edge"].values, "approx": top["score"].values, "exact": exact["score"].values})

@@ -5,11 +5,11 @@
 another prompt of the clean batch (a fixed random permutation from ``seed``); ``mean`` its mean over
 the clean batch at the same position; ``zero`` zeros.
 
-``direction`` says which run is patched: ``denoise`` runs the corrupt input and patches clean
-activations in (TransformerLens' ``patching`` module does this; the score is how much of the clean
-behaviour one component restores); ``noise`` runs the clean input and patches corrupt activations in
-(the score is how much behaviour is lost). Either way a positive score means the component helps
-the clean answer.
+``direction`` says which run is patched: ``noise`` (the default everywhere, ``DEFAULT_DIRECTION``) runs
+the clean input and patches corrupt activations in (the score is how much behaviour is lost);
+``denoise`` runs the corrupt input and patches clean activations in (TransformerLens' ``patching``
+module does this; the score is how much of the clean behaviour one component restores). Either way a
+positive score means the component helps the clean answer.
 """
 
 import math
@@ -19,11 +19,12 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from pathpatch.errors import InputError
+from pathpatch.settings import CORRUPTIONS, DEFAULT_CORRUPTION, DEFAULT_DIRECTION, DIRECTIONS
 from pathpatch.models.tasks import AnyTask, Task, TaskGroups, without_labels
 
 Corruption = Literal["paired", "resample", "mean", "zero"]
 Direction = Literal["denoise", "noise"]
-CORRUPTIONS: tuple[str, ...] = ("paired", "resample", "mean", "zero")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,7 +33,8 @@ class PatchConfig:
 
     Attributes:
         corruption: What patched-out activations carry (``paired``, ``resample``, ``mean``, ``zero``).
-        direction: ``denoise`` (patch clean into corrupt) or ``noise`` (patch corrupt into clean).
+        direction: ``noise`` (default: patch corrupt into clean) or ``denoise`` (patch clean into corrupt, as
+            TransformerLens' ``patching`` helpers do).
         max_memory: Activation memory budget per forward pass, in bytes; sets variants per chunk.
             None (default): half the free memory of a CUDA device at call time, 1.5 GB on CPU
             (``runner.memory_budget``); a chunk that still runs out of CUDA memory is halved and retried.
@@ -42,8 +44,8 @@ class PatchConfig:
         progress: Show a tqdm progress bar.
     """
 
-    corruption: Corruption = "paired"
-    direction: Direction = "denoise"
+    corruption: Corruption = DEFAULT_CORRUPTION
+    direction: Direction = DEFAULT_DIRECTION
     max_memory: int | float | None = None
     chunk: int | None = None
     normalize: bool = True
@@ -52,24 +54,24 @@ class PatchConfig:
 
     def __post_init__(self) -> None:
         if self.corruption not in CORRUPTIONS:
-            raise ValueError(f"Unknown corruption {self.corruption!r}; choose one of {', '.join(CORRUPTIONS)}.")
-        if self.direction not in ("denoise", "noise"):
-            raise ValueError(f"Unknown direction {self.direction!r}; choose 'denoise' or 'noise'.")
+            raise InputError(f"Unknown corruption {self.corruption!r}; choose one of {', '.join(CORRUPTIONS)}.")
+        if self.direction not in DIRECTIONS:
+            raise InputError(f"Unknown direction {self.direction!r}; choose 'noise' or 'denoise'.")
         if self.direction == "denoise" and self.corruption in ("mean", "zero"):
-            raise ValueError(
+            raise InputError(
                 f"direction='denoise' patches clean activations into a corrupt run, but corruption="
                 f"{self.corruption!r} has no corrupt run; use direction='noise' for ablations."
             )
         if self.chunk is not None and (isinstance(self.chunk, bool) or not isinstance(self.chunk, int) or self.chunk < 1):
-            raise ValueError(f"chunk={self.chunk!r}; give at least 1 variant per forward pass (an int), or None for automatic.")
+            raise InputError(f"chunk={self.chunk!r}; give at least 1 variant per forward pass (an int), or None for automatic.")
         memory = self.max_memory
         if memory is not None and (isinstance(memory, bool) or not isinstance(memory, (int, float)) or not math.isfinite(memory) or memory <= 0):
-            raise ValueError(f"max_memory={memory!r}; give a positive, finite budget in bytes (e.g. 2 * 2**30), or None for automatic.")
+            raise InputError(f"max_memory={memory!r}; give a positive, finite budget in bytes (e.g. 2 * 2**30), or None for automatic.")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"seed={self.seed!r}; give an integer.")
+            raise InputError(f"seed={self.seed!r}; give an integer.")
         for key in ("normalize", "progress"):
             if not isinstance(getattr(self, key), bool):
-                raise ValueError(f"{key}={getattr(self, key)!r}; give True or False.")
+                raise InputError(f"{key}={getattr(self, key)!r}; give True or False.")
 
 
 def corrupt_inputs(task: Task, config: PatchConfig) -> Tensor | None:
@@ -97,7 +99,7 @@ def normalized(score: Tensor, clean_metric: float, corrupt_metric: float, task_n
     """Return ``score / (clean - corrupt)``; raise ValueError when the two metrics coincide."""
     gap = clean_metric - corrupt_metric
     if abs(gap) < 1e-6 * max(1.0, abs(clean_metric)):
-        raise ValueError(
+        raise InputError(
             f"Task '{task_name}': clean and corrupt give the same metric ({clean_metric:.6g}), so normalized scores "
             "(patched - corrupt) / (clean - corrupt) are undefined. Use a corruption that changes the answer, "
             "or pass normalize=False for raw scores."
@@ -119,7 +121,7 @@ def groups_of(task: AnyTask, config: "PatchConfig", positional: bool = False) ->
         return (task,)
     if config.corruption in ("mean", "resample"):
         lengths = sorted({g.clean.shape[1] for g in task.groups})
-        raise ValueError(
+        raise InputError(
             f"Task '{task.name}': corruption {config.corruption!r} mixes prompts, but the prompts have {len(lengths)} "
             f"different lengths ({', '.join(map(str, lengths[:6]))}); use corruption 'paired' or 'zero', or give prompts of one length."
         )

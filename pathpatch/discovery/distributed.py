@@ -17,6 +17,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from pathpatch.errors import InputError
+
 log = logging.getLogger(__name__)
 
 
@@ -48,7 +50,7 @@ def init_from_env(device: str = "cpu", timeout_minutes: int = 30) -> bool:
     if not launched() or (dist.is_available() and dist.is_initialized()):
         return False
     if not dist.is_available():
-        raise ValueError("WORLD_SIZE > 1 but this torch build has no torch.distributed; run one process (drop --workers).")
+        raise InputError("WORLD_SIZE > 1 but this torch build has no torch.distributed; run one process (drop --workers).")
     backend = "nccl" if device.startswith("cuda") else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(local_device(device))

@@ -44,6 +44,7 @@ from pathpatch.discovery.runner import (
     suffix_groups,
     supports_suffix_reuse,
 )
+from pathpatch.errors import InputError
 from pathpatch.models.tasks import AnyTask, Task, task_groups
 from pathpatch.names import Edge, Node, edge_at, hook_name, split_pos
 from pathpatch.positions import Layout, labels_of, layout, positions_of
@@ -239,7 +240,7 @@ def _variant_hooks(
             hooks.append((name, _add_hook(row, head, pos, deltas, len(variants))))
             continue
         if len(set(zip(rows, heads, poss))) < len(rows):
-            raise ValueError("A variant patches one head input from several sources; run it with run_circuits().")
+            raise InputError("A variant patches one head input from several sources; run it with run_circuits().")
         layer, channel = where[name]
         if layer not in recorded:
             recorded.add(layer)
@@ -272,7 +273,7 @@ def run_variants(
     base_inputs = prep.task.clean if noise else corrupt_inputs(prep.task, config)
     for variant in variants:
         if max(e.src.stage for e in variant.edges) >= min(graph.reads_at(e.dest) for e in variant.edges):
-            raise ValueError(
+            raise InputError(
                 f"Variant {variant.name!r} patches edges whose sources are downstream of other destinations; "
                 "use run_circuits() for such edge sets."
             )
@@ -362,7 +363,7 @@ def edge_rows(graph: ComputeGraph, task: AnyTask, edges: "list[str] | list[Edge]
         base, pos = split_pos(item)
         chosen.append((graph.edge(base), pos))
     if not chosen:
-        raise ValueError("patch_edges got an empty edge list; pass None to score every edge.")
+        raise InputError("patch_edges got an empty edge list; pass None to score every edge.")
     if not by_pos and all(pos is None for _, pos in chosen):
         return chosen
     columns = position_layout(task, causal)
@@ -377,7 +378,7 @@ def position_layout(task: AnyTask, causal: bool = True) -> "Layout":
     """The task's position columns (``positions.layout``); refuse index positions over prompts of different lengths."""
     groups = task_groups(task)
     if len({g.clean.shape[1] for g in groups}) > 1 and any(g.labels is None for g in groups):
-        raise ValueError(f"Task '{task.name}': its prompts differ in length, so position indices name different tokens in "
+        raise InputError(f"Task '{task.name}': its prompts differ in length, so position indices name different tokens in "
                          "different prompts; label the positions by role (JSONL \"labels\": {\"S1\": 2, \"END\": -1}) "
                          "or score edges over all positions.")
     return layout(task, causal=causal)
@@ -403,7 +404,10 @@ def patch_edges(
 
     Returns:
         One row per edge (and position): ``edge, src, dest, channel, pos, metric, score[, normalized], method``;
-        ``pos`` is the position label, or -1 for every position.
+        ``pos`` is the position label, or -1 for every position. Scores are measured from the corruption's own
+        baselines: the clean run and the run with every edge corrupt (for ``paired``, the corrupt prompts; for
+        ``resample``, ``mean`` and ``zero``, every edge resampled or ablated), so ``normalized`` is a share of
+        that corruption's clean - corrupt gap, as faithfulness is.
     """
     graph = ComputeGraph.from_model(model)
     rows = edge_rows(graph, task, edges, by_pos, is_causal(model))
@@ -419,6 +423,8 @@ def patch_edges(
             "pos": [-1 if pos is None else pos for _, pos in rows],
         }
     )
+    if config.corruption != "paired":  # the corrupt end is this corruption's own run (every edge corrupt), not the corrupt prompts
+        _, _, corrupt = run_circuits_with_baselines(model, task, graph.valid, config)
     table = _scored(labels, per_prompt, clean, corrupt, task, config)
     table["method"] = f"exact-{config.direction}"
     return table
@@ -441,7 +447,7 @@ def _patch_group(model: torch.nn.Module, graph: ComputeGraph, task: Task, rows: 
             todo.append(i)
     noise = config.direction == "noise"
     if len(todo) < len(rows) and not noise and config.corruption != "paired":  # resample spans one group: every label is in it
-        raise ValueError(f"Task '{task.name}': some position labels are missing from some prompts, and a {config.corruption!r} "
+        raise InputError(f"Task '{task.name}': some position labels are missing from some prompts, and a {config.corruption!r} "
                          "denoising run has no unpatched metric to give them; use direction 'noise' or corruption 'paired'.")
     base = prep.clean_per_prompt if noise else prep.corrupt_per_prompt
     per_prompt = base[None].repeat(len(rows), 1)
@@ -471,13 +477,13 @@ def path_patch(
     dests = [graph.node(name) for name in receivers]
     placed = [node.name for node in dests + [graph.node(n) for n in senders or []] if node.pos is not None]
     if placed:
-        raise ValueError(f"path_patch runs over all positions, but {placed[0]!r} names one; give receivers and senders without "
+        raise InputError(f"path_patch runs over all positions, but {placed[0]!r} names one; give receivers and senders without "
                          "'@POS', or score position-aware edges with patch_edges(..., by_pos=True).")
     if not dests:
-        raise ValueError("path_patch needs at least one receiver input, e.g. ['L1H0.v'].")
+        raise InputError("path_patch needs at least one receiver input, e.g. ['L1H0.v'].")
     for node in dests:
         if not node.is_dest:
-            raise ValueError(f"Receiver {node.name!r} is an output; receivers are inputs such as '{node.name}.v', 'MLP1' or 'logits'.")
+            raise InputError(f"Receiver {node.name!r} is an output; receivers are inputs such as '{node.name}.v', 'MLP1' or 'logits'.")
     first = min(graph.reads_at(d) for d in dests)
     pool = [graph.node(name) for name in senders] if senders else [s for s in graph.sources if s.stage < first]
     variants = []
@@ -530,7 +536,7 @@ def run_circuits_per_prompt(
     masks = masks[None] if masks.ndim == 2 + positional else masks
     expected = (len(graph.sources), len(graph.dests)) + ((len(positions.labels),) if positional else ())
     if tuple(masks.shape[1:]) != expected:
-        raise ValueError(f"Circuit masks are {tuple(masks.shape)}; this model needs [circuits {' '.join(map(str, expected))}] "
+        raise InputError(f"Circuit masks are {tuple(masks.shape)}; this model needs [circuits {' '.join(map(str, expected))}] "
                          f"(circuits x sources x destinations{' x position labels' if positional else ''}).")
     prep = prepare_edges(model, graph, task)
     outputs = collect_outputs(model, graph, prep, config)

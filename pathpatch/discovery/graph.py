@@ -8,11 +8,13 @@ between a writer and a later reader, in a fixed order that indexes the rows of s
 the ``[src dest]`` masks of circuit runs.
 
 ``check_supported`` refuses models where the decomposition would be wrong (post-LN, norms after
-attention and MLP), naming the feature and the fix. Parallel attention and MLP blocks (Pythia, GPT-J)
+attention and MLP) and models that carry hooks of their own, which patching cannot honour
+(``user_hooks``), naming the feature and the fix. Parallel attention and MLP blocks (Pythia, GPT-J)
 get a graph without ``L{l}H{h} -> MLP{l}`` edges: the MLP reads its layer's input beside the heads.
 ``patching_hooks`` switches on, for the duration of one engine call, the per-head input hooks
 (``use_split_qkv_input``) and MLP input hooks (``use_hook_mlp_in``) that patching reads, and restores
-the user's settings afterwards, so any TransformerLens model can be passed in as it is.
+the user's settings afterwards, so any TransformerLens model can be passed in as it is; as every engine
+run enters it, it is also where a model's own hooks are refused.
 """
 
 import functools
@@ -26,6 +28,8 @@ from jaxtyping import Bool
 from torch import Tensor
 
 from pathpatch.discovery.architecture import Architecture
+from pathpatch.discovery.user_hooks import refuse_user_hooks
+from pathpatch.errors import InputError
 from pathpatch.names import CHANNELS, Edge, Node, node_name, parse_edge, parse_node, split_pos
 from pathpatch.positions import Layout
 
@@ -77,7 +81,7 @@ class ComputeGraph:
         """Return the edge called ``src->dest``; raise KeyError/ValueError naming the problem."""
         edge = parse_edge(name, self.n_layers, self.n_heads, self.attn_only)
         if edge.src.stage >= self.reads_at(edge.dest):
-            raise ValueError(f"No edge {edge.name}: in this parallel-block model {edge.dest.name} reads layer {edge.dest.layer}'s "
+            raise InputError(f"No edge {edge.name}: in this parallel-block model {edge.dest.name} reads layer {edge.dest.layer}'s "
                              f"input alongside its heads, so {edge.src.name} cannot reach it.")
         return edge
 
@@ -146,7 +150,7 @@ class ComputeGraph:
         for edge in edges:
             base, pos = split_pos(edge) if isinstance(edge, str) else (edge.src.name + "->" + edge.dest.base, edge.dest.pos)
             if (pos is None) != (positions is None):
-                raise ValueError(f"Edge {base if pos is None else base + '@' + pos!r} " + ("has no position, but the mask is position-aware."
+                raise InputError(f"Edge {base if pos is None else base + '@' + pos!r} " + ("has no position, but the mask is position-aware."
                                  if pos is None else "has a position; pass the task's positions (Layout) for a position-aware mask."))
             parsed = self.edge(base)
             where = (self.src_index(parsed.src), self.dest_index(parsed.dest))
@@ -170,16 +174,18 @@ class ComputeGraph:
         found = (self._rows if nodes is self.sources else self._columns).get(node.base)
         if found is not None:
             return found
-        raise KeyError(f"Node {node.name!r} is not a {'source' if nodes and nodes[0].name == 'embed' else 'destination'} of this graph.")
+        raise InputError(f"Node {node.name!r} is not a {'source' if nodes and nodes[0].name == 'embed' else 'destination'} of this graph.")
 
 
 def check_supported(model: torch.nn.Module) -> None:
-    """Raise ValueError if ``model``'s edges cannot be patched exactly, naming the feature and fix."""
+    """Raise ValueError if ``model``'s edges cannot be patched exactly, naming the feature and fix: an
+    unsupported architecture, or hooks the model carries (``user_hooks``)."""
     if getattr(model, "cfg", None) is None:
-        raise TypeError(f"{type(model).__name__} is not a TransformerLens model (it has no .cfg); load it with load_model().")
+        raise InputError(f"{type(model).__name__} is not a TransformerLens model (it has no .cfg); load it with load_model().")
     reason = Architecture.of(model).refusal()
     if reason:
-        raise ValueError(reason)
+        raise InputError(reason)
+    refuse_user_hooks(model)
 
 
 @contextmanager
@@ -193,10 +199,12 @@ def patching_hooks(model: torch.nn.Module, ungroup: bool = True) -> Iterator[Non
 
     Raises:
         TypeError: ``model`` is not a TransformerLens model.
+        InputError: ``model`` carries hooks of its own (``user_hooks.refuse_user_hooks``).
     """
     cfg = getattr(model, "cfg", None)
     if cfg is None or not hasattr(model, "set_use_split_qkv_input"):
-        raise TypeError(f"{type(model).__name__} is not a TransformerLens model (no .cfg or hook settings); load it with load_model().")
+        raise InputError(f"{type(model).__name__} is not a TransformerLens model (no .cfg or hook settings); load it with load_model().")
+    refuse_user_hooks(model)  # every engine run enters here: hooks present now are the model owner's, not pathpatch's
     flags = {"use_split_qkv_input": model.set_use_split_qkv_input}
     if not cfg.attn_only:
         flags["use_hook_mlp_in"] = model.set_use_hook_mlp_in

@@ -41,6 +41,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from pathpatch.discovery.architecture import Architecture
+from pathpatch.errors import InputError
 from pathpatch.models.tasks import AnyTask, Task, task_groups
 from pathpatch.names import hook_name, node_name
 
@@ -102,7 +103,7 @@ def find_component(model: torch.nn.Module, name: str) -> Component:
     spelled = {n.upper(): n for n in components}
     hint = f" Did you mean {', '.join(repr(spelled[c]) for c in close)}?" if close else ""
     mlps = "" if cfg.attn_only else f", MLPs 'MLP0'..'MLP{cfg.n_layers - 1}'"
-    raise KeyError(f"Unknown DLA component {name!r} for a {cfg.n_layers}-layer, {cfg.n_heads}-head model; components are 'embed', "
+    raise InputError(f"Unknown DLA component {name!r} for a {cfg.n_layers}-layer, {cfg.n_heads}-head model; components are 'embed', "
                    f"heads 'L0H0'..'L{cfg.n_layers - 1}H{cfg.n_heads - 1}', whole attention layers 'ATTN0'..'ATTN{cfg.n_layers - 1}'"
                    f"{mlps} and 'bias'.{hint}")
 
@@ -241,19 +242,19 @@ def dla_per_prompt(model: torch.nn.Module, task: AnyTask, component: str, batch_
 def check_lens_inputs(model: torch.nn.Module, task: AnyTask, batch_size: int = 32) -> None:
     """Raise ValueError (naming the fix) unless DLA and the logit lens are exact for this model and task."""
     if task.metric_name != "logit_diff":
-        raise ValueError(f"Task '{task.name}' is scored with {task.metric_name!r}; direct logit attribution and the logit lens "
+        raise InputError(f"Task '{task.name}' is scored with {task.metric_name!r}; direct logit attribution and the logit lens "
                          "decompose a logit difference, so give a task scored with 'logit_diff' (an answer and a wrong-answer "
                          "token per read position).")
     if task_groups(task)[0].clean.is_floating_point():
-        raise ValueError(f"Task '{task.name}' feeds vectors, not tokens; DLA needs token answers read through the unembedding.")
+        raise InputError(f"Task '{task.name}' feeds vectors, not tokens; DLA needs token answers read through the unembedding.")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size={batch_size!r}; give a positive number of prompts per forward pass, e.g. 32.")
+        raise InputError(f"batch_size={batch_size!r}; give a positive number of prompts per forward pass, e.g. 32.")
     arch = Architecture.of(model)
     if arch.soft_cap is not None:
-        raise ValueError(f"This model ({arch.name}) soft-caps its logits (cap {arch.soft_cap}), so they are not a sum of "
+        raise InputError(f"This model ({arch.name}) soft-caps its logits (cap {arch.soft_cap}), so they are not a sum of "
                          "components; DLA and the logit lens need uncapped logits. Use activation patching instead.")
     if arch.norm_after:
-        raise ValueError(f"This model ({arch.name}) normalises after attention and MLP, so its components' outputs do not add up "
+        raise InputError(f"This model ({arch.name}) normalises after attention and MLP, so its components' outputs do not add up "
                          "to the final residual stream; DLA needs a pre-norm model. Use activation patching instead.")
     task.check_model(model)
 
@@ -269,7 +270,7 @@ def read_group(model: torch.nn.Module, task: Task) -> dict[str, Tensor]:
         logits, cache = model.run_with_cache(task.clean.to(device), names_filter=lambda name: name in names)
         missing = sorted(names - set(cache.keys()))
         if missing:
-            raise ValueError(f"Hook {missing[0]!r} never ran; load the model via models.load_model(), a HookedTransformer "
+            raise InputError(f"Hook {missing[0]!r} never ran; load the model via models.load_model(), a HookedTransformer "
                              "with the standard TransformerLens hooks.")
         read = {name: cache[name][:, positions].float() for name in names}  # each [batch pos ...]
         direction = logit_diff_direction(model, task.answers, task.wrong_answers)
@@ -339,7 +340,7 @@ def _check_adds_up(model: torch.nn.Module, total: Tensor, final: Tensor) -> None
     """Raise ValueError when embed + attention + MLP outputs miss the final residual stream."""
     error = float((total - final).abs().max())
     if error > ADDS_UP_TOLERANCE * (1.0 + float(final.abs().max())):
-        raise ValueError(f"The embedding plus every attention and MLP output misses the final residual stream by {error:.3g} in this "
+        raise InputError(f"The embedding plus every attention and MLP output misses the final residual stream by {error:.3g} in this "
                          f"model ({Architecture.of(model).name}), so DLA would not add up; it needs a pre-norm model whose blocks add "
                          "their outputs to the stream as they are. Use activation patching instead.")
 

@@ -3,17 +3,35 @@
 A circuit keeps the edges whose effect on the metric is large: ``threshold`` keeps every edge with
 ``|score| >= threshold`` (in metric units, or as a fraction of the clean - corrupt gap when
 ``relative``); ``top_k`` keeps the ``k`` largest ``|score|`` (ties broken by table order, so the result
-is deterministic). Either way, edges that are not on a path from ``embed`` to ``logits`` are dropped
-afterwards: a head whose output reaches nothing kept cannot matter to the metric.
+is deterministic). These are the *strong* edges, and none of them is dropped.
+
+A strong edge acts on the metric only through a chain ``embed -> ... -> src`` and ``dest -> ... -> logits``,
+but the links of that chain may each be weak on their own: two readers of a head that cancel, a signal
+spread over parallel links, or an effect split over positions. So each strong edge is joined to
+``embed`` and to ``logits`` through its *widest* chain of scored edges: the chain whose weakest link
+has the largest ``|score|`` (``|normalized|`` for relative thresholds), found by a widest-path search
+(Dijkstra's search, maximising the weakest link instead of minimising a sum) over the edge graph of every row of the table
+given to ``prune``; ties go to the chain the search finds first (it follows table order), so the
+result is deterministic. Where strong edges alone form a chain it is the widest, so nothing is added.
+Weaker edges added only to join a chain are *connectors* (column ``connector``). Only rows of the
+table can connect (edges with an exact score), and never one whose score is zero or missing. By
+position, chains follow ``edge_graph``'s rules: a query stays at its position, keys and values reach
+later positions. A strong edge no chain can join is still kept (``connector`` False, named in
+``attrs["unlinked"]``) and a warning says so.
 
 ``acdc`` prunes greedily on exact circuit runs instead of single-edge scores, as ACDC does: an edge
 stays only if removing it from the current circuit moves the metric by at least ``tau``.
 """
 
+import heapq
+import itertools
+import logging
+import math
 from dataclasses import dataclass
 from typing import Literal
 
 import networkx as nx
+import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
@@ -21,11 +39,13 @@ from torch import Tensor
 from pathpatch.discovery.config import PatchConfig, normalized
 from pathpatch.discovery.edges import NOISE, run_circuits, run_circuits_with_baselines
 from pathpatch.discovery.graph import ComputeGraph, with_patching_hooks
+from pathpatch.errors import InputError
 from pathpatch.models.tasks import AnyTask
 from pathpatch.names import component_name, edge_at, node_name, split_pos
 from pathpatch.positions import Layout, is_positional
 
 PruneMethod = Literal["threshold", "top_k"]
+log = logging.getLogger("pathpatch.progress")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,27 +66,126 @@ class PruneConfig:
 
     def __post_init__(self) -> None:
         if self.method not in ("threshold", "top_k"):
-            raise ValueError(f"Unknown prune method {self.method!r}; choose 'threshold' or 'top_k'.")
+            raise InputError(f"Unknown prune method {self.method!r}; choose 'threshold' or 'top_k'.")
         if self.threshold < 0:
-            raise ValueError(f"threshold={self.threshold}; give a non-negative effect size.")
+            raise InputError(f"threshold={self.threshold}; give a non-negative effect size.")
         if self.top_k < 1:
-            raise ValueError(f"top_k={self.top_k}; keep at least one edge.")
+            raise InputError(f"top_k={self.top_k}; keep at least one edge.")
 
 
 def prune(scores: pd.DataFrame, config: PruneConfig = PruneConfig(), positions: Layout | None = None) -> pd.DataFrame:
-    """Return the rows of ``scores`` kept by ``config``, then restricted to embed -> logits paths
-    (through positions, for position-aware rows: pass the task's ``positions``)."""
+    """Return the strong rows of ``scores`` (those ``config`` keeps) and the connectors that join them to
+    ``embed`` and ``logits`` (see the module docstring).
+
+    Args:
+        scores: Rows with exact scores (``edge, src, dest, score`` ...); only these can connect.
+        config: Threshold or top-k settings.
+        positions: The task's positions (``pathpatch.positions.layout``), for position-aware rows.
+
+    Returns:
+        The kept rows in table order with a boolean column ``connector`` (False: kept for its own effect).
+
+    Raises:
+        InputError: Columns missing, or position-aware rows without ``positions``.
+    """
     missing = {"edge", "src", "dest", "score"} - set(scores.columns)
     if missing:
-        raise ValueError(f"Score table lacks columns {sorted(missing)}; pass the table from patch_edges or attribute_edges.")
+        raise InputError(f"Score table lacks columns {sorted(missing)}; pass the table from patch_edges or attribute_edges.")
     if config.method == "top_k":
-        kept = prune_top_k(scores, config.top_k)
+        column = "score"
+        strong = scores.index.isin(prune_top_k(scores, config.top_k).index)
     else:
         column = "normalized" if config.relative else "score"
         if column not in scores.columns:
-            raise ValueError("Relative thresholds need a 'normalized' column; score with normalize=True or pass relative=False.")
-        kept = scores[scores[column].abs() >= config.threshold]
-    return on_paths(kept, positions)
+            raise InputError("Relative thresholds need a 'normalized' column; score with normalize=True or pass relative=False.")
+        strong = (scores[column].abs() >= config.threshold).to_numpy()
+    return with_connectors(scores, strong, column, positions)
+
+
+def with_connectors(scores: pd.DataFrame, strong: np.ndarray, column: str = "score", positions: Layout | None = None) -> pd.DataFrame:
+    """Return the ``strong`` rows of ``scores`` and, as connectors, the rows on each one's widest chains
+    from ``embed`` and to ``logits`` (widest: the largest weakest ``|column|`` along the chain).
+
+    Args:
+        scores: Scored rows; every row with a nonzero finite ``column`` may connect.
+        strong: One flag per row, True for an edge kept on its own effect.
+        column: The score column whose ``|value|`` measures a link (``normalized`` or ``score``).
+        positions: The task's positions, for position-aware rows.
+
+    Returns:
+        The strong rows and connectors in table order, with a boolean column ``connector``; strong edges that
+        no chain joins to both ``embed`` and ``logits`` are kept too, named in ``attrs["unlinked"]`` and logged.
+
+    Examples:
+        >>> rows = pd.DataFrame({"edge": ["embed->L0H0.v", "L0H0->logits", "embed->logits"], "src": ["embed", "L0H0", "embed"],
+        ...                      "dest": ["L0H0.v", "logits", "logits"], "score": [0.01, 1.0, 0.002]})
+        >>> kept = with_connectors(rows, np.array([False, True, False]))
+        >>> list(zip(kept["edge"], kept["connector"]))
+        [('embed->L0H0.v', True), ('L0H0->logits', False)]
+    """
+    if positions is None and is_positional(scores):
+        raise InputError("Position-aware rows (e.g. 'L0H0->L1H0.v@END') need the task's positions to find paths; pass positions=layout(task).")
+    flags = np.asarray(strong, dtype=bool)
+    table = scores.reset_index(drop=True)
+    width = table[column].abs().fillna(0.0).to_numpy()
+    graph = edge_graph(table[flags | (width > 0)], positions)
+    embed, logits = node_name("embed"), node_name("logits")
+    up, down = _widest_tree(graph, embed, width), _widest_tree(graph, logits, width, backward=True)
+    arcs = {row: (u, v) for u, v, row in graph.edges(data="row") if row is not None}
+    joined, unlinked = set(), []
+    for row in np.flatnonzero(flags):
+        before, after = _chain(graph, up, arcs[row][0], embed), _chain(graph, down, arcs[row][1], logits, backward=True)
+        if before is None or after is None:
+            unlinked.append(str(table.at[row, "edge"]))
+        else:
+            joined.update(before + after)
+    connector = ~flags & np.isin(np.arange(len(table)), sorted(joined))
+    keep = flags | connector
+    if unlinked:
+        named = ", ".join(unlinked[:5]) + (" ..." if len(unlinked) > 5 else "")
+        log.warning("%d edge(s) pass the threshold but no chain of scored edges joins them to both embed and logits; kept "
+                    "unjoined: %s (with eap/eap-ig, a larger --recheck scores more edges exactly)", len(unlinked), named)
+    kept = scores[keep].assign(connector=connector[keep])
+    kept.attrs = {**scores.attrs, "unlinked": unlinked}
+    return kept
+
+
+def _widest_tree(graph: nx.DiGraph, root: str, width: np.ndarray, backward: bool = False) -> dict[str, str]:
+    """Return, for each node a chain joins to ``root`` (forwards, or backwards to it), the next node towards
+    ``root`` on its widest chain: Dijkstra's search with the bottleneck ``min`` in place of the sum.
+    Arcs carrying a table row are as wide as ``width[row]``; structural arcs are unbounded."""
+    if root not in graph:
+        return {}
+    best, parent, done = {root: math.inf}, {}, set()
+    tick = itertools.count()
+    heap = [(-math.inf, next(tick), root)]
+    while heap:
+        negative, _, node = heapq.heappop(heap)
+        if node in done:
+            continue
+        done.add(node)
+        arcs = graph.in_edges(node, data="row") if backward else graph.out_edges(node, data="row")
+        for u, v, row in arcs:
+            other = u if backward else v
+            bottleneck = min(-negative, math.inf if row is None else float(width[row]))
+            if other not in done and bottleneck > best.get(other, -1.0):
+                best[other], parent[other] = bottleneck, node
+                heapq.heappush(heap, (-bottleneck, next(tick), other))
+    return parent
+
+
+def _chain(graph: nx.DiGraph, parent: dict[str, str], node: str, root: str, backward: bool = False) -> list[int] | None:
+    """Return the table rows on the tree path between ``node`` and ``root``, or None if none joins them."""
+    rows = []
+    while node != root:
+        if node not in parent:
+            return None
+        arc = (node, parent[node]) if backward else (parent[node], node)
+        row = graph.edges[arc].get("row")
+        if row is not None:
+            rows.append(row)
+        node = parent[node]
+    return rows
 
 
 def strongest(scores: pd.DataFrame, k: int) -> pd.DataFrame:
@@ -85,13 +204,14 @@ def edge_graph(edges: pd.DataFrame, positions: Layout | None = None) -> nx.DiGra
 
     Position-aware rows join ``src@p -> dest@p``; a head's query at ``p`` feeds the head at ``p``, its key
     or value at ``p`` the head at every position ``p`` reaches; ``embed`` feeds every ``embed@p`` and
-    every ``logits@p`` feeds ``logits``, so one path search covers all positions.
+    every ``logits@p`` feeds ``logits``, so one path search covers all positions. The arc of a row carries
+    its index label as ``row``; the structural arcs carry none.
     """
     graph = nx.DiGraph()
-    for name, src, dest in zip(edges["edge"], edges["src"], edges["dest"]):
+    for row, name, src, dest in zip(edges.index, edges["edge"], edges["src"], edges["dest"]):
         pos = split_pos(str(name))[1] if positions is not None else None
         dest, owner = split_pos(dest)[0], component_name(dest)
-        graph.add_edge(edge_at(src, pos), edge_at(dest, pos))
+        graph.add_edge(edge_at(src, pos), edge_at(dest, pos), row=row)
         if pos is None:
             if owner != dest:
                 graph.add_edge(dest, owner)
@@ -110,7 +230,7 @@ def on_paths(edges: pd.DataFrame, positions: Layout | None = None) -> pd.DataFra
     """Return the rows whose edge lies on some ``embed`` -> ``logits`` path through the kept edges
     (through positions, for position-aware rows with the task's ``positions``)."""
     if positions is None and is_positional(edges):
-        raise ValueError("Position-aware rows (e.g. 'L0H0->L1H0.v@END') need the task's positions to find paths; pass positions=layout(task).")
+        raise InputError("Position-aware rows (e.g. 'L0H0->L1H0.v@END') need the task's positions to find paths; pass positions=layout(task).")
     graph = edge_graph(edges, positions)
     embed, logits = node_name("embed"), node_name("logits")
     if embed not in graph or logits not in graph:
@@ -141,7 +261,7 @@ def acdc(
         ``score`` is the metric lost when the edge was last tried removed (positive helps).
     """
     if tau < 0:
-        raise ValueError(f"tau={tau}; give a non-negative normalized effect.")
+        raise InputError(f"tau={tau}; give a non-negative normalized effect.")
     graph = ComputeGraph.from_model(model)
     _, clean, corrupt = run_circuits_with_baselines(model, task, graph.valid[None], config)  # the full and the empty circuit
     clean_metric, corrupt_metric = clean.mean().item(), corrupt.mean().item()

@@ -30,6 +30,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from pathpatch.discovery.architecture import Architecture
+from pathpatch.errors import InputError
 from pathpatch.models.tasks import Task
 from pathpatch.names import hook_name
 
@@ -318,7 +319,7 @@ def cache_activations(model: torch.nn.Module, inputs: Tensor, names: Sequence[st
         _, cache = model.run_with_cache(inputs, names_filter=lambda name: name in wanted, return_type=None)
     missing = wanted - set(cache.keys())
     if missing:
-        raise ValueError(_missing_hooks(missing))
+        raise InputError(_missing_hooks(missing))
     return {name: cache[name] for name in names}
 
 
@@ -362,7 +363,7 @@ def prepare(model: torch.nn.Module, task: Task, names: Sequence[str] = ()) -> Pr
     read = read.float()
     missing = wanted - set(cache.keys())
     if missing:
-        raise ValueError(_missing_hooks(missing))
+        raise InputError(_missing_hooks(missing))
     if task.metric == "kl" and task.reference is None:
         task = replace(task, reference=read[:batch].log_softmax(-1))
     read_task = compact[0] if compact is not None else task  # kl: the task now holding its reference
@@ -370,7 +371,7 @@ def prepare(model: torch.nn.Module, task: Task, names: Sequence[str] = ()) -> Pr
     clean, corrupt = clean_each.mean().item(), corrupt_each.mean().item()
     for label, value in (("clean", clean), ("corrupt", corrupt)):
         if value != value or value in (float("inf"), float("-inf")):
-            raise ValueError(
+            raise InputError(
                 f"Task '{task.name}': the {label} run's metric is {value}; check the inputs and the model "
                 "weights for NaN/inf (e.g. a half-precision overflow)."
             )

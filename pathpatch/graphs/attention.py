@@ -23,6 +23,7 @@ attention to a position: document 003's "simplified model".
 import torch
 from torch import Tensor
 
+from pathpatch.errors import InputError
 from pathpatch.models.tasks import Task
 from pathpatch.names import hook_name
 
@@ -49,7 +50,7 @@ def destinations(spec: "str | list[int]", task: Task, n_pos: int) -> Tensor:
 def _positions(values: list[int], n_pos: int, key: str) -> Tensor:
     bad = [p for p in values if not -n_pos <= p < n_pos]
     if bad:
-        raise ValueError(f"{key} = {values}: positions {bad} lie outside prompts of length {n_pos}; use 0..{n_pos - 1} or negatives from the end.")
+        raise InputError(f"{key} = {values}: positions {bad} lie outside prompts of length {n_pos}; use 0..{n_pos - 1} or negatives from the end.")
     return torch.tensor(values) % n_pos
 
 
@@ -64,7 +65,7 @@ def target_mask(rule: "str | list[int]", task: Task, dest: Tensor, among: "list[
         mask[:, :, _positions(rule, n_pos, "to")] = True
         return mask
     if rule not in RULES:
-        raise ValueError(f"Unknown attention rule {rule!r}; choose one of {', '.join(RULES)} or give a list of positions.")
+        raise InputError(f"Unknown attention rule {rule!r}; choose one of {', '.join(RULES)} or give a list of positions.")
     src = tokens[:, None, :].expand(batch, len(dest), n_pos)  # [batch dest src]
     own = tokens[:, dest][:, :, None]  # [batch dest 1]
     if rule == "mismatch":
@@ -83,10 +84,14 @@ def target_mask(rule: "str | list[int]", task: Task, dest: Tensor, among: "list[
 
 
 def attention_to(pattern: Tensor, dest: Tensor, mask: Tensor) -> Tensor:
-    """Per-prompt attention mass on the masked sources ``[batch]``, averaged over destinations that have any."""
+    """Per-prompt attention mass on the masked sources ``[batch]``, averaged over destinations that have any.
+
+    A prompt where no destination has a target has no such mass: NaN (undefined), never 0.
+    """
     mass = (pattern[:, dest] * mask).sum(-1)  # [batch dest]
-    has = mask.any(-1).float()  # [batch dest]
-    return (mass * has).sum(-1) / has.sum(-1).clamp(min=1)
+    has = mask.any(-1).to(mass.dtype)  # [batch dest]
+    count = has.sum(-1)  # [batch]
+    return torch.where(count > 0, (mass * has).sum(-1) / count.clamp(min=1), torch.full_like(count, float("nan")))
 
 
 def distance_from_uniform(pattern: Tensor, dest: Tensor, causal: bool) -> Tensor:

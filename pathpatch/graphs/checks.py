@@ -11,6 +11,7 @@ in length run group by group; per-prompt values are joined, so intervals resampl
 attribution (``discovery.lens``), read off the clean run alone.
 """
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -19,41 +20,21 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from pathpatch.discovery.config import PatchConfig
+from pathpatch.discovery.config import PatchConfig, normalized
 from pathpatch.discovery.edges import patch_edges, run_circuits_with_baselines
 from pathpatch.discovery.graph import ComputeGraph
 from pathpatch.discovery.lens import dla_per_prompt
+from pathpatch.errors import InputError
 from pathpatch.graphs.circuit import Circuit
 from pathpatch.graphs.hypotheses import Claim, Hypothesis
 from pathpatch.graphs.weights import canonical, composition_score, copying_score, virtual_ov_accuracy
 from pathpatch.graphs.attention import attention_to, destinations, distance_from_uniform, forced_pattern_metric, pattern_of, target_mask
 from pathpatch.graphs.neurons import activation, direct_effect, pearson
+from pathpatch.graphs.verdicts import ClaimResult, bootstrap, verdict_of
 from pathpatch.models.tasks import AnyTask, Task, task_groups, with_metric
 from pathpatch.discovery.runner import is_causal, prepare
 from pathpatch.names import edge_at, hook_name, split_pos
 from pathpatch.positions import Layout, layout
-
-
-@dataclass(frozen=True)
-class ClaimResult:
-    """The verdict on one claim."""
-
-    name: str
-    kind: str
-    value: float
-    op: str
-    threshold: float
-    ci_low: float
-    ci_high: float
-    passed: bool
-    detail: str = ""
-
-
-def bootstrap(stat: Callable[[Tensor], float], n: int, resamples: int, seed: int) -> tuple[float, float]:
-    """Return the 2.5% and 97.5% percentiles of ``stat(indices)`` over resampled prompt indices."""
-    generator = torch.Generator().manual_seed(seed)
-    values = torch.tensor([stat(torch.randint(0, n, (n,), generator=generator)) for _ in range(resamples)])
-    return float(values.quantile(0.025)), float(values.quantile(0.975))
 
 
 @dataclass(frozen=True)
@@ -95,6 +76,12 @@ def effects_per_prompt(ctx: Context, edges: list[str], direction: str | None = N
     return table.attrs["per_prompt"], table.attrs["clean_per_prompt"], table.attrs["corrupt_per_prompt"]
 
 
+def check_gap(ctx: Context, clean: Tensor, corrupt: Tensor) -> None:
+    """Refuse to normalise by a clean - corrupt gap that is zero or lost in rounding (every effect would divide by it)."""
+    normalized(torch.zeros(1), float(clean.double().mean()), float(corrupt.double().mean()),
+               f"{ctx.task.name}' (corruption {ctx.config.corruption!r})")
+
+
 def normalized_effect(patched: Tensor, clean: Tensor, corrupt: Tensor, direction: str = "noise") -> Callable[[Tensor], Tensor]:
     """Return ``idx ->`` the normalized effect over the chosen prompts.
 
@@ -118,25 +105,30 @@ def check_path(ctx: Context, claim: Claim) -> ClaimResult:
     for a, b in zip(nodes, nodes[1:]):
         if a.kind == "head_input":
             if a.owner != b.base:
-                raise ValueError(f"Path {claim.name!r}: input {a.name} belongs to {a.owner}, not {b.name}.")
+                raise InputError(f"Path {claim.name!r}: input {a.name} belongs to {a.owner}, not {b.name}.")
             _check_move(ctx, claim, a, b)
             continue
         if a.pos != b.pos:
-            raise ValueError(f"Path {claim.name!r}: hop {a.name}->{b.name} joins two positions; the residual stream joins a writer "
+            raise InputError(f"Path {claim.name!r}: hop {a.name}->{b.name} joins two positions; the residual stream joins a writer "
                              f"and a reader at one position (heads move information between positions: through {b.owner}'s input).")
         hops.append(edge_at(f"{a.base}->{b.base}", b.pos))
     for hop in hops:
         ctx.graph.edge(split_pos(hop)[0])  # raises on a hop that is no edge
     direction = direction_of(ctx, claim)
     patched, clean, corrupt = effects_per_prompt(ctx, hops, direction)
+    check_gap(ctx, clean, corrupt)
     effect = normalized_effect(patched, clean, corrupt, direction)
-    full = torch.arange(len(clean))
+    full = effect(torch.arange(len(clean)))  # [hop]
     weakest = lambda idx: float(effect(idx).min())  # noqa: E731
     missing = [h for h in hops if not _in_circuit(ctx.circuit, h)]
-    value, threshold = weakest(full), float(claim.params["min_effect"])
     low, high = bootstrap(weakest, len(clean), ctx.resamples, ctx.seed)
-    detail = f"not in circuit: {', '.join(missing)}" if missing else ""
-    return ClaimResult(claim.name, claim.kind, value, ">=", threshold, low, high, value >= threshold and not missing, detail)
+    link = int(full.argmin())
+    detail = f"weakest link {hops[link]} ({float(full[link]):.3g})"
+    bounded = {**claim.params, "min": claim.params["min_effect"]}
+    result = verdict_of(claim.name, claim.kind, bounded, float(full.min()), low, high, len(clean), detail)
+    if missing and not claim.params.get("report"):  # a hop the circuit lacks breaks the path, whatever its effect
+        return replace(result, verdict="fail", detail=f"not in circuit: {', '.join(missing)}; {detail}")
+    return result
 
 
 def _positioned(ctx: Context, name: str):
@@ -151,11 +143,11 @@ def _check_move(ctx: Context, claim: Claim, a, b) -> None:
     """A head input at one position feeds the head at another only through keys/values, forwards."""
     if a.pos is None or b.pos is None or a.pos == b.pos:
         if (a.pos is None) != (b.pos is None):
-            raise ValueError(f"Path {claim.name!r}: {a.name} and {b.name} mix a position-aware node with a position-free one; "
+            raise InputError(f"Path {claim.name!r}: {a.name} and {b.name} mix a position-aware node with a position-free one; "
                              "name positions on every node of the path or on none.")
         return
     if a.channel == "q" or (a.pos, b.pos) not in ctx.positions.reaches:
-        raise ValueError(f"Path {claim.name!r}: {a.name} cannot reach {b.name}: a head reads keys and values at earlier "
+        raise InputError(f"Path {claim.name!r}: {a.name} cannot reach {b.name}: a head reads keys and values at earlier "
                          "positions, and its query only at its own.")
 
 
@@ -180,6 +172,7 @@ def effect_statistic(ctx: Context, subject: str, direction: str) -> tuple[Callab
         if pos is not None:
             ctx.positions.index(pos)
         patched, clean, corrupt = effects_per_prompt(ctx, [edge_at(ctx.graph.edge(base).name, pos)], direction)
+        check_gap(ctx, clean, corrupt)
         return normalized_effect(patched[0], clean, corrupt, direction), len(clean)
     node = _positioned(ctx, subject)
     only = torch.zeros(len(ctx.graph.sources), len(ctx.graph.dests), dtype=torch.bool)
@@ -192,18 +185,20 @@ def effect_statistic(ctx: Context, subject: str, direction: str) -> tuple[Callab
     valid = ctx.graph.valid_at(columns)
     mask = (valid & only) if direction == "denoise" else (valid & ~only)
     patched, clean, corrupt = run_circuits_with_baselines(ctx.model, ctx.task, mask, ctx.config, columns)
+    check_gap(ctx, clean, corrupt)
     return normalized_effect(patched[0], clean, corrupt, direction), len(clean)
 
 
 def check_faithfulness(ctx: Context, claim: Claim) -> ClaimResult:
-    """Denoise (default): the share of clean - corrupt the circuit alone recovers. Noise: the share lost
-    when only the circuit's edges are corrupted (everything else clean)."""
+    """In the claim's direction, else the file's: denoise, the share of clean - corrupt the circuit alone
+    recovers (everything else corrupt); noise, the share lost when only the circuit's edges are corrupt."""
     if not ctx.circuit.scored_edges:
-        raise ValueError("The circuit is empty; a faithfulness claim needs edges. Lower the threshold in [method].")
+        raise InputError("The circuit is empty; a faithfulness claim needs edges. Lower the threshold in [method].")
     mask, columns = ctx.circuit.mask(), ctx.circuit.layout
     valid = ctx.graph.valid_at(columns)
-    noise = claim.params.get("direction", "denoise") == "noise"
+    noise = direction_of(ctx, claim) == "noise"
     runs, clean, corrupt = run_circuits_with_baselines(ctx.model, ctx.task, (valid & ~mask) if noise else mask, ctx.config, columns)
+    check_gap(ctx, clean, corrupt)
     gap = lambda idx: clean[idx].mean() - corrupt[idx].mean()  # noqa: E731
     if noise:
         share = lambda idx: (clean[idx].mean() - runs[0, idx].mean()) / gap(idx)  # noqa: E731
@@ -251,7 +246,7 @@ def _attention(ctx: Context, claim: Claim, task: Task) -> Tensor:
     offset = int(claim.params.get("offset", 1))
     dest = dest[(dest - offset >= 0) & (dest - offset < n_pos)]
     if len(dest) == 0:
-        raise ValueError(f"Claim {claim.name!r}: offset {offset} leaves no position p with p - {offset} in 0..{n_pos - 1}; "
+        raise InputError(f"Claim {claim.name!r}: offset {offset} leaves no position p with p - {offset} in 0..{n_pos - 1}; "
                          f"use an offset between {-(n_pos - 1)} and {n_pos - 1}.")
     return pattern[:, dest, dest - offset].mean(-1)
 
@@ -260,9 +255,16 @@ def check_head_role(ctx: Context, claim: Claim) -> ClaimResult:
     role = claim.params["role"]
     if role in ("copying", "negative_copy"):
         value = copying_score(ctx.weights, ctx.graph.node(claim.params["head"]), claim.params.get("space", "vocab"), token_list(claim))
-        return _fixed_result(claim, value)
+        return _fixed_result(claim, -value if role == "negative_copy" else value)  # negative copying as a strength
     per_prompt = attention_per_prompt(ctx, claim)
-    return _threshold_result(ctx, claim, lambda idx: per_prompt[idx].mean(), len(per_prompt))
+    defined = ~per_prompt.isnan()  # prompts with no target position have no attention to measure
+    if not defined.any():
+        raise InputError(f"Claim {claim.name!r}: no prompt has a position that {claim.params['head']}'s target rule picks out; "
+                         "check 'to', 'among', 'token' and 'positions' against the task's prompts.")
+    left_out = int((~defined).sum())
+    per_prompt = per_prompt[defined]
+    detail = f"{left_out} of {len(defined)} prompts have no target and are left out" if left_out else ""
+    return _threshold_result(ctx, claim, lambda idx: per_prompt[idx].mean(), len(per_prompt), detail)
 
 
 def check_forced_attention(ctx: Context, claim: Claim) -> ClaimResult:
@@ -283,7 +285,7 @@ def check_composition(ctx: Context, claim: Claim) -> ClaimResult:
     src, dest = ctx.graph.node(claim.params["src"]), ctx.graph.node(claim.params["dest"])
     kind = claim.params["type"]
     if kind not in ("q", "k", "v"):
-        raise ValueError(f"Claim {claim.name!r}: composition type {kind!r}; choose q, k or v.")
+        raise InputError(f"Claim {claim.name!r}: composition type {kind!r}; choose q, k or v.")
     return _fixed_result(claim, composition_score(ctx.weights, src, dest, kind))
 
 
@@ -305,7 +307,7 @@ def ablation_per_prompt(ctx: Context, subject: str) -> Tensor:
     """Increase of the task loss ``[batch]`` when a head's output is replaced by its mean over prompts (of each length)."""
     node = ctx.graph.node(subject)
     if node.kind != "head":
-        raise ValueError(f"Ablation of {subject!r}: mean ablation takes a head such as 'L0H1'.")
+        raise InputError(f"Ablation of {subject!r}: mean ablation takes a head such as 'L0H1'.")
     name = hook_name("z", node.layer)  # output = z @ W_O, so ablating z ablates the head's output
 
     def mean_ablate(act: Tensor, hook) -> Tensor:
@@ -341,8 +343,7 @@ def check_compare(ctx: Context, claim: Claim) -> ClaimResult:
     by, direction = claim.params.get("by", "effect"), direction_of(ctx, claim)
     (a, n), (b, _) = (measure(ctx, claim.params[key], by, direction) for key in ("a", "b"))
     margin = float(claim.params.get("margin", 0.0))
-    result = _threshold_result(ctx, replace(claim, params={**claim.params, "min": margin}), lambda idx: a(idx) - b(idx), n)
-    return result
+    return _threshold_result(ctx, claim, lambda idx: a(idx) - b(idx), n, bound={"min": margin})
 
 
 def check_rank(ctx: Context, claim: Claim) -> ClaimResult:
@@ -351,7 +352,7 @@ def check_rank(ctx: Context, claim: Claim) -> ClaimResult:
     claimed, among = list(claim.params["nodes"]), list(claim.params["among"])
     missing = [n for n in claimed if n not in among]
     if missing:
-        raise ValueError(f"Claim {claim.name!r}: {missing} are not among the candidates {among}; list every claimed node in 'among'.")
+        raise InputError(f"Claim {claim.name!r}: {missing} are not among the candidates {among}; list every claimed node in 'among'.")
     stats = {name: measure(ctx, name, by, direction) for name in among}
     n = next(iter(stats.values()))[1]
 
@@ -360,11 +361,10 @@ def check_rank(ctx: Context, claim: Claim) -> ClaimResult:
         top = sorted(among, key=lambda name: -values[name])[: len(claimed)]
         return len(set(top) & set(claimed)) / len(claimed)
 
-    full = share(torch.arange(n))
     values = {name: float(stat(torch.arange(n))) for name, (stat, _) in stats.items()}
     order = ", ".join(f"{k} {v:.3g}" for k, v in sorted(values.items(), key=lambda kv: -kv[1]))
     low, high = bootstrap(share, n, ctx.resamples, ctx.seed)
-    return ClaimResult(claim.name, claim.kind, full, ">=", 1.0, low, high, full >= 1.0, f"by {by}: {order}")
+    return verdict_of(claim.name, claim.kind, {**claim.params, "min": 1.0}, share(torch.arange(n)), low, high, n, f"by {by}: {order}")
 
 
 def check_neuron(ctx: Context, claim: Claim) -> ClaimResult:
@@ -375,6 +375,10 @@ def check_neuron(ctx: Context, claim: Claim) -> ClaimResult:
         feature = claim.params["correlates_with"]
         acts = torch.cat([activation(ctx.model, g, layer, neuron) for g in groups])
         values = torch.cat([feature_of(g, feature) for g in groups])
+        if math.isnan(pearson(acts, values)):
+            raise InputError(f"Claim {claim.name!r}: the correlation of neuron {layer}.{neuron} with {feature!r} is undefined: "
+                             f"{'the neuron' if acts.std() == 0 else 'the feature'} is constant over the task's prompts; "
+                             "give prompts where both vary.")
         return _threshold_result(ctx, claim, lambda idx: torch.tensor(pearson(acts[idx], values[idx])), len(acts))
     tokens = claim.params.get("tokens")
     effect = torch.cat([direct_effect(ctx.model, g, layer, neuron, tokens) for g in groups])
@@ -398,7 +402,7 @@ def feature_of(task: Task, name: str) -> Tensor:
     """A per-prompt feature ``[batch]`` the task carries (``Task.features``)."""
     features = getattr(task, "features", None) or {}
     if name not in features:
-        raise ValueError(f"Task '{task.name}' has no feature {name!r} (it has {sorted(features) or 'none'}); "
+        raise InputError(f"Task '{task.name}' has no feature {name!r} (it has {sorted(features) or 'none'}); "
                          'add "features": {"' + name + '": ...} to each prompt of the task file.')
     return features[name].double().cpu()
 
@@ -411,53 +415,37 @@ CHECKS: dict[str, Callable[[Context, Claim], ClaimResult]] = {
 }
 
 
-def _bound(claim: Claim) -> tuple[str, float]:
-    """Return the claim's comparison and threshold."""
-    if claim.params.get("role") == "negative_copy":
-        return "<=", -float(claim.params.get("min", -claim.params.get("max", 0)))
-    if "max" in claim.params:
-        return "<=", float(claim.params["max"])
-    return ">=", float(claim.params["min"])
-
-
-def _passes(op: str, value: float, threshold: float) -> bool:
-    return value >= threshold if op == ">=" else value <= threshold
-
-
 def _fixed_result(claim: Claim, value: float) -> ClaimResult:
-    op, threshold = _bound(claim)
-    return ClaimResult(claim.name, claim.kind, value, op, threshold, value, value, _passes(op, value, threshold))
+    """A value read off the weights: nothing is resampled, so the interval is the value itself."""
+    return verdict_of(claim.name, claim.kind, claim.params, value, value, value, 0)
 
 
-def _threshold_result(ctx: Context, claim: Claim, stat: Callable[[Tensor], Tensor], n: int) -> ClaimResult:
-    op, threshold = _bound(claim)
-    value = float(stat(torch.arange(n)))
+def _threshold_result(ctx: Context, claim: Claim, stat: Callable[[Tensor], Tensor], n: int, detail: str = "",
+                      bound: dict | None = None) -> ClaimResult:
+    """A value over the prompts, judged by its bootstrap interval against the claim's bound (or ``bound``)."""
     low, high = bootstrap(lambda idx: float(stat(idx)), n, ctx.resamples, ctx.seed)
-    return ClaimResult(claim.name, claim.kind, value, op, threshold, low, high, _passes(op, value, threshold))
+    params = claim.params if bound is None else {**claim.params, **bound}
+    return verdict_of(claim.name, claim.kind, params, float(stat(torch.arange(n))), low, high, n, detail)
 
 
 NEEDS_CIRCUIT = frozenset({"path", "faithfulness"})  # claim kinds measured on a circuit; the others on the model
 
 
 def check_claims(hypothesis: Hypothesis, ctx: Context, on_result: Callable[[ClaimResult], None] | None = None) -> pd.DataFrame:
-    """Return one row per claim: name, kind, value, op, threshold, ci_low, ci_high, passed, detail.
+    """Return one row per claim (``results_table``'s columns).
 
-    A claim with ``report = true`` is measured and reported but never fails (its ``op`` is ``report``).
+    A claim with ``report = true`` is measured and recorded but never judged (its ``op`` and verdict are ``report``).
     ``on_result`` receives each verdict as soon as it is measured (to show it, or keep it if the run stops).
     """
     rows = []
     for claim in hypothesis.claims:
-        if claim.params.get("report"):
-            bounded = claim if any(k in claim.params for k in ("min", "max", "min_effect")) else replace(claim, params={**claim.params, "min": 0.0})
-            result = CHECKS[claim.kind](ctx, bounded)
-            rows.append(replace(result, op="report", threshold=float("nan"), passed=True))
-        else:
-            rows.append(CHECKS[claim.kind](ctx, claim))
+        rows.append(CHECKS[claim.kind](ctx, claim))
         if on_result is not None:
             on_result(rows[-1])
     return results_table(rows)
 
 
 def results_table(rows: list[ClaimResult]) -> pd.DataFrame:
-    """The verdicts as a table, one row per claim (the columns of ``ClaimResult``)."""
-    return pd.DataFrame([r.__dict__ for r in rows], columns=list(ClaimResult.__dataclass_fields__))
+    """The verdicts as a table, one row per claim: the fields of ``ClaimResult`` and ``passed`` (pass or report)."""
+    columns = [*ClaimResult.__dataclass_fields__, "passed"]
+    return pd.DataFrame([{**r.__dict__, "passed": r.passed} for r in rows], columns=columns)

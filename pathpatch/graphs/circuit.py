@@ -2,9 +2,10 @@
 
 Nodes are the graph's names: components (``embed``, ``L0H0``, ``MLP1``, ``logits``) and head inputs
 (``L1H0.v``). A kept edge ``L0H0->L1H0.v`` becomes the graph edge ``L0H0 -> L1H0.v`` carrying its
-``score`` (and ``normalized``, ``channel``, ``method``), plus the structural edge ``L1H0.v -> L1H0``
-that joins an input to its head; so a V-composition path reads ``embed -> L0H0.v -> L0H0 -> L1H0.v
--> L1H0 -> logits``. Node attributes: ``layer``, ``head``, ``kind``, ``stage`` (forward order), ``pos``
+``score`` (and ``normalized``, ``channel``, ``method``, and ``connector``: True for an edge kept only
+to join a stronger edge to ``embed`` and ``logits``, see ``discovery.prune``), plus the structural edge
+``L1H0.v -> L1H0`` that joins an input to its head; so a V-composition path reads ``embed -> L0H0.v ->
+L0H0 -> L1H0.v -> L1H0 -> logits``. Node attributes: ``layer``, ``head``, ``kind``, ``stage`` (forward order), ``pos``
 (-1: all positions), ``hook``. Graph attributes record how the circuit was found (model, task, method,
 metric, corruption, threshold, seed, version) and its ``granularity``.
 
@@ -30,6 +31,7 @@ from torch import Tensor
 
 from pathpatch import __version__
 from pathpatch.discovery.graph import ComputeGraph
+from pathpatch.errors import InputError
 from pathpatch.files import read_text_limited, write_text_atomic
 from pathpatch.names import CHANNELS, Node, component_name, edge_at, node_name, split_pos
 from pathpatch.models.tasks import LABEL
@@ -61,7 +63,8 @@ class Circuit:
         cls, edges: pd.DataFrame, compute_graph: ComputeGraph, model_name: str, task_name: str, info: dict | None = None,
         positions: Layout | None = None,
     ) -> "Circuit":
-        """Build a circuit from kept rows of a score table (``edge, src, dest, score`` ...).
+        """Build a circuit from kept rows of a score table (``edge, src, dest, score`` ..., and ``connector``
+        from ``prune``: False where absent).
 
         Position-aware rows (``L0H0->L1H0.v@END``, from ``patch_edges(by_pos=True)``) need the task's
         ``positions`` (``pathpatch.positions.layout``): their nodes are ``L0H0@END``, ``L1H0.v@END``, and a
@@ -77,17 +80,18 @@ class Circuit:
         """
         positional = is_positional(edges)
         if positional and positions is None:
-            raise ValueError("Position-aware rows (e.g. 'L0H0->L1H0.v@END') need the task's positions: "
+            raise InputError("Position-aware rows (e.g. 'L0H0->L1H0.v@END') need the task's positions: "
                              "Circuit.from_edges(..., positions=pathpatch.positions.layout(task)).")
         graph = nx.DiGraph()
         method = str(edges["method"].iloc[0]) if len(edges) and "method" in edges else "unknown"
         for row in edges.itertuples(index=False):
             base, pos = split_pos(str(row.edge))
             if positional and pos is None:
-                raise ValueError(f"Edge {row.edge!r} has no position, but the table is position-aware; keep one kind of row.")
+                raise InputError(f"Edge {row.edge!r} has no position, but the table is position-aware; keep one kind of row.")
             src, dest = compute_graph.node(row.src), compute_graph.node(split_pos(row.dest)[0])
             names = [_add_node(graph, node, pos, positions) for node in (src, dest)]
-            attrs = {"score": float(row.score), "channel": dest.channel or "", "method": method, "kind": "edge"}
+            attrs = {"score": float(row.score), "channel": dest.channel or "", "method": method, "kind": "edge",
+                     "connector": bool(getattr(row, "connector", False))}
             if hasattr(row, "normalized"):
                 attrs["normalized"] = float(row.normalized)
             graph.add_edge(*names, **attrs)
@@ -118,6 +122,12 @@ class Circuit:
         """Names of the kept (scored) edges, as score tables name them (``L0H0->L1H0.v``, ``L0H0->L1H0.v@END``), sorted."""
         return sorted(edge_at(f"{split_pos(u)[0]}->{split_pos(v)[0]}", split_pos(v)[1])
                       for u, v, kind in self.graph.edges(data="kind") if kind == "edge")
+
+    @property
+    def connectors(self) -> list[str]:
+        """Names of the kept edges that are connectors (below the threshold, kept to join a stronger edge), sorted."""
+        return sorted(edge_at(f"{split_pos(u)[0]}->{split_pos(v)[0]}", split_pos(v)[1])
+                      for u, v, attrs in self.graph.edges(data=True) if attrs.get("kind") == "edge" and attrs.get("connector"))
 
     def mask(self) -> Bool[Tensor, "src dest *pos"]:
         """Return the circuit as a ``[src dest]`` mask over its model's ``ComputeGraph``, or ``[src dest pos]``
@@ -175,6 +185,9 @@ def from_dict(data: object, source: str = "circuit") -> Circuit:
     graph = nx.node_link_graph(data, directed=True, edges="edges")
     attrs = graph.graph
     _fill_node_attributes(graph)
+    for _, _, edge in graph.edges(data=True):  # files written before connectors existed: every edge passed on its own
+        if edge.get("kind") == "edge":
+            edge.setdefault("connector", False)
     return Circuit(graph, attrs["model"], attrs["task"], attrs["method"], {k: v for k, v in attrs.items() if k not in ("model", "task", "method")})
 
 
@@ -195,7 +208,8 @@ def validate(data: object, source: str = "circuit") -> None:
     Every node must exist in a model of the recorded ``n_layers``, ``n_heads``, ``attn_only`` (with
     the layer, head, kind and stage its name implies), every edge must join two of the circuit's
     nodes, and every scored edge must be an edge of that model's graph (a writer to a later reader;
-    in ``parallel`` models no head of layer l feeds ``MLP{l}``), with a finite score.
+    in ``parallel`` models no head of layer l feeds ``MLP{l}``), with a finite score and, where given, a
+    boolean ``connector`` (files without it read as false).
 
     Raises:
         ValueError: The first problem found, naming the node, edge or key, with ``source`` (the file).
@@ -205,11 +219,11 @@ def validate(data: object, source: str = "circuit") -> None:
         ...         "nodes": [{"id": "embed"}, {"id": "L9H9.v"}], "edges": []}
         >>> validate(data)
         Traceback (most recent call last):
-        ValueError: circuit: unknown node 'L9H9.v' for a 2-layer, 1-head model without MLPs; its nodes are embed, L0H0..L1H0 (inputs .q/.k/.v) and logits. Did you mean 'L1H0.v', 'L0H0.v'?
+        pathpatch.errors.InputError: circuit: unknown node 'L9H9.v' for a 2-layer, 1-head model without MLPs; its nodes are embed, L0H0..L1H0 (inputs .q/.k/.v) and logits. Did you mean 'L1H0.v', 'L0H0.v'?
     """
     where = f"{source}:"
     if not isinstance(data, dict) or not isinstance(data.get("nodes"), list) or not isinstance(data.get("edges"), list) or not isinstance(data.get("graph"), dict):
-        raise ValueError(f"{where} not a pathpatch circuit (node-link JSON needs 'graph', 'nodes' and 'edges'); write circuits with Circuit.to_json().")
+        raise InputError(f"{where} not a pathpatch circuit (node-link JSON needs 'graph', 'nodes' and 'edges'); write circuits with Circuit.to_json().")
     shape = _check_settings(data["graph"], where)
     columns = _check_layout(data["graph"], where)
     nodes = _check_nodes(data["nodes"], shape, columns, where)
@@ -221,16 +235,16 @@ def _check_settings(attrs: dict, where: str) -> tuple[int, int, bool, bool]:
     """Return the recorded shape ``(n_layers, n_heads, attn_only, parallel)`` after checking its types."""
     for key in ("model", "task", "method"):
         if not isinstance(attrs.get(key), str):
-            raise ValueError(f"{where} not a pathpatch circuit: graph '{key}' is missing or not a string; write circuits with Circuit.to_json().")
+            raise InputError(f"{where} not a pathpatch circuit: graph '{key}' is missing or not a string; write circuits with Circuit.to_json().")
     for key in ("n_layers", "n_heads"):
         value = attrs.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_HEADS:
-            raise ValueError(f"{where} graph '{key}' is {value!r}; it must be the model's {key}, an integer from 1 to {MAX_HEADS}.")
+            raise InputError(f"{where} graph '{key}' is {value!r}; it must be the model's {key}, an integer from 1 to {MAX_HEADS}.")
     if attrs["n_layers"] * attrs["n_heads"] > MAX_HEADS:
-        raise ValueError(f"{where} records {attrs['n_layers']} layers x {attrs['n_heads']} heads; circuits of more than {MAX_HEADS} heads are not supported.")
+        raise InputError(f"{where} records {attrs['n_layers']} layers x {attrs['n_heads']} heads; circuits of more than {MAX_HEADS} heads are not supported.")
     for key, default in (("attn_only", None), ("parallel", False)):
         if not isinstance(attrs.get(key, default), bool):
-            raise ValueError(f"{where} graph '{key}' is {attrs.get(key)!r}; it must be true or false (write circuits with Circuit.to_json()).")
+            raise InputError(f"{where} graph '{key}' is {attrs.get(key)!r}; it must be true or false (write circuits with Circuit.to_json()).")
     return attrs["n_layers"], attrs["n_heads"], attrs["attn_only"], attrs.get("parallel", False)
 
 
@@ -238,23 +252,23 @@ def _check_layout(attrs: dict, where: str) -> Layout | None:
     """Return the recorded position columns of a position-aware circuit (None for a position-free one)."""
     granularity = attrs.get("granularity", "component")
     if granularity not in ("component", "position"):
-        raise ValueError(f"{where} graph 'granularity' is {granularity!r}; it must be 'component' or 'position'.")
+        raise InputError(f"{where} graph 'granularity' is {granularity!r}; it must be 'component' or 'position'.")
     data = attrs.get("positions")
     if granularity == "component":
         if data is not None:
-            raise ValueError(f"{where} graph 'positions' is set but granularity is 'component'; set granularity 'position' or drop 'positions'.")
+            raise InputError(f"{where} graph 'positions' is set but granularity is 'component'; set granularity 'position' or drop 'positions'.")
         return None
     fix = "write circuits with Circuit.to_json()"
     if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("labels", "tokens", "reaches")):
-        raise ValueError(f"{where} a position-aware circuit needs graph 'positions' with lists 'labels', 'tokens', 'reaches'; {fix}.")
+        raise InputError(f"{where} a position-aware circuit needs graph 'positions' with lists 'labels', 'tokens', 'reaches'; {fix}.")
     labels = data["labels"]
     if not labels or len(labels) > MAX_HEADS or len(set(map(str, labels))) != len(labels) or not all(isinstance(x, str) and LABEL.match(x) for x in labels):
-        raise ValueError(f"{where} graph 'positions' labels {labels[:8]!r} must be 1 to {MAX_HEADS} distinct names (letters, digits, '_'); {fix}.")
+        raise InputError(f"{where} graph 'positions' labels {labels[:8]!r} must be 1 to {MAX_HEADS} distinct names (letters, digits, '_'); {fix}.")
     if len(data["tokens"]) != len(labels) or not all(isinstance(t, str) for t in data["tokens"]):
-        raise ValueError(f"{where} graph 'positions' needs one token text per label; {fix}.")
+        raise InputError(f"{where} graph 'positions' needs one token text per label; {fix}.")
     for pair in data["reaches"]:
         if not isinstance(pair, list) or len(pair) != 2 or not all(p in labels for p in pair):
-            raise ValueError(f"{where} graph 'positions' reaches entry {pair!r:.60} must be a pair of its labels; {fix}.")
+            raise InputError(f"{where} graph 'positions' reaches entry {pair!r:.60} must be a pair of its labels; {fix}.")
     return Layout.from_dict(data)
 
 
@@ -289,24 +303,24 @@ def _check_nodes(items: list, shape: tuple[int, int, bool, bool], columns: Layou
     for item in items:
         name = item.get("id") if isinstance(item, dict) else None
         if not isinstance(name, str):
-            raise ValueError(f"{where} every node needs a string 'id' (a node name such as 'L0H0'), got {item!r:.80}.")
+            raise InputError(f"{where} every node needs a string 'id' (a node name such as 'L0H0'), got {item!r:.80}.")
         base, pos = split_pos(name) if columns is not None else (name, None)
         if base not in known:
-            raise ValueError(_unknown_node(name, shape, where, known))
+            raise InputError(_unknown_node(name, shape, where, known))
         if name in seen:
-            raise ValueError(f"{where} node {name!r} is listed twice.")
+            raise InputError(f"{where} node {name!r} is listed twice.")
         expected = dict(known[base])
         if columns is None:
             if item.get("pos", -1) != -1:
-                raise ValueError(f"{where} node {name!r} has pos {item['pos']!r}, but the circuit is not position-aware (pos must be -1).")
+                raise InputError(f"{where} node {name!r} has pos {item['pos']!r}, but the circuit is not position-aware (pos must be -1).")
         elif pos is None or pos not in columns.labels:
-            raise ValueError(f"{where} node {name!r} of a position-aware circuit must be at one of its positions "
+            raise InputError(f"{where} node {name!r} of a position-aware circuit must be at one of its positions "
                              f"({', '.join(columns.labels[:8])}{' ...' if len(columns.labels) > 8 else ''}), e.g. '{base}@{columns.labels[0]}'.")
         else:
             expected.update(pos=pos, column=columns.index(pos))
         for key, value in expected.items():
             if key in item and item[key] != value:
-                raise ValueError(f"{where} node {name!r} records {key} {item[key]!r}, but {name} has {key} {value!r}; "
+                raise InputError(f"{where} node {name!r} records {key} {item[key]!r}, but {name} has {key} {value!r}; "
                                  "the file was edited by hand. Write circuits with Circuit.to_json().")
         seen[name] = {**known[base], "at": pos}
     return seen
@@ -315,33 +329,36 @@ def _check_nodes(items: list, shape: tuple[int, int, bool, bool], columns: Layou
 def _check_edge(item: object, nodes: dict[str, dict], shape: tuple[int, int, bool, bool], columns: Layout | None, where: str) -> None:
     """Check one edge: both ends are circuit nodes, scored edges are edges of the shape's graph with finite scores."""
     if not isinstance(item, dict) or not isinstance(item.get("source"), str) or not isinstance(item.get("target"), str):
-        raise ValueError(f"{where} every edge needs string 'source' and 'target' node names, got {item!r:.80}.")
+        raise InputError(f"{where} every edge needs string 'source' and 'target' node names, got {item!r:.80}.")
     src, dest, kind = item["source"], item["target"], item.get("kind")
     name = f"{src}->{dest}"
     for end in (src, dest):
         if end not in nodes:
-            raise ValueError(f"{where} edge {name!r} joins {end!r}, which is not a node of the circuit; list it under 'nodes' or drop the edge.")
+            raise InputError(f"{where} edge {name!r} joins {end!r}, which is not a node of the circuit; list it under 'nodes' or drop the edge.")
     a, b = nodes[src], nodes[dest]
     if kind == "internal":
         if a["kind"] != "head_input" or component_name(src) != split_pos(dest)[0]:
-            raise ValueError(f"{where} internal edge {name!r} must join a head's input to its head (e.g. 'L1H0.v->L1H0').")
+            raise InputError(f"{where} internal edge {name!r} must join a head's input to its head (e.g. 'L1H0.v->L1H0').")
         moves = columns is not None and (a["at"] != b["at"]) and (src.endswith(".q@" + str(a["at"])) or (a["at"], b["at"]) not in columns.reaches)
         if moves:
-            raise ValueError(f"{where} internal edge {name!r} moves information to a position its input cannot reach "
+            raise InputError(f"{where} internal edge {name!r} moves information to a position its input cannot reach "
                              "(queries stay at their position; keys and values reach later positions).")
         return
     if kind != "edge":
-        raise ValueError(f"{where} edge {name!r} has kind {kind!r}; edges are 'edge' (scored) or 'internal' (input to its head).")
+        raise InputError(f"{where} edge {name!r} has kind {kind!r}; edges are 'edge' (scored) or 'internal' (input to its head).")
     if a["at"] != b["at"]:
-        raise ValueError(f"{where} edge {name!r} joins two positions; a residual-stream edge joins a writer and a reader at one position.")
+        raise InputError(f"{where} edge {name!r} joins two positions; a residual-stream edge joins a writer and a reader at one position.")
     reads_at = 2 * b["layer"] + 1 if shape[3] and b["kind"] == "mlp" else b["stage"]
     if a["kind"] not in ("embed", "head", "mlp") or b["kind"] not in ("head_input", "mlp", "logits") or a["stage"] >= reads_at:
-        raise ValueError(f"{where} {name!r} is not an edge of this model's graph: an edge runs from an output (embed, a head, an MLP) "
+        raise InputError(f"{where} {name!r} is not an edge of this model's graph: an edge runs from an output (embed, a head, an MLP) "
                          f"to a later input (a head's .q/.k/.v, a later MLP, logits){' (parallel blocks: no head feeds its own layer MLP)' if shape[3] else ''}.")
     for key in ("score", "normalized"):
         value = item.get(key, 0.0)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"{where} edge {name!r} has {key} {value!r}; scores must be finite numbers.")
+            raise InputError(f"{where} edge {name!r} has {key} {value!r}; scores must be finite numbers.")
+    if not isinstance(item.get("connector", False), bool):
+        raise InputError(f"{where} edge {name!r} has connector {item['connector']!r}; it must be true or false "
+                         "(true: kept only to join a stronger edge to embed and logits), or left out (false).")
 
 
 def _unknown_node(name: str, shape: tuple[int, int, bool, bool], where: str, known: dict) -> str:
@@ -370,7 +387,7 @@ def from_json(path: "str | Path") -> Circuit:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); write circuits with Circuit.to_json().") from err
+        raise InputError(f"{path} is not valid JSON ({err}); write circuits with Circuit.to_json().") from err
     except RecursionError:
-        raise ValueError(f"{path} nests JSON deeper than it can be read; a circuit file is flat node-link JSON, so this is not one.") from None
+        raise InputError(f"{path} nests JSON deeper than it can be read; a circuit file is flat node-link JSON, so this is not one.") from None
     return from_dict(data, str(path))

@@ -19,10 +19,16 @@ circuit (its ``in_graph`` edges) and the full score table, and writing those bac
 masks are not read (a circuit whose nodes keep only some neurons is refused). Our provenance (task,
 metric, ``normalized`` ...) has no place there; name the model and task when reading. A circuit written
 without its score table gives edges outside it score 0.0. Scores are copied unchanged: ours, and MIB's
-(attributed with ``loss=True`` metrics), are positive when an edge helps the clean answer.
+(attributed with ``loss=True`` metrics), are positive when an edge helps the clean answer. Nothing is
+coerced on reading: scores must be finite numbers, flags JSON booleans and shapes integers, and ``.pt``
+files are loaded with ``weights_only=True``, so a file that would run code is refused, never run.
 """
 
 import json
+import math
+import numbers
+import pickle
+import re
 from pathlib import Path
 from typing import NamedTuple
 
@@ -30,8 +36,9 @@ import pandas as pd
 import torch
 
 from pathpatch.discovery.graph import ComputeGraph
-from pathpatch.files import MAX_INPUT_BYTES, read_text_limited, write_atomic, write_text_atomic
-from pathpatch.graphs.circuit import Circuit
+from pathpatch.errors import InputError
+from pathpatch.files import MAX_INPUT_BYTES, check_size, read_text_limited, write_atomic, write_text_atomic
+from pathpatch.graphs.circuit import MAX_HEADS, Circuit
 from pathpatch.names import CHANNELS, Edge, Node
 from pathpatch.positions import is_positional
 
@@ -105,7 +112,7 @@ def kept_scores(circuit: Circuit | None) -> dict[tuple[str, str], float]:
     if circuit is None:
         return {}
     if circuit.layout is not None:
-        raise ValueError("This circuit is position-aware (edges such as 'L0H0->L1H0.v@END'); EAP-IG, Edge Pruning and auto-circuit "
+        raise InputError("This circuit is position-aware (edges such as 'L0H0->L1H0.v@END'); EAP-IG, Edge Pruning and auto-circuit "
                          "files hold one edge over all positions. Discover with --granularity component to convert.")
     return {(u, v): float(d.get("score", 0.0)) for u, v, d in circuit.graph.edges(data=True) if d.get("kind") == "edge"}
 
@@ -115,9 +122,12 @@ def _score_map(scores: pd.DataFrame | None, graph: ComputeGraph) -> dict[tuple[s
     if scores is None:
         return {}
     if is_positional(scores):
-        raise ValueError("The score table has per-position rows (by_pos=True); other tools' files hold one score per edge.")
+        raise InputError("The score table has per-position rows (by_pos=True); other tools' files hold one score per edge.")
     by_name = {e.name: e for e in graph.edges}
     edges = [by_name.get(name) or graph.edge(name) for name in scores["edge"]]  # graph.edge raises for names it lacks
+    bad = [(e, s) for e, s in zip(edges, scores["score"], strict=True) if not _is_number(s)]
+    if bad:
+        raise InputError(f"The score table gives edge {bad[0][0].name!r} the score {_shown(bad[0][1])}; give every edge a number.")
     return {(e.src.name, e.dest.name): float(s) for e, s in zip(edges, scores["score"], strict=True)}
 
 
@@ -128,11 +138,17 @@ def _eap_graph(source: "Circuit | pd.DataFrame", scores: pd.DataFrame | None, gr
     scores = source if isinstance(source, pd.DataFrame) else scores
     graph = circuit.compute_graph if circuit is not None else graph
     if graph is None:
-        raise ValueError("A score table does not record its model's shape; pass compute_graph=ComputeGraph(n_layers, n_heads, attn_only).")
+        raise InputError("A score table does not record its model's shape; pass compute_graph=ComputeGraph(n_layers, n_heads, attn_only).")
     d_model = d_model if d_model is not None else (circuit.graph.graph.get("d_model") if circuit is not None else None)
     if d_model is None:
-        raise ValueError("EAP-IG's Graph.from_json needs cfg['d_model'], which this circuit does not record; pass d_model (768 for gpt2).")
+        raise InputError("EAP-IG's Graph.from_json needs cfg['d_model'], which this circuit does not record; pass d_model (768 for gpt2).")
+    if not _is_count(d_model):
+        raise InputError(f"d_model={_shown(d_model)}; give the model's d_model, a positive integer (768 for gpt2).")
     kept, values = kept_scores(circuit), {**kept_scores(circuit), **_score_map(scores, graph)}
+    bad = [(src, dest, value) for (src, dest), value in values.items() if not math.isfinite(value)]
+    if bad:
+        raise InputError(f"Edge '{bad[0][0]}->{bad[0][1]}' has score {_shown(bad[0][2])}; EAP-IG files hold finite scores only "
+                         "(strict JSON has no NaN): drop or re-score that edge.")
     rows = [(e, values.get((e.src.name, e.dest.name), 0.0), (e.src.name, e.dest.name) in kept) for e in eap_edges(graph)]
     has_out, has_in = {e.src.name for e, _, k in rows if k}, {e.dest.owner for e, _, k in rows if k} | {"embed"}
     nodes = {n: n.name in has_out and n.name in has_in for n in _with_mlps(graph).sources}
@@ -161,7 +177,7 @@ def to_eap_json(source: "Circuit | pd.DataFrame", path: "str | Path", *, scores:
     cfg, nodes, rows = _eap_graph(source, scores, compute_graph, d_model)
     data = {"cfg": cfg, "nodes": {eap_name(n): {"in_graph": flag} for n, flag in nodes.items()},
             "edges": {eap_edge_name(e): {"score": s, "in_graph": k} for e, s, k in rows}}
-    return write_text_atomic(Path(path), json.dumps(data))
+    return write_text_atomic(Path(path), json.dumps(data, allow_nan=False))  # strict JSON: scores are checked finite
 
 
 def to_eap_pt(source: "Circuit | pd.DataFrame", path: "str | Path", *, scores: pd.DataFrame | None = None,
@@ -186,12 +202,41 @@ def to_eap_pt(source: "Circuit | pd.DataFrame", path: "str | Path", *, scores: p
 
 
 def _eap_shape(path: Path, cfg: object, attn_only: bool | None) -> ComputeGraph:
-    """The model shape an EAP-IG ``cfg`` describes; raise ValueError naming the file if it cannot tell."""
+    """The model shape an EAP-IG ``cfg`` describes; refuse shapes and flags of the wrong JSON type, naming them."""
+    fix = "EAP-IG's Graph.to_json and to_pt write them as JSON integers and true/false"
+    if not isinstance(cfg, dict):
+        raise InputError(f"{path}: 'cfg' is {_shown(cfg)}, not an object with n_layers, n_heads and d_model; {fix}.")
+    for key in ("n_layers", "n_heads", "d_model"):
+        if key not in cfg and key != "d_model":
+            raise InputError(f"{path}: cfg lacks {key!r}; {fix}.")
+        if key in cfg and not (_is_count(cfg[key]) and (key == "d_model" or cfg[key] <= MAX_HEADS)):
+            raise InputError(f"{path}: cfg {key!r} is {_shown(cfg[key])}; it must be a positive integer (no quotes, no "
+                             f"decimals{'' if key == 'd_model' else f', at most {MAX_HEADS}'}); {fix}.")
+    if cfg["n_layers"] * cfg["n_heads"] > MAX_HEADS:
+        raise InputError(f"{path}: cfg records {cfg['n_layers']} layers x {cfg['n_heads']} heads; graphs of more than {MAX_HEADS} heads are not supported.")
+    for key in ("attn_only", "parallel_attn_mlp"):
+        if not isinstance(cfg.get(key, False), bool):
+            raise InputError(f"{path}: cfg {key!r} is {_shown(cfg[key])}; it must be true or false; {fix}.")
+    attn_only = cfg.get("attn_only", False) if attn_only is None else attn_only
+    return ComputeGraph(cfg["n_layers"], cfg["n_heads"], attn_only, cfg.get("parallel_attn_mlp", False))
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_count(value: object) -> bool:
+    """A positive integer given as one (not a bool, float or string)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+
+
+def _shown(value: object) -> str:
+    """A value as JSON writes it, cut to 60 characters."""
     try:
-        attn_only = bool(cfg.get("attn_only", False)) if attn_only is None else attn_only  # type: ignore[union-attr]
-        return ComputeGraph(int(cfg["n_layers"]), int(cfg["n_heads"]), attn_only, bool(cfg.get("parallel_attn_mlp", False)))  # type: ignore[index, union-attr]
-    except (KeyError, TypeError, ValueError, AttributeError) as err:
-        raise ValueError(f"{path}: cfg {cfg!r} lacks n_layers or n_heads ({err}); EAP-IG files carry them, as Graph.to_json writes.") from err
+        text = json.dumps(value, default=repr)
+    except ValueError:  # an integer of thousands of digits
+        text = type(value).__name__
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _imported(path: Path, graph: ComputeGraph, d_model: object, entries: dict[str, tuple[float, bool]],
@@ -200,20 +245,20 @@ def _imported(path: Path, graph: ComputeGraph, d_model: object, entries: dict[st
     known = {eap_edge_name(e) for e in eap_edges(graph)}
     unknown = [name for name in entries if name not in known]
     if unknown:
-        raise ValueError(f"{path}: edge {unknown[0]!r} is not in EAP-IG's graph of a {graph.n_layers}-layer, {graph.n_heads}-head "
+        raise InputError(f"{path}: edge {unknown[0]!r} is not in EAP-IG's graph of a {graph.n_layers}-layer, {graph.n_heads}-head "
                          "model (its cfg); edges look like 'input->a0.h0<q>', 'a0.h1->m1', 'm1->logits'.")
     edges = graph.edges
     ours = {eap_edge_name(e) for e in edges}
     lost = [name for name, (score, kept) in entries.items() if name not in ours and (kept or score != 0.0)]
     if lost:
-        raise ValueError(f"{path}: edge {lost[0]!r} is scored or kept, but an attention-only model has no MLPs; read with attn_only=False.")
+        raise InputError(f"{path}: edge {lost[0]!r} is scored or kept, but an attention-only model has no MLPs; read with attn_only=False.")
     model_name, task_name, method = names
     values = [entries.get(eap_edge_name(e), (0.0, False)) for e in edges]
     table = pd.DataFrame({"edge": [e.name for e in edges], "src": [e.src.name for e in edges],
                           "dest": [e.dest.name for e in edges], "channel": [e.dest.channel or "" for e in edges],
                           "pos": -1, "score": [float(s) for s, _ in values], "method": method})
     kept = table[[bool(k) for _, k in values]]
-    info = {} if d_model is None else {"d_model": int(d_model)}  # type: ignore[call-overload]
+    info = {} if d_model is None else {"d_model": int(d_model)}  # type: ignore[call-overload]  # checked by _eap_shape
     return Imported(Circuit.from_edges(kept, graph, model_name, task_name, info), table)
 
 
@@ -235,51 +280,122 @@ def from_eap_json(path: "str | Path", *, attn_only: bool | None = None, model_na
     path = Path(path)
     data = read_json(path, EAP_JSON_MAX_BYTES)
     if not isinstance(data, dict) or not {"cfg", "nodes", "edges"} <= set(data):
-        raise ValueError(f"{path} is not an EAP-IG graph: it needs keys 'cfg', 'nodes', 'edges', as Graph.to_json writes.")
-    partial = [name for name, node in data["nodes"].items() if node.get("in_graph") and not all(node.get("neurons", [True]))]
-    if partial:
-        raise ValueError(f"{path}: node {partial[0]!r} keeps only some neurons; neuron-level circuits have no pathpatch form.")
-    try:
-        entries = {name: (float(e["score"]), bool(e["in_graph"])) for name, e in data["edges"].items()}
-    except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{path}: every edge needs 'score' and 'in_graph' ({err!r}), as Graph.to_json writes.") from err
+        raise InputError(f"{path} is not an EAP-IG graph: it needs keys 'cfg', 'nodes', 'edges', as Graph.to_json writes.")
     graph = _eap_shape(path, data["cfg"], attn_only)
+    entries = _json_entries(path, data["nodes"], data["edges"])
     return _imported(path, graph, data["cfg"].get("d_model"), entries, (model_name, task_name, method))
+
+
+def _json_entries(path: Path, nodes: object, edges: object) -> dict[str, tuple[float, bool]]:
+    """EAP-IG JSON's edges as ``{name: (score, in_graph)}``: finite numbers and JSON booleans, nothing coerced."""
+    for key, table in (("nodes", nodes), ("edges", edges)):
+        if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
+            raise InputError(f"{path}: {key!r} is {_kind_of(table)}; EAP-IG files map each {key[:-1]} name to an object "
+                             f"such as {{\"in_graph\": true}}, as Graph.to_json writes.")
+    for name, node in nodes.items():  # type: ignore[union-attr]
+        flag, neurons = node.get("in_graph", False), node.get("neurons")
+        if not isinstance(flag, bool) or not (neurons is None or isinstance(neurons, list) and all(isinstance(n, bool) for n in neurons)):
+            raise InputError(f"{path}: node {_shown(name)} has in_graph {_shown(flag)} and neurons {_shown(neurons)}; in_graph must be "
+                             "true or false and neurons a list of true/false, as Graph.to_json writes.")
+        if flag and neurons is not None and not all(neurons):
+            raise InputError(f"{path}: node {_shown(name)} keeps only some neurons; neuron-level circuits have no pathpatch form.")
+    entries = {}
+    for name, edge in edges.items():  # type: ignore[union-attr]
+        score, kept = edge.get("score"), edge.get("in_graph")
+        if not _is_number(score) or not math.isfinite(score):
+            raise InputError(f"{path}: edge {_shown(name)} has score {_shown(score)}; every edge needs a finite number "
+                             "(NaN and Infinity are refused): re-run the attribution or drop the edge.")
+        if not isinstance(kept, bool):
+            raise InputError(f"{path}: edge {_shown(name)} has in_graph {_shown(kept)}; it must be a JSON boolean, true or false "
+                             "(not a string or number), as Graph.to_json writes.")
+        entries[name] = (float(score), kept)
+    return entries
+
+
+def _kind_of(value: object) -> str:
+    """A JSON value's kind for a message: ``a list``, ``an object holding a list``."""
+    if isinstance(value, dict):
+        inner = next((v for v in value.values() if not isinstance(v, dict)), None)
+        return f"an object holding {_kind_of(inner)}"
+    return {list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
 
 
 def from_eap_pt(path: "str | Path", *, attn_only: bool | None = None, model_name: str = "unknown",
                 task_name: str = "unknown", method: str = "unknown") -> Imported:
     """Read EAP-IG's ``Graph.to_pt`` file (loaded with ``weights_only=True``); arguments as for ``from_eap_json``."""
     path = Path(path)
-    data = torch.load(path, weights_only=True, map_location="cpu")
+    data = _load_pt(path)
     missing = [k for k in EAP_PT_KEYS if not isinstance(data, dict) or k not in data]
     if missing:
-        raise ValueError(f"{path} is not an EAP-IG graph: it lacks {missing}, which Graph.to_pt writes.")
-    scores, in_graph = data["edges_scores"], data["edges_in_graph"]  # [src dest] each
-    if scores.shape != (len(data["src_nodes"]), len(data["dst_nodes"])) or in_graph.shape != scores.shape:
-        raise ValueError(f"{path}: edges_scores is {tuple(scores.shape)}, edges_in_graph {tuple(in_graph.shape)}; both must be "
-                         f"[src_nodes dst_nodes] = ({len(data['src_nodes'])}, {len(data['dst_nodes'])}).")
-    neurons = data.get("neurons_in_graph")
-    if neurons is not None and not neurons[data["nodes_in_graph"].bool()].bool().all():
-        raise ValueError(f"{path}: some nodes keep only some neurons; neuron-level circuits have no pathpatch form.")
+        raise InputError(f"{path} is not an EAP-IG graph: it lacks {missing}, which Graph.to_pt writes.")
     graph = _eap_shape(path, data["cfg"], attn_only)
+    _check_pt(path, data)
+    scores, in_graph = data["edges_scores"], data["edges_in_graph"]  # [src dest] each
+    neurons = data.get("neurons_in_graph")
+    if neurons is not None and not neurons[data["nodes_in_graph"]].all():
+        raise InputError(f"{path}: some nodes keep only some neurons; neuron-level circuits have no pathpatch form.")
     rows, cols = {n: i for i, n in enumerate(data["src_nodes"])}, {n: j for j, n in enumerate(data["dst_nodes"])}
     missing = sorted({eap_name(e.src) for e in eap_edges(graph)} - set(rows) | {eap_name(e.dest) for e in eap_edges(graph)} - set(cols))
     if missing:
-        raise ValueError(f"{path}: src_nodes/dst_nodes lack {missing[:3]}, which EAP-IG's graph of its cfg has; the file is damaged.")
+        raise InputError(f"{path}: src_nodes/dst_nodes lack {missing[:3]}, which EAP-IG's graph of its cfg has; the file is damaged.")
     values, flags = scores.tolist(), in_graph.tolist()
-    entries = {eap_edge_name(e): (float(values[rows[eap_name(e.src)]][cols[eap_name(e.dest)]]),
-                                  bool(flags[rows[eap_name(e.src)]][cols[eap_name(e.dest)]])) for e in eap_edges(graph)}
+    entries = {}
+    for edge in eap_edges(graph):
+        i, j = rows[eap_name(edge.src)], cols[eap_name(edge.dest)]
+        if not math.isfinite(values[i][j]):
+            raise InputError(f"{path}: edge {eap_edge_name(edge)!r} has score {values[i][j]}; every edge needs a finite score: "
+                             "re-run the attribution or zero that edge.")
+        entries[eap_edge_name(edge)] = (float(values[i][j]), bool(flags[i][j]))
     return _imported(path, graph, data["cfg"].get("d_model"), entries, (model_name, task_name, method))
+
+
+def _check_pt(path: Path, data: dict) -> None:
+    """Refuse ``Graph.to_pt`` entries of the wrong kind: name lists, float scores and bool flags of matching shapes."""
+    names = {key: data[key] for key in ("src_nodes", "dst_nodes")}
+    for key, value in names.items():
+        if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+            raise InputError(f"{path}: {key} is {_kind_of(value)}; Graph.to_pt writes a list of node names.")
+    shape = (len(names["src_nodes"]), len(names["dst_nodes"]))
+    wanted = {"edges_scores": ("float", shape), "edges_in_graph": ("bool", shape), "nodes_in_graph": ("bool", shape[:1])}
+    if data.get("neurons_in_graph") is not None:
+        wanted["neurons_in_graph"] = ("bool", shape[:1])
+    for key, (kind, dims) in wanted.items():
+        value = data[key]
+        fits = torch.is_tensor(value) and (value.is_floating_point() if kind == "float" else value.dtype == torch.bool)
+        if not fits or tuple(value.shape[:len(dims)]) != dims or value.dim() != len(dims) + (key == "neurons_in_graph"):
+            got = f"a {value.dtype} tensor of shape {tuple(value.shape)}" if torch.is_tensor(value) else _kind_of(value)
+            raise InputError(f"{path}: {key} is {got}; Graph.to_pt writes a {kind} tensor of shape "
+                             f"{dims + (('d_model',) if key == 'neurons_in_graph' else ())} ([src_nodes dst_nodes] = {shape}).")
+
+
+def _load_pt(path: Path) -> object:
+    """Load a torch file with ``weights_only=True``, which never runs code; refuse pickled code and damaged files, naming them."""
+    check_size(path, "circuit", EAP_JSON_MAX_BYTES)
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as err:
+        named = re.search(r"GLOBAL (\S+)", str(err))
+        if named:  # the pickle asks to import and call something
+            raise InputError(f"{path} refused: the file would run code when loaded (pickle, {named.group(1)!r}); save plain "
+                             "tensors/safetensors, as EAP-IG's Graph.to_pt does.") from None
+        reason = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", str(err))
+        raise InputError(f"{path} is not a torch file ({reason.group(1)[:200] if reason else 'unreadable pickle'}); it is damaged, "
+                         "truncated or not written by torch.save: write it again with EAP-IG's Graph.to_pt.") from None
+    except (RuntimeError, EOFError, KeyError, ValueError, IndexError) as err:
+        text = str(err).strip().split(". ")[0][:200] if isinstance(err, (RuntimeError, ValueError)) else ""
+        reason = text or "neither a torch zip archive nor a pickle"
+        raise InputError(f"{path} is not a readable torch file ({reason}); it is damaged, truncated or not written by torch.save: "
+                         "write it again with EAP-IG's Graph.to_pt.") from None
 
 
 def read_json(path: Path, limit: int = MAX_INPUT_BYTES) -> object:
     """Parse a JSON file of at most ``limit`` bytes; raise FileNotFoundError or ValueError naming it."""
     if not path.exists():
         raise FileNotFoundError(f"No circuit file at {path}.")
+    text = read_text_limited(path, "circuit", limit).removeprefix("\ufeff")  # a BOM, as Windows editors write one
     try:
-        return json.loads(read_text_limited(path, "circuit", limit))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}).") from err
+        return json.loads(text)
+    except ValueError as err:  # JSONDecodeError, or an integer of more than 4300 digits
+        raise InputError(f"{path} is not valid JSON ({str(err)[:200]}).") from None
     except RecursionError:
-        raise ValueError(f"{path} nests JSON deeper than it can be read; circuit files are flat.") from None
+        raise InputError(f"{path} nests JSON deeper than it can be read; circuit files are flat.") from None

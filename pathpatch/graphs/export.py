@@ -5,9 +5,11 @@ inputs and MLP share a rank. A position-aware circuit is drawn on a grid instead
 position it uses (headed by the position's label and token), one row per layer, nodes pinned in place
 (Graphviz's ``neato`` layout, chosen inside the ``.dot`` file), so information moving between positions
 inside a head reads as a slanted dashed line. Scored edges are coloured by sign (blue helps the clean answer, red
-hurts), their width grows with ``|score|``, and q/k/v inputs are labelled by their node names. Every
-name and label passes through ``text`` (Graphviz quoting, never HTML), so hostile names stay text. When
-Graphviz's ``dot`` is missing the ``.dot`` file is still written and the message says how to install it.
+hurts), their width grows with ``|score|``; connectors (edges below the threshold, kept only to join a
+stronger edge to ``embed`` and ``logits``) are dashed grey, as the title's legend line and their tooltips
+say; q/k/v inputs are labelled by their node names. Every name and label passes through ``text``
+(Graphviz quoting, never HTML), so hostile names stay text. When Graphviz's ``dot`` is missing the
+``.dot`` file is still written and the message says how to install it.
 """
 
 import logging
@@ -16,11 +18,14 @@ from pathlib import Path
 
 import graphviz
 
+from pathpatch.errors import InputError
 from pathpatch.files import write_atomic, write_text_atomic
 from pathpatch.graphs.circuit import Circuit
 
 log = logging.getLogger(__name__)
 HIGHLIGHT = "#d95f02"  # failed hypothesis paths
+CONNECTOR = "#8c8c8c"  # edges kept only to join stronger ones to embed and logits
+CONNECTOR_NOTE = "connector: below the threshold, kept to join a stronger edge to embed and logits"
 INSTALL_HINT = "install Graphviz (Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz)"
 
 
@@ -36,6 +41,8 @@ def to_dot(circuit: Circuit, highlight: set[str] | None = None) -> graphviz.Digr
     """
     highlight = highlight or set()
     title = f"{circuit.model_name} / {circuit.task_name} ({circuit.method})"
+    if any(connector for _, _, connector in circuit.graph.edges(data="connector")):
+        title += "\ndashed grey: connectors (below the threshold, kept to join stronger edges to embed and logits)"
     if circuit.layout is not None:
         dot = _grid(circuit, title)
     else:
@@ -56,9 +63,12 @@ def to_dot(circuit: Circuit, highlight: set[str] | None = None) -> graphviz.Digr
             continue
         score = float(attrs.get("score", 0.0))
         name = f"{src}->{dest}"
-        color = HIGHLIGHT if name in highlight else ("#2166ac" if score >= 0 else "#b2182b")
+        connector = bool(attrs.get("connector"))
+        color = HIGHLIGHT if name in highlight else (CONNECTOR if connector else ("#2166ac" if score >= 0 else "#b2182b"))
         width = 0.5 + 4.5 * abs(score) / top
-        dot.edge(text(src), text(dest), color=color, penwidth=f"{width:.2f}", tooltip=text(f"{name}: {score:.4g}"))
+        note = f" ({CONNECTOR_NOTE})" if connector else ""
+        dot.edge(text(src), text(dest), color=color, penwidth=f"{width:.2f}", tooltip=text(f"{name}: {score:.4g}{note}"),
+                 **({"style": "dashed"} if connector else {}))
     present = {f"{u}->{v}" for u, v in circuit.graph.edges()}
     for name in sorted(highlight - present):
         if "@" in name:  # a missing position-aware hop has no pinned place to be drawn at
@@ -143,7 +153,7 @@ def write_diagram(circuit: Circuit, path: "str | Path", highlight: set[str] | No
     path = Path(path)
     fmt = path.suffix.lstrip(".") or "svg"
     if fmt not in ("svg", "png", "pdf", "dot"):
-        raise ValueError(f"Unsupported diagram format {fmt!r}; use a .svg, .png, .pdf or .dot file name.")
+        raise InputError(f"Unsupported diagram format {fmt!r}; use a .svg, .png, .pdf or .dot file name.")
     dot = to_dot(circuit, highlight)
     dot_path = write_text_atomic(path.with_suffix(".dot"), dot.source)
     if fmt == "dot":

@@ -2,8 +2,13 @@
 
 The circuit's edges carry clean outputs and every other edge carries corrupt ones
 (``run_circuits``); faithfulness is ``(m_circuit - m_corrupt) / (m_clean - m_corrupt)``: 1 means the
-circuit reproduces the clean metric, 0 means it does no better than the corrupt run. The complement
-(everything but the circuit kept clean) says how much the rest of the model still does.
+circuit reproduces the clean metric, 0 means it does no better than the corrupt run. That is the
+denoising view (is the circuit sufficient?). The noising view corrupts only the circuit's edges and
+keeps the rest clean: ``noise_faithfulness = (m_clean - m_complement) / (m_clean - m_corrupt)`` is the
+share lost (is the circuit necessary?), and ``complement_faithfulness = 1 - noise_faithfulness`` what
+the rest of the model still does. ``m_corrupt`` is the empty circuit's metric under the run's own
+corruption: the task's corrupt prompts for ``paired``, every edge resampled or ablated for
+``resample``, ``mean`` and ``zero``, so each corruption has its own normaliser.
 
 ``faithfulness_curve`` keeps the top ``fraction`` of edges by ``|score|`` (at least one edge, rounded)
 for fractions from 0.1% to 100% and measures each; its CPR is the area under that curve and its CMD
@@ -25,6 +30,7 @@ from pathpatch.discovery.config import PatchConfig, normalized
 from pathpatch.discovery.edges import NOISE, run_circuits_with_baselines
 from pathpatch.discovery.graph import ComputeGraph
 from pathpatch.discovery.prune import on_paths, prune_top_k
+from pathpatch.errors import InputError
 from pathpatch.graphs.circuit import Circuit
 from pathpatch.models.tasks import AnyTask
 from pathpatch.positions import Layout
@@ -35,13 +41,19 @@ Values = Sequence[float] | np.ndarray | pd.Series  # one faithfulness per share
 
 
 def faithfulness(circuit: Circuit, model: torch.nn.Module, task: AnyTask, config: PatchConfig = NOISE) -> dict[str, float]:
-    """Return the circuit's metric, its faithfulness and its complement's faithfulness.
+    """Return the circuit's metric, its faithfulness both ways and its complement's faithfulness.
+
+    Returns:
+        ``metric`` (circuit alone), ``clean_metric``, ``corrupt_metric`` (empty circuit: the normaliser is
+        ``clean_metric - corrupt_metric``), ``faithfulness`` (share recovered with only the circuit clean),
+        ``noise_faithfulness`` (share lost with only the circuit corrupt), ``complement_faithfulness``
+        (``1 - noise_faithfulness``) and ``n_edges``.
 
     Raises:
         ValueError: Empty circuit, or clean and corrupt give the same metric.
     """
     if not circuit.scored_edges:
-        raise ValueError("The circuit has no edges, so faithfulness is that of the corrupt run; lower the threshold.")
+        raise InputError("The circuit has no edges, so faithfulness is that of the corrupt run; lower the threshold.")
     graph, columns = ComputeGraph.from_model(model), circuit.layout
     mask = circuit.mask()
     valid = graph.valid_at(columns)
@@ -53,6 +65,7 @@ def faithfulness(circuit: Circuit, model: torch.nn.Module, task: AnyTask, config
         "clean_metric": clean_m,
         "corrupt_metric": corrupt_m,
         "faithfulness": scaled[0],
+        "noise_faithfulness": 1.0 - scaled[1],
         "complement_faithfulness": scaled[1],
         "n_edges": len(circuit.scored_edges),
     }
@@ -110,7 +123,7 @@ def mib_top_edges(scores: pd.DataFrame, n: int, absolute: bool, positions: Layou
 def _mib_areas(percentages: Shares, faithfulness: Values, log_scale: bool) -> tuple[float, float]:
     """Return MIB's ``(area_under, area_from_1)``: trapezoids over ``percentages`` (or their logs), unnormalised."""
     if len(percentages) != len(faithfulness) or len(percentages) < 2:
-        raise ValueError(f"Got {len(percentages)} circuit sizes and {len(faithfulness)} faithfulness values; give one value per size, at least two.")
+        raise InputError(f"Got {len(percentages)} circuit sizes and {len(faithfulness)} faithfulness values; give one value per size, at least two.")
     x = [math.log(p) for p in percentages] if log_scale else list(percentages)
     f = [float(v) for v in faithfulness]
     under = sum((x[i + 1] - x[i]) * (f[i] + f[i + 1]) / 2 for i in range(len(f) - 1))

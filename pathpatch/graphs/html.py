@@ -8,8 +8,8 @@ the SVG namespace declarations), runs no script, and its Content-Security-Policy
 anything but inline styles and ``data:`` images. Every name, cell and setting goes through
 ``html.escape``, so a hostile model, task or node name stays text.
 
-Tables whose rows pass or fail (a ``highlight_column`` of booleans or ``pass``/``fail`` strings) colour
-each row and spell the verdict out (``✓ pass`` / ``✗ fail``) with a count above the table; ``ci_low`` /
+Tables whose rows pass or fail (a ``highlight_column`` of booleans or ``pass``/``fail``/``inconclusive`` strings) colour
+each row and spell the verdict out (``✓ pass`` / ``✗ fail`` / ``? inconclusive``) with a count above the table; ``ci_low`` /
 ``ci_high`` columns are shown as one ``95% CI`` column, ``[low, high]``.
 """
 
@@ -26,6 +26,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from pathpatch.errors import InputError
+
 SectionKind = Literal["svg", "png", "table", "text", "settings"]
 KINDS: tuple[str, ...] = ("svg", "png", "table", "text", "settings")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -36,7 +38,8 @@ _PROLOG = re.compile(r"<\?xml.*?\?>|<!DOCTYPE[^>]*>|<!--.*?-->", re.DOTALL | re.
 _UNSAFE_SVG = re.compile(r"<script|<foreignObject|<iframe|<[^>]*\son[a-z]+\s*=|(?:href|src)\s*=\s*[\"'](?!#)|url\(\s*[\"']?(?!#)",
                          re.IGNORECASE)
 _VERDICTS = {"pass": "pass", "passed": "pass", "true": "pass", "fail": "fail", "failed": "fail", "false": "fail",
-             "report": "report", "reported": "report", "skip": "report", "skipped": "report"}
+             "inconclusive": "inconclusive", "report": "report", "reported": "report", "skip": "report", "skipped": "report"}
+_MARKS = {"pass": "✓ pass", "fail": "✗ fail", "inconclusive": "? inconclusive", "report": "– reported"}
 STYLE = """
 body { font-family: -apple-system, "Segoe UI", "DejaVu Sans", Arial, sans-serif; margin: 24px; color: #1f2328; max-width: 1150px; }
 h1 { font-size: 24px; margin: 0 0 12px; } h2 { font-size: 18px; margin: 28px 0 8px; border-bottom: 1px solid #d0d7de; }
@@ -45,6 +48,7 @@ table { border-collapse: collapse; font-size: 13px; margin: 6px 0; }
 th, td { border: 1px solid #d0d7de; padding: 3px 8px; text-align: left; vertical-align: top; }
 th { background: #f0f2f5; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.pass td { background: #e6f4ea; } tr.fail td { background: #fde7e7; } tr.report td { background: #f3f4f6; }
+tr.inconclusive td { background: #fff8c5; } .verdict-inconclusive { color: #7d4e00; font-weight: bold; }
 .verdict-pass { color: #116329; font-weight: bold; } .verdict-fail { color: #a40e26; font-weight: bold; }
 .verdict-report { color: #57606a; font-style: italic; }
 .summary { font-weight: bold; margin: 4px 0; } .caption { color: #57606a; font-size: 13px; margin: 4px 0; }
@@ -77,20 +81,20 @@ class Section:
     def __post_init__(self) -> None:
         expected = {"svg": str, "png": bytes, "table": pd.DataFrame, "text": str, "settings": Mapping}
         if self.kind not in KINDS:
-            raise ValueError(f"Section {self.title!r}: unknown kind {self.kind!r}; choose one of {', '.join(KINDS)}.")
+            raise InputError(f"Section {self.title!r}: unknown kind {self.kind!r}; choose one of {', '.join(KINDS)}.")
         if not isinstance(self.content, expected[self.kind]):
-            raise TypeError(f"Section {self.title!r} of kind {self.kind!r} holds a {type(self.content).__name__}; "
+            raise InputError(f"Section {self.title!r} of kind {self.kind!r} holds a {type(self.content).__name__}; "
                             f"it needs a {expected[self.kind].__name__} (use svg_section, png_section, table_section, ...).")
         if self.kind == "png" and not self.content.startswith(PNG_SIGNATURE):
-            raise ValueError(f"Section {self.title!r}: the bytes are not a PNG image; pass plots.figure_png(fig).")
+            raise InputError(f"Section {self.title!r}: the bytes are not a PNG image; pass plots.figure_png(fig).")
         if self.kind == "svg" and "<svg" not in self.content:
-            raise ValueError(f"Section {self.title!r}: no <svg> element in the diagram text; pass to_dot(circuit).pipe(format='svg').")
+            raise InputError(f"Section {self.title!r}: no <svg> element in the diagram text; pass to_dot(circuit).pipe(format='svg').")
         if self.kind == "svg" and _UNSAFE_SVG.search(self.content):
-            raise ValueError(f"Section {self.title!r}: the SVG holds a script, event handler or external reference "
+            raise InputError(f"Section {self.title!r}: the SVG holds a script, event handler or external reference "
                              f"({_UNSAFE_SVG.search(self.content).group(0)!r}); reports inline only self-contained, script-free SVG.")
         if self.highlight_column is not None and (self.kind != "table" or self.highlight_column not in self.content.columns):
             columns = ", ".join(map(str, self.content.columns)) if self.kind == "table" else "none (not a table)"
-            raise ValueError(f"Section {self.title!r}: highlight column {self.highlight_column!r} is not among the columns ({columns}).")
+            raise InputError(f"Section {self.title!r}: highlight column {self.highlight_column!r} is not among the columns ({columns}).")
 
 
 def svg_section(title: str, svg: "str | bytes", caption: str = "") -> Section:
@@ -190,17 +194,18 @@ def _render_table(table: pd.DataFrame, highlight: str | None, max_rows: int = MA
     verdicts = [_verdict(v, op) for v, op in zip(table[highlight], table.get("op", [None] * len(table)))] if highlight else None
     lines = []
     if verdicts is not None:
-        counts = {kind: verdicts.count(kind) for kind in ("pass", "fail", "report")}
-        judged = counts["pass"] + counts["fail"]
+        counts = {kind: verdicts.count(kind) for kind in _MARKS}
+        judged = counts["pass"] + counts["fail"] + counts["inconclusive"]
+        unsure = f", {counts['inconclusive']} inconclusive" if counts["inconclusive"] else ""
         extra = f", {counts['report']} reported only" if counts["report"] else ""
-        lines.append(f'<p class="summary">{counts["pass"]} of {judged} pass, {counts["fail"]} fail{extra}</p>')
+        lines.append(f'<p class="summary">{counts["pass"]} of {judged} pass, {counts["fail"]} fail{unsure}{extra}</p>')
     header = "".join(f"<th>{_escape(c)}</th>" for c in shown.columns)
     body = []
     for i, (_, row) in enumerate(shown.head(max_rows).iterrows()):
         cells = []
         for column, value in row.items():
             if verdicts is not None and column == highlight:
-                mark = {"pass": "✓ pass", "fail": "✗ fail", "report": "– reported"}[verdicts[i]]
+                mark = _MARKS[verdicts[i]]
                 cells.append(f'<td class="verdict-{verdicts[i]}">{mark}</td>')
             else:
                 cells.append(f"<td{NUMERIC if _number(value) else ''}>{_escape(_cell(value))}</td>")
@@ -237,7 +242,7 @@ def _interval(low: object, high: object) -> str:
 
 
 def _verdict(value: object, op: object) -> str:
-    """``pass``, ``fail`` or ``report`` for one row (an ``op`` of ``report`` marks a claim that is measured only)."""
+    """``pass``, ``fail``, ``inconclusive`` or ``report`` for one row (an ``op`` of ``report`` marks a claim that is measured only)."""
     if op == "report":
         return "report"
     if isinstance(value, (bool, np.bool_)):

@@ -16,14 +16,16 @@ For EAP-IG files, what survives is said in ``eap_graph``. ``convert`` reads any 
 """
 
 import json
+import math
 from pathlib import Path
 from typing import Literal, get_args
 
 import pandas as pd
 
 from pathpatch.discovery.graph import ComputeGraph
+from pathpatch.errors import InputError
 from pathpatch.files import write_atomic, write_text_atomic
-from pathpatch.graphs.circuit import Circuit, from_json
+from pathpatch.graphs.circuit import MAX_HEADS, Circuit, from_json
 from pathpatch.graphs.eap_graph import (  # noqa: F401  (re-exported: one import for every format)
     EAP_JSON_MAX_BYTES,
     Imported,
@@ -54,7 +56,7 @@ def edge_pruning_name(node: Node) -> str:
         ['a0.h0', 'a1.h0.q', 'resid_post']
     """
     if node.kind == "embed":
-        raise ValueError("Edge Pruning names the input by model family; see EP_EMBEDS.")
+        raise InputError("Edge Pruning names the input by model family; see EP_EMBEDS.")
     if node.kind in ("logits", "mlp"):
         return "resid_post" if node.kind == "logits" else f"m{node.layer}"
     return f"a{node.layer}.h{node.head}" + (f".{node.channel}" if node.channel else "")
@@ -101,14 +103,14 @@ def from_edge_pruning(path: "str | Path", n_layers: int, n_heads: int, *, attn_o
     path = Path(path)
     pairs = read_json(path)
     if not isinstance(pairs, list) or not all(isinstance(p, list) and len(p) == 2 and all(isinstance(s, str) for s in p) for p in pairs):
-        raise ValueError(f"{path} is not Edge Pruning's edges.json: expected a list of [writer, reader] name pairs.")
+        raise InputError(f"{path} is not Edge Pruning's edges.json: expected a list of [writer, reader] name pairs.")
     graph = ComputeGraph(n_layers, n_heads, attn_only)
     embeds = {alias for aliases in EP_EMBEDS.values() for alias in aliases}
     writers = {**{edge_pruning_name(n): n for n in graph.sources[1:]}, **{alias: graph.sources[0] for alias in embeds}}
     readers = {edge_pruning_name(d): d for d in graph.dests}
     bad = [p for p in pairs if p[0] not in writers or p[1] not in readers]
     if bad:
-        raise ValueError(f"{path}: pair {bad[0]} names a node a {n_layers}-layer, {n_heads}-head model{' without MLPs' if attn_only else ''} "
+        raise InputError(f"{path}: pair {bad[0]} names a node a {n_layers}-layer, {n_heads}-head model{' without MLPs' if attn_only else ''} "
                          "lacks; writers look like 'tok_embeds', 'a0.h1', 'm0', readers like 'a1.h0.q', 'm1', 'resid_post'.")
     kept = {(writers[w].name, readers[r].name) for w, r in pairs}
     if not (any(w in embeds for w, _ in pairs) if with_embedding_nodes is None else with_embedding_nodes):
@@ -122,7 +124,7 @@ def _circuit_of(graph: ComputeGraph, kept: set[tuple[str, str]], method: str, mo
     edges = {(e.src.name, e.dest.name): e for e in graph.edges}
     impossible = sorted(kept - set(edges))
     if impossible:
-        raise ValueError(f"{path}: {impossible[0][0]} -> {impossible[0][1]} is no edge of this model: an edge runs from an output to a later input.")
+        raise InputError(f"{path}: {impossible[0][0]} -> {impossible[0][1]} is no edge of this model: an edge runs from an output to a later input.")
     chosen = [e for key, e in edges.items() if key in kept]
     rows = pd.DataFrame({"edge": [e.name for e in chosen], "src": [e.src.name for e in chosen], "dest": [e.dest.name for e in chosen],
                          "score": 1.0, "method": method})
@@ -163,7 +165,7 @@ def from_autocircuit_names(names: list[str], compute_graph: ComputeGraph) -> lis
             lookup.setdefault(f"{autocircuit_name(e.src)}->{autocircuit_name(compute_graph.node(e.dest.owner))}", []).append(e.name)
     unknown = [n for n in names if n not in lookup]
     if unknown:
-        raise ValueError(f"auto-circuit edge {unknown[0]!r} is not in a {compute_graph.n_layers}-layer, {compute_graph.n_heads}-head "
+        raise InputError(f"auto-circuit edge {unknown[0]!r} is not in a {compute_graph.n_layers}-layer, {compute_graph.n_heads}-head "
                          "model; edges look like 'Resid Start->A0.1.Q', 'A0.1->MLP 1', 'MLP 1->Resid End'.")
     return [ours for n in names for ours in lookup[n]]
 
@@ -179,12 +181,12 @@ def from_autocircuit_json(path: "str | Path", n_layers: int, n_heads: int, *, at
     path = Path(path)
     names = read_json(path)
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise ValueError(f"{path} is not a list of auto-circuit edge names such as 'A0.1->A1.0.V'.")
+        raise InputError(f"{path} is not a list of auto-circuit edge names such as 'A0.1->A1.0.V'.")
     graph = ComputeGraph(n_layers, n_heads, attn_only, parallel)
     try:
         ours = from_autocircuit_names(names, graph)
     except ValueError as err:
-        raise ValueError(f"{path}: {err}") from err
+        raise InputError(f"{path}: {err}") from err
     return _circuit_of(graph, {(e.src.name, e.dest.name) for e in map(graph.edge, ours)}, "auto-circuit", model_name, task_name, path)
 
 
@@ -206,7 +208,7 @@ def guess_format(path: Path) -> Format:
         if isinstance(data, list) and data and all(isinstance(p, str) for p in data):
             return "auto-circuit"
         what = "an empty list" if data == [] else "JSON of no known layout"
-    raise ValueError(f"Cannot tell the format of {path} ({what}); name it with src_format (--from), one of {', '.join(FORMATS)}.")
+    raise InputError(f"Cannot tell the format of {path} ({what}); name it with src_format (--from), one of {', '.join(FORMATS)}.")
 
 
 def _dest_format(dest: Path, src_format: str) -> Format:
@@ -214,7 +216,7 @@ def _dest_format(dest: Path, src_format: str) -> Format:
     named = {".pt": "eap-pt", ".csv": "scores", "edges.json": "edge-pruning", "importances.json": "eap-json", "circuit.json": "pathpatch"}
     fmt = named.get(dest.suffix) or named.get(dest.name) or ("pathpatch" if dest.suffix == ".json" and src_format not in ("pathpatch", "scores") else None)
     if fmt is None:
-        raise ValueError(f"Cannot tell which format to write {dest} in (from {src_format}); name it with dest_format (--to), one of {', '.join(FORMATS)}.")
+        raise InputError(f"Cannot tell which format to write {dest} in (from {src_format}); name it with dest_format (--to), one of {', '.join(FORMATS)}.")
     return fmt  # type: ignore[return-value]
 
 
@@ -245,7 +247,8 @@ def convert(src: "str | Path", dest: "str | Path", *, src_format: Format | None 
         raise FileNotFoundError(f"No file at {src} to convert.")
     for name, value in (("src_format", src_format), ("dest_format", dest_format)):
         if value is not None and value not in FORMATS:
-            raise ValueError(f"{name}={value!r}; choose one of {', '.join(FORMATS)}.")
+            raise InputError(f"{name}={value!r}; choose one of {', '.join(FORMATS)}.")
+    _check_shape(n_layers, n_heads)
     src_format = src_format or guess_format(src)
     dest_format = dest_format or _dest_format(dest, src_format)
     circuit, scores, graph = _read(src, src_format, n_layers, n_heads, attn_only, parallel)
@@ -257,13 +260,45 @@ def convert(src: "str | Path", dest: "str | Path", *, src_format: Format | None 
                      compute_graph=graph, d_model=d_model)
     if dest_format == "scores":
         if scores is None:
-            raise ValueError(f"{src} ({src_format}) holds a circuit, not every edge's score; write it as pathpatch, eap-json or eap-pt.")
+            raise InputError(f"{src} ({src_format}) holds a circuit, not every edge's score; write it as pathpatch, eap-json or eap-pt.")
         return write_atomic(dest, lambda tmp: scores.to_csv(tmp, index=False))
     if circuit is None or not circuit.scored_edges:
-        raise ValueError(f"{src} ({src_format}) holds scores but no circuit edges; write them as scores or eap-json, or prune them first.")
+        raise InputError(f"{src} ({src_format}) holds scores but no circuit edges; write them as scores or eap-json, or prune them first.")
     if dest_format == "pathpatch":
         return circuit.to_json(dest)
     return to_edge_pruning(circuit, dest) if dest_format == "edge-pruning" else to_autocircuit_json(circuit, dest)
+
+
+def _check_shape(n_layers: int | None, n_heads: int | None) -> None:
+    """Refuse a model shape that is not a positive integer (given as one), or larger than circuits may be."""
+    for name, value in (("n_layers", n_layers), ("n_heads", n_heads)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_HEADS):
+            raise InputError(f"{name}={value!r} (--{name.replace('_', '-')}); give the model's {name}, an integer from 1 to {MAX_HEADS}.")
+    if n_layers is not None and n_heads is not None and n_layers * n_heads > MAX_HEADS:
+        raise InputError(f"n_layers={n_layers} x n_heads={n_heads} is more than the {MAX_HEADS} heads circuits may have; check --n-layers and --n-heads.")
+
+
+def _read_scores(src: Path, graph: ComputeGraph) -> pd.DataFrame:
+    """Read a score table (``scores.csv``), refusing unreadable files, edges ``graph`` lacks and scores that are not finite numbers."""
+    try:
+        scores = pd.read_csv(src, keep_default_na=False, encoding="utf-8-sig")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise InputError(f"{src} is not a readable CSV score table ({str(err).strip()[:200]}); write it as scores.csv is written.") from None
+    if not {"edge", "score"} <= set(scores.columns):
+        raise InputError(f"{src} has columns {list(map(str, scores.columns))[:10]}; a score table needs 'edge' and 'score', as scores.csv has.")
+    numbers = pd.to_numeric(scores["score"], errors="coerce")
+    bad = [i for i, value in enumerate(numbers) if not math.isfinite(value)]
+    if bad:
+        raise InputError(f"{src}:{bad[0] + 2}: score {str(scores['score'].iloc[bad[0]])[:60]!r} of edge {str(scores['edge'].iloc[bad[0]])[:60]!r} "
+                         "is not a finite number; every row needs one (NaN and inf are refused).")
+    known = {e.name for e in graph.edges}
+    for line, name in enumerate(scores["edge"].astype(str), start=2):
+        if name not in known:
+            try:
+                graph.edge(name)  # a per-position edge ('L0H0->L1H0.v@3') is known this way; others raise, naming the problem
+            except ValueError as err:
+                raise InputError(f"{src}:{line}: {err}") from None
+    return scores.assign(edge=scores["edge"].astype(str), score=numbers.astype(float))
 
 
 def _read(src: Path, fmt: str, n_layers: int | None, n_heads: int | None, attn_only: bool | None,
@@ -273,16 +308,13 @@ def _read(src: Path, fmt: str, n_layers: int | None, n_heads: int | None, attn_o
         circuit, scores = (from_json(src), None) if fmt == "pathpatch" else (from_eap_json if fmt == "eap-json" else from_eap_pt)(src, attn_only=attn_only)
         graph = circuit.compute_graph
         if (n_layers, n_heads) != (None, None) and (n_layers, n_heads) != (graph.n_layers, graph.n_heads):
-            raise ValueError(f"{src} is a {graph.n_layers}-layer, {graph.n_heads}-head graph, not {n_layers} x {n_heads}; drop the shape arguments.")
+            raise InputError(f"{src} is a {graph.n_layers}-layer, {graph.n_heads}-head graph, not {n_layers} x {n_heads}; drop the shape arguments.")
         return circuit, scores, graph
     if n_layers is None or n_heads is None:
-        raise ValueError(f"{src} ({fmt}) does not record the model's shape; give n_layers and n_heads (and attn_only, parallel).")
+        raise InputError(f"{src} ({fmt}) does not record the model's shape; give n_layers and n_heads (and attn_only, parallel).")
     graph = ComputeGraph(n_layers, n_heads, bool(attn_only), parallel)
     if fmt == "scores":
-        scores = pd.read_csv(src, keep_default_na=False)
-        if not {"edge", "score"} <= set(scores.columns):
-            raise ValueError(f"{src} has columns {list(scores.columns)}; a score table needs 'edge' and 'score', as scores.csv has.")
-        return None, scores, graph
+        return None, _read_scores(src, graph), graph
     if fmt == "edge-pruning":
         return from_edge_pruning(src, n_layers, n_heads, attn_only=bool(attn_only)), None, graph
     return from_autocircuit_json(src, n_layers, n_heads, attn_only=bool(attn_only), parallel=parallel), None, graph

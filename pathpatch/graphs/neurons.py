@@ -15,6 +15,7 @@ positions) and a per-prompt feature the task carries (``Task.features``).
 import torch
 from torch import Tensor
 
+from pathpatch.errors import InputError
 from pathpatch.models.tasks import Task
 from pathpatch.names import hook_name
 
@@ -23,9 +24,9 @@ def check_neuron(model: torch.nn.Module, layer: int, neuron: int) -> None:
     """Raise ValueError for a layer or neuron the model does not have."""
     cfg = model.cfg
     if cfg.attn_only or not 0 <= layer < cfg.n_layers:
-        raise ValueError(f"Neuron claim: layer {layer} has no MLP in this {cfg.n_layers}-layer{' attention-only' if cfg.attn_only else ''} model.")
+        raise InputError(f"Neuron claim: layer {layer} has no MLP in this {cfg.n_layers}-layer{' attention-only' if cfg.attn_only else ''} model.")
     if not 0 <= neuron < (cfg.d_mlp or 0):
-        raise ValueError(f"Neuron claim: neuron {neuron} is outside MLP{layer}'s 0..{cfg.d_mlp - 1}; give an index below d_mlp={cfg.d_mlp}.")
+        raise InputError(f"Neuron claim: neuron {neuron} is outside MLP{layer}'s 0..{cfg.d_mlp - 1}; give an index below d_mlp={cfg.d_mlp}.")
 
 
 def neuron_reads(model: torch.nn.Module, task: Task, layer: int, neuron: int) -> tuple[Tensor, Tensor]:
@@ -55,11 +56,11 @@ def direct_effect(model: torch.nn.Module, task: Task, layer: int, neuron: int, t
         if tokens is not None:
             bad = [t for t in tokens if not 0 <= t < W_U.shape[1]]
             if bad:
-                raise ValueError(f"Neuron claim: tokens {bad} lie outside the output vocabulary 0..{W_U.shape[1] - 1}.")
+                raise InputError(f"Neuron claim: tokens {bad} lie outside the output vocabulary 0..{W_U.shape[1] - 1}.")
             per_token = (out @ W_U[:, tokens]).sum().cpu().expand_as(act)  # [batch pos]
         else:
             if task.wrong_answers is None:
-                raise ValueError(f"Task '{task.name}' has no wrong answers; name the tokens a neuron claim reads, e.g. tokens = [3].")
+                raise InputError(f"Task '{task.name}' has no wrong answers; name the tokens a neuron claim reads, e.g. tokens = [3].")
             direction = W_U[:, task.answers.to(W_U.device)] - W_U[:, task.wrong_answers.to(W_U.device)]  # [d_model batch pos]
             per_token = torch.einsum("d,dbp->bp", out, direction).cpu()
     return (act * per_token / scale).mean(-1)
@@ -72,7 +73,7 @@ def activation(model: torch.nn.Module, task: Task, layer: int, neuron: int) -> T
 
 
 def pearson(x: Tensor, y: Tensor) -> float:
-    """Pearson's correlation of two ``[batch]`` tensors (0 when either is constant)."""
+    """Pearson's correlation of two ``[batch]`` tensors (NaN, undefined, when either is constant)."""
     x, y = x.double() - x.double().mean(), y.double() - y.double().mean()
     denominator = (x.pow(2).sum() * y.pow(2).sum()).sqrt()
-    return float((x * y).sum() / denominator) if denominator > 0 else 0.0
+    return float((x * y).sum() / denominator) if denominator > 0 else float("nan")

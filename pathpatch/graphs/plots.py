@@ -37,6 +37,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from pathpatch.discovery.activation import ActivationPatchResult
+from pathpatch.errors import InputError
 from pathpatch.files import write_atomic
 from pathpatch.models.tasks import AnyTask, Task
 from pathpatch.names import hook_name, parse_node
@@ -232,10 +233,10 @@ def attention_patterns(model: torch.nn.Module, task: AnyTask, heads: Sequence[st
         ValueError: Prompts of several lengths, a name that is not a head, no heads, or a negative ``n_examples``.
     """
     if not isinstance(task, Task):
-        raise ValueError(f"Task '{task.name}': its prompts have {len(task.groups)} lengths, so patterns cannot be averaged; "
+        raise InputError(f"Task '{task.name}': its prompts have {len(task.groups)} lengths, so patterns cannot be averaged; "
                          "give a task whose prompts share one length.")
     if isinstance(n_examples, bool) or not isinstance(n_examples, int) or n_examples < 0:
-        raise ValueError(f"n_examples={n_examples!r}; give a whole number of single prompts to draw (0 for the mean only).")
+        raise InputError(f"n_examples={n_examples!r}; give a whole number of single prompts to draw (0 for the mean only).")
     labels = [f"L{layer}H{head}" for layer, head in _head_places(model, heads)]
     patterns = head_patterns(model, task.clean, labels)  # [head batch dest src]
     examples = min(n_examples, task.clean.shape[0])
@@ -336,7 +337,7 @@ def save_figure(fig: Figure, path: "str | Path") -> Path:
     path = Path(path)
     fmt = _FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise ValueError(f"Cannot save a figure as {path.name!r}; give a path ending in .png or .svg.")
+        raise InputError(f"Cannot save a figure as {path.name!r}; give a path ending in .png or .svg.")
     def write(tmp: str) -> None:
         with matplotlib.rc_context({"svg.hashsalt": "pathpatch"}):  # stable SVG ids
             fig.savefig(tmp, format=fmt, dpi=DPI, metadata=_METADATA[fmt])
@@ -351,7 +352,7 @@ def _rows(result: ActivationPatchResult, act: str | None) -> pd.DataFrame:
     if act is None:
         return table
     if act not in present:
-        raise ValueError(f"The patching result holds {', '.join(map(repr, present)) or 'no rows'}, not {act!r}; "
+        raise InputError(f"The patching result holds {', '.join(map(repr, present)) or 'no rows'}, not {act!r}; "
                          "pass one of those, or patch that activation first.")
     return table[table["act"] == act].dropna(axis=1, how="all")
 
@@ -389,11 +390,11 @@ def _head_places(model: torch.nn.Module, heads: Sequence[str]) -> list[tuple[int
         try:
             node = parse_node(name, cfg.n_layers, cfg.n_heads, cfg.attn_only)
         except KeyError as error:
-            raise ValueError(error.args[0]) from None
+            raise InputError(error.args[0]) from None
         if node.head is None:
-            raise ValueError(f"{name!r} is not an attention head; give heads such as 'L0H0' (or their inputs, 'L1H0.v').")
+            raise InputError(f"{name!r} is not an attention head; give heads such as 'L0H0' (or their inputs, 'L1H0.v').")
         if (node.layer, node.head) not in places:
             places.append((node.layer, node.head))
     if not places:
-        raise ValueError("No heads given; pass head names such as ['L0H0', 'L1H0'] (e.g. the circuit's heads).")
+        raise InputError("No heads given; pass head names such as ['L0H0', 'L1H0'] (e.g. the circuit's heads).")
     return places

@@ -24,6 +24,7 @@ import warnings
 
 import torch
 
+from pathpatch.errors import InputError
 from pathpatch.names import Node
 
 log = logging.getLogger(__name__)
@@ -65,18 +66,18 @@ def copying_score(model: torch.nn.Module, node: Node, space: str = "vocab", toke
         ValueError: Unknown space, tokens with the residual space, or tokens outside the vocabulary.
     """
     if space not in ("vocab", "residual"):
-        raise ValueError(f"Unknown space {space!r} for a copying score; choose 'vocab' or 'residual'.")
+        raise InputError(f"Unknown space {space!r} for a copying score; choose 'vocab' or 'residual'.")
     with torch.no_grad():
         if space == "residual":
             if tokens is not None:
-                raise ValueError("tokens = [...] selects vocabulary rows; use it with space = 'vocab'.")
+                raise InputError("tokens = [...] selects vocabulary rows; use it with space = 'vocab'.")
             matrix = model.W_V[node.layer, node.head] @ model.W_O[node.layer, node.head]
         else:
             matrix = ov_circuit(model, [node])
             if tokens is not None:
                 bad = [t for t in tokens if not 0 <= t < matrix.shape[0]]
                 if bad or not tokens:
-                    raise ValueError(f"Copying claim on {node.name}: tokens {bad or tokens} lie outside the vocabulary 0..{matrix.shape[0] - 1}; "
+                    raise InputError(f"Copying claim on {node.name}: tokens {bad or tokens} lie outside the vocabulary 0..{matrix.shape[0] - 1}; "
                                      "list token ids the model reads and writes.")
                 index = torch.tensor(tokens, device=matrix.device)
                 matrix = matrix[index][:, index]  # [token token]
@@ -87,7 +88,7 @@ def copying_score(model: torch.nn.Module, node: Node, space: str = "vocab", toke
 def composition_score(model: torch.nn.Module, src: Node, dest: Node, kind: str) -> float:
     """Return the Q/K/V composition score of ``src``'s OV circuit into ``dest``."""
     if src.layer >= dest.layer:
-        raise ValueError(f"{src.name} -> {dest.name}: composition needs the first head in an earlier layer.")
+        raise InputError(f"{src.name} -> {dest.name}: composition needs the first head in an earlier layer.")
     with torch.no_grad():
         scores = model.all_composition_scores(kind.upper())  # [layer head layer head]
     return float(scores[src.layer, src.head, dest.layer, dest.head])

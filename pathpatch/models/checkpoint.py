@@ -12,15 +12,16 @@ Weights files hold tensors only: safetensors cannot hold code, and pickles are r
 loading a checkpoint never runs code. The attention buffers ``*.mask`` and ``*.IGNORE`` are derived
 from the config; they are not saved, and those left in older TransformerLens state dicts are replaced
 by the ones the rebuilt model computes. Config keys that ``HookedTransformerConfig`` does not take are
-dropped with one warning naming them.
+dropped with one warning naming them; every other key is checked (JSON type, sign, allowed values, float
+dtype) before the model is built, so a bad value is named with its file rather than failing deep inside
+TransformerLens, and a config that needs far more weights than the file holds is refused before allocating.
 """
 
-import dataclasses
 import json
 import logging
-import numbers
 import os
 import pickle
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -30,7 +31,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
+from pathpatch.errors import InputError
 from pathpatch.files import write_atomic, write_text_atomic
+from pathpatch.models.checkpoint_config import ConfigSource, _is_tl_config, config_to_json, make_config
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +42,6 @@ WEIGHTS_NAME = "model.safetensors"
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth")
 DERIVED_BUFFERS = (".mask", ".IGNORE")
 HF_TOKENIZER_FILES = ("tokenizer_config.json", "vocab.json", "tokenizer.model")
-HF_CONFIG_KEYS = ("model_type", "architectures")
-ConfigSource = str | Path | dict | HookedTransformerConfig
-
 
 def save_model(model: HookedTransformer, directory: str | Path) -> Path:
     """Write ``model`` as a TransformerLens checkpoint folder that ``load_model`` reads back.
@@ -62,7 +62,7 @@ def save_model(model: HookedTransformer, directory: str | Path) -> Path:
         TypeError: ``model`` is not a plain ``HookedTransformer``.
     """
     if type(model) is not HookedTransformer:
-        raise TypeError(
+        raise InputError(
             f"save_model writes plain HookedTransformer checkpoints, got a {type(model).__name__}; its forward "
             "pass is not recorded by a config and state dict. Save its state_dict yourself and rebuild it with a "
             "'file.py:function' factory spec."
@@ -80,38 +80,6 @@ def save_model(model: HookedTransformer, directory: str | Path) -> Path:
     return directory
 
 
-def config_to_json(cfg: HookedTransformerConfig) -> dict:
-    """Return the config's fields as JSON values: dtypes as ``"float32"``, devices as strings.
-
-    Values JSON cannot hold are left out with one logged warning naming them.
-    """
-    fields, dropped = {}, []
-    for key, value in cfg.to_dict().items():
-        try:
-            fields[key] = _jsonable(value)
-        except TypeError:
-            dropped.append(key)
-    if dropped:
-        log.warning("config.json leaves out %s: their values are not JSON-serializable.", ", ".join(dropped))
-    return fields
-
-
-def _jsonable(value):
-    """Return ``value`` as JSON data, or raise TypeError."""
-    if isinstance(value, (torch.dtype, torch.device)):
-        return str(value).removeprefix("torch.")
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, numbers.Real):
-        return float(value)
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, dict):
-        return {str(key): _jsonable(item) for key, item in value.items()}
-    raise TypeError(type(value).__name__)
-
 
 def _save_tokenizer(tokenizer, directory: Path) -> None:
     """Save the tokenizer into a temporary folder, then move each of its files into ``directory``."""
@@ -125,25 +93,11 @@ def _save_tokenizer(tokenizer, directory: Path) -> None:
 def is_checkpoint_dir(path: Path) -> bool:
     """Whether ``path`` holds a ``config.json`` of HookedTransformerConfig fields (not a Hugging Face one)."""
     try:
-        fields = json.loads((Path(path) / CONFIG_NAME).read_text())
+        fields = json.loads((Path(path) / CONFIG_NAME).read_text(encoding="utf-8-sig"))
     except (ValueError, OSError):
         return False
     return isinstance(fields, dict) and _is_tl_config(fields)
 
-
-def _is_tl_config(fields: dict) -> bool:
-    """A TransformerLens config has every required field and none of Hugging Face's marker keys."""
-    return not any(key in fields for key in HF_CONFIG_KEYS) and _required_fields() <= fields.keys()
-
-
-def _required_fields() -> set[str]:
-    """The HookedTransformerConfig fields without a default (``d_model``, ``d_head``, ``n_layers``, ``n_ctx``)."""
-    missing = dataclasses.MISSING
-    return {
-        field.name
-        for field in dataclasses.fields(HookedTransformerConfig)
-        if field.init and field.default is missing and field.default_factory is missing
-    }
 
 
 def load_checkpoint(
@@ -192,88 +146,12 @@ def find_weights(directory: Path) -> Path:
             "one *.pt/*.pth); write them with pathpatch.models.save_model(model, dir) or "
             "torch.save(model.state_dict(), dir / 'model.pt')."
         )
-    raise ValueError(
+    raise InputError(
         f"{directory} holds {len(files)} weights files ({', '.join(p.name for p in files)}); keep one, or load one "
         f"as a weights file with its config: load_model('{files[0]}', config='{directory / CONFIG_NAME}') "
         "(--config on the command line)."
     )
 
-
-def make_config(config: ConfigSource, device: str | torch.device = "cpu") -> HookedTransformerConfig:
-    """Build a HookedTransformerConfig on ``device`` from a JSON file, a dict of fields or a config.
-
-    Keys that are not HookedTransformerConfig fields are dropped with one warning naming them; dtype
-    strings (``"float32"``, ``"torch.float32"``) become torch dtypes. ``trust_remote_code`` is
-    always off.
-
-    Raises:
-        FileNotFoundError: A config path that does not exist.
-        TypeError: ``config`` is none of the accepted kinds.
-        ValueError: The fields do not make a valid HookedTransformerConfig.
-    """
-    if isinstance(config, HookedTransformerConfig):
-        fields, source = dict(config.to_dict()), "the HookedTransformerConfig"
-    elif isinstance(config, dict):
-        fields, source = dict(config), "the config dict"
-    elif isinstance(config, (str, Path)):
-        fields, source = read_config_file(Path(config)), str(config)
-    else:
-        raise TypeError(
-            f"config is a {type(config).__name__}; pass a config.json path, a dict of HookedTransformerConfig "
-            "fields or a HookedTransformerConfig."
-        )
-    return _config_from_fields(fields, source, device)
-
-
-def read_config_file(path: Path) -> dict:
-    """Return the fields of a TransformerLens ``config.json``; refuse missing, malformed or Hugging Face ones."""
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"Config {path} does not exist; give the config.json the weights were saved with "
-            "(HookedTransformerConfig fields, as model.cfg.to_dict() holds them)."
-        )
-    try:
-        fields = json.loads(path.read_text())
-    except ValueError as err:
-        raise ValueError(f"Config {path} is not valid JSON ({err}); fix or re-write it with save_model().") from err
-    if not isinstance(fields, dict):
-        raise ValueError(f"Config {path} holds a JSON {type(fields).__name__}, not an object of config fields.")
-    if any(key in fields for key in HF_CONFIG_KEYS):
-        raise ValueError(
-            f"Config {path} is a Hugging Face config (it has model_type/architectures); give the folder that holds "
-            "it and the Hugging Face weights instead of a weights file with config=."
-        )
-    return fields
-
-
-def _config_from_fields(fields: dict, source: str, device: str | torch.device) -> HookedTransformerConfig:
-    """Build the config from ``fields``, dropping (and naming) the keys HookedTransformerConfig does not take."""
-    known = {f.name: f.init for f in dataclasses.fields(HookedTransformerConfig)}
-    unknown = sorted(key for key in fields if key not in known)
-    if unknown:
-        warnings.warn(f"{source}: ignoring keys HookedTransformerConfig does not take: {', '.join(unknown)}")
-    missing = sorted(_required_fields() - fields.keys())
-    if missing:
-        raise ValueError(f"{source} lacks the HookedTransformerConfig fields {', '.join(missing)}; add them.")
-    kwargs = {key: value for key, value in fields.items() if known.get(key)}
-    kwargs.update(dtype=_dtype(kwargs.get("dtype", torch.float32), source), device=str(device), trust_remote_code=False)
-    seed = kwargs.pop("seed", None)  # a seeded config reseeds every global generator; the weights are loaded anyway
-    try:
-        cfg = HookedTransformerConfig(**kwargs)
-    except (AssertionError, TypeError, ValueError, KeyError) as err:
-        raise ValueError(f"{source} is not a valid HookedTransformerConfig ({err}); fix the named field.") from err
-    cfg.seed = seed
-    return cfg
-
-
-def _dtype(value: str | torch.dtype, source: str) -> torch.dtype:
-    """Return the torch dtype named by ``value`` (``"float32"``, ``"torch.bfloat16"``)."""
-    if isinstance(value, torch.dtype):
-        return value
-    dtype = getattr(torch, str(value).removeprefix("torch."), None)
-    if not isinstance(dtype, torch.dtype):
-        raise ValueError(f"{source}: dtype {value!r} is not a torch dtype; use e.g. 'float32' or 'bfloat16'.")
-    return dtype
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -286,17 +164,22 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         try:
             return load_file(path)
         except (SafetensorError, OSError) as err:
-            raise ValueError(f"{path} is not a readable safetensors file ({err}); re-save it with save_model.") from err
+            raise InputError(f"{path} is not a readable safetensors file ({err}); re-save it with save_model.") from err
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise ValueError(
-            f"{path} is not a plain state dict: torch.load(weights_only=True) refused it "
-            f"({str(err).splitlines()[0][:200]}), and pathpatch never runs code from a weights file. Re-save the "
-            "weights with torch.save(model.state_dict(), path) or pathpatch.models.save_model(model, dir)."
+        named = re.search(r"GLOBAL (\S+)", str(err)) or re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", str(err))
+        reason = f"it would run code when loaded: {named.group(1)[:100]}" if named and "GLOBAL" in named.group(0) else (
+            named.group(1)[:200] if named else "an unreadable pickle")
+        raise InputError(
+            f"{path} is not a plain state dict: torch.load(weights_only=True) refused it ({reason}), and pathpatch "
+            "never runs code from a weights file. Re-save the weights with torch.save(model.state_dict(), path) or "
+            "pathpatch.models.save_model(model, dir)."
         ) from None
-    except (RuntimeError, EOFError, OSError) as err:
-        raise ValueError(f"{path} is not a readable torch file ({err}); re-save it with torch.save.") from err
+    except (RuntimeError, EOFError, OSError, KeyError, ValueError, IndexError) as err:  # what damaged files raise
+        reason = str(err).strip().split(". ")[0][:200] if isinstance(err, (RuntimeError, OSError, ValueError)) else ""
+        raise InputError(f"{path} is not a readable torch file ({reason or 'neither a torch zip archive nor a pickle'}); "
+                         "re-save it with torch.save.") from None
     return _unwrap_state_dict(state, path)
 
 
@@ -306,7 +189,7 @@ def _unwrap_state_dict(state, path: Path) -> dict[str, torch.Tensor]:
         if isinstance(candidate, dict) and candidate and all(torch.is_tensor(v) for v in candidate.values()):
             return dict(candidate)
     kind = f"a dict with keys {sorted(map(str, state))[:5]}" if isinstance(state, dict) else f"a {type(state).__name__}"
-    raise ValueError(f"{path} holds {kind}, not a state dict (names -> tensors); save model.state_dict() instead.")
+    raise InputError(f"{path} holds {kind}, not a state dict (names -> tensors); save model.state_dict() instead.")
 
 
 def fit_state_dict(model: HookedTransformer, state: dict, source: Path) -> dict[str, torch.Tensor]:
@@ -329,7 +212,7 @@ def fit_state_dict(model: HookedTransformer, state: dict, source: Path) -> dict[
     problems = {"missing": missing, "unexpected": unexpected, "wrong shape": shapes}
     listed = "; ".join(f"{kind}: {_few(keys)}" for kind, keys in problems.items() if keys)
     if listed:
-        raise ValueError(
+        raise InputError(
             f"The weights in {source} do not fit the config ({listed}); pass the config the weights were saved "
             "with, e.g. re-save both together with pathpatch.models.save_model(model, dir)."
         )
@@ -357,7 +240,7 @@ def read_tokenizer(directory: Path, tokenizer_name: str | None = None):
             return AutoTokenizer.from_pretrained(directory, local_files_only=True, trust_remote_code=False)
         except (OSError, ValueError, KeyError) as err:
             if not bare.is_file():
-                raise ValueError(
+                raise InputError(
                     f"The tokenizer files in {directory} do not load ({err}); re-save them with "
                     "tokenizer.save_pretrained(dir), or remove them to load the model without a tokenizer."
                 ) from err
@@ -387,12 +270,13 @@ def _bare_tokenizer(path: Path):
         tokens = {"bos_token": special[0], "eos_token": special[0], "add_bos_token": True} if special else {}
         return PreTrainedTokenizerFast(tokenizer_file=str(path), name_or_path=str(path.parent), **tokens)
     except (ValueError, KeyError, TypeError, AttributeError, OSError) as err:
-        raise ValueError(f"{path} is not a tokenizers file ({err}); save tokenizers with save_pretrained.") from err
+        raise InputError(f"{path} is not a tokenizers file ({err}); save tokenizers with save_pretrained.") from err
 
 
 def _build(cfg: HookedTransformerConfig, weights: Path, tokenizer_dir: Path) -> HookedTransformer:
     """Build ``HookedTransformer(cfg)`` with the tokenizer beside the weights, load the weights strictly."""
     state = read_state_dict(weights)
+    _check_size(cfg, state, weights)
     tokenizer = read_tokenizer(tokenizer_dir, cfg.tokenizer_name)
     if tokenizer is None:
         cfg.tokenizer_name = None  # otherwise HookedTransformer downloads it
@@ -401,3 +285,22 @@ def _build(cfg: HookedTransformerConfig, weights: Path, tokenizer_dir: Path) -> 
         model = HookedTransformer(cfg, tokenizer=tokenizer)
     model.load_state_dict(fit_state_dict(model, state, weights), strict=True)
     return model.eval()
+
+
+def _check_size(cfg: HookedTransformerConfig, state: dict[str, torch.Tensor], weights: Path) -> None:
+    """Refuse a config that needs far more weights than ``weights`` holds, before the model allocates them.
+
+    Counts only matrices every such model has (attention, MLPs, embeddings), so a fitting config always passes;
+    a typo such as ``"d_model": 1280000`` fails here rather than allocating gigabytes. Smaller misfits reach
+    ``fit_state_dict``, which names the keys and shapes that differ.
+    """
+    kv_heads = cfg.n_key_value_heads or cfg.n_heads
+    per_layer = cfg.d_model * cfg.d_head * 2 * (cfg.n_heads + kv_heads)
+    if not cfg.attn_only:
+        per_layer += 2 * cfg.d_model * (cfg.d_mlp or 0) * (cfg.num_experts or 1)
+    learned_positions = cfg.positional_embedding_type in ("standard", "shortformer")
+    needed = cfg.n_layers * per_layer + cfg.d_model * (max(cfg.d_vocab, 0) + (cfg.n_ctx if learned_positions else 0))
+    held = sum(tensor.numel() for tensor in state.values())
+    if needed > 2 * held + 2**24:
+        raise InputError(f"The config describes a model of at least {needed:,} weights but {weights} holds {held:,}; "
+                         "the config does not fit the weights: pass the config they were saved with.")

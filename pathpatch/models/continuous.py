@@ -12,6 +12,8 @@ from jaxtyping import Float
 from torch import Tensor, nn
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
+from pathpatch.errors import InputError
+
 
 class LinearEmbed(nn.Module):
     """Embed continuous input vectors with a matrix ``W_E [d_vocab d_model]``."""
@@ -37,12 +39,12 @@ class ContinuousInputTransformer(HookedTransformer):
         """Embed float vectors; refuse token ids and caches, which this model cannot read."""
         if not torch.is_tensor(input) or not input.is_floating_point() or input.ndim != 3:
             shape = tuple(input.shape) if torch.is_tensor(input) else type(input).__name__
-            raise ValueError(
+            raise InputError(
                 f"This model reads float vectors [batch pos {self.cfg.d_vocab}], got {shape}; "
                 "pass the task's vectors (e.g. load_task('recurrence').clean), not token ids."
             )
         if past_kv_cache is not None or attention_mask is not None:
-            raise ValueError("Continuous-input models take no attention_mask or past_kv_cache.")
+            raise InputError("Continuous-input models take no attention_mask or past_kv_cache.")
         embed = self.hook_embed(self.embed(input.to(self.W_pos.device)))  # [batch pos d_model]
         residual, shortformer_pos_embed = self.get_residual(embed, 0, tokens=None)
         return residual, None, shortformer_pos_embed, None

@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from transformer_lens import HookedTransformer
 
+from pathpatch.errors import InputError
+
 log = logging.getLogger(__name__)
 
 SUPPORTED_ARCHITECTURES = ("llama",)
@@ -117,20 +119,20 @@ def check_gguf(path: Path) -> None:
     try:
         reader = gguf.GGUFReader(path)
     except (ValueError, IndexError, OSError) as err:
-        raise ValueError(
+        raise InputError(
             f"{path} is not a readable GGUF file ({err}); give a complete .gguf file as llama.cpp writes it "
             "(re-download it if it may be truncated)."
         ) from err
     architecture = _architecture(reader, path)
     if architecture not in SUPPORTED_ARCHITECTURES:
-        raise ValueError(
+        raise InputError(
             f"{path} holds a {architecture!r} model (general.architecture), but pathpatch loads GGUF files of the "
             f"Llama family only ({', '.join(repr(a) for a in SUPPORTED_ARCHITECTURES)}), which TransformerLens "
             "converts faithfully; use the model's Hugging Face folder instead if TransformerLens supports it."
         )
     for tensor_type, name in _first_tensor_of_each_type(reader).items():
         if not _dequantizes(gguf, tensor_type):
-            raise ValueError(
+            raise InputError(
                 f"{path}: tensor {name!r} is stored as {tensor_type.name}, which the installed gguf package "
                 f"{_version('gguf')} cannot dequantize; upgrade it (pip install -U gguf) or use a file quantized "
                 "to a common type (F16, Q8_0, Q4_K_M, ...)."
@@ -141,7 +143,7 @@ def _architecture(reader, path: Path) -> str:
     """Return the file's ``general.architecture``; raise ValueError if it has none."""
     field = reader.get_field("general.architecture")
     if field is None or not field.data:
-        raise ValueError(
+        raise InputError(
             f"{path} has no general.architecture in its GGUF header, so its model type is unknown; "
             "give a .gguf file written by llama.cpp's convert_hf_to_gguf.py."
         )
@@ -181,7 +183,7 @@ def _load_hf(path: Path):
         )
         tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name, local_files_only=True)
     except (ValueError, KeyError, RuntimeError, NotImplementedError) as err:
-        raise ValueError(
+        raise InputError(
             f"transformers could not build a model from {path} ({str(err).splitlines()[0][:300]}); "
             "check that the file is complete, or use the model's Hugging Face folder."
         ) from err

@@ -26,6 +26,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from pathpatch.errors import InputError
 from pathpatch.models.tasks import OTHER
 
 BOS, END = "BOS", "END"  # the labels of the first and the last position of every labelled prompt
@@ -36,7 +37,7 @@ def require_tokenizer(model: torch.nn.Module | None, task: str) -> None:
     """Raise ValueError unless ``model`` has a tokenizer to build the task's prompts with."""
     if model is None or getattr(model, "tokenizer", None) is None:
         got = "no model was given" if model is None else "the model has no tokenizer"
-        raise ValueError(
+        raise InputError(
             f"Task '{task}' needs a model with a tokenizer to build its prompts, but {got}; pass model=load_model(HF_DIR) "
             "(a Hugging Face folder or a GGUF file with its tokenizer), or --model on the command line."
         )
@@ -58,7 +59,7 @@ def single_token(model: torch.nn.Module, text: str, task: str, what: str) -> int
     """
     split = pieces(model, text)
     if len(split) != 1:
-        raise ValueError(
+        raise InputError(
             f"Task '{task}': the {what} {text!r} is {len(split)} tokens {split} in this model's tokenizer; the task reads "
             f"each {what} as one token, so pick {what}s that are single tokens here (or a model whose tokenizer keeps them whole)."
         )
@@ -80,7 +81,7 @@ def single_tokens(model: torch.nn.Module, words: Sequence[str], task: str, what:
             split[word] = tokens
     if len(kept) < at_least:
         shown = "; ".join(f"' {w}' -> {len(p)} tokens {p}" for w, p in list(split.items())[:4])
-        raise ValueError(
+        raise InputError(
             f"Task '{task}': only {len(kept)} of {len(words)} {what}s are single tokens (with a leading space) in this model's "
             f"tokenizer, and the task needs at least {at_least}; {shown}. Use a model whose tokenizer keeps common words whole."
         )
@@ -91,7 +92,7 @@ def bos_token(model: torch.nn.Module, task: str) -> int:
     """Return the id of the tokenizer's own BOS token; raise ValueError if it has none."""
     bos = getattr(model.tokenizer, "bos_token_id", None)
     if bos is None:
-        raise ValueError(f"Task '{task}': the model's tokenizer has no BOS token; the task's prompts start with one. "
+        raise InputError(f"Task '{task}': the model's tokenizer has no BOS token; the task's prompts start with one. "
                          "Set tokenizer.bos_token (e.g. to its end-of-text token) before building the task.")
     return int(bos)
 
@@ -136,7 +137,7 @@ def word_positions(model: torch.nn.Module, task: str, text: str, tokens: Tensor,
         prefix = encode(model, text[: ends[name]])
         at = len(prefix) - 1
         if at >= len(tokens) or not torch.equal(tokens[: at + 1], prefix) or int(tokens[at]) != token:
-            raise ValueError(
+            raise InputError(
                 f"Task '{task}': in {text!r} this model's tokenizer merges the {name} word ending at character {ends[name]} "
                 f"with the text next to it ({pieces(model, text)}), so it has no position of its own; use another template or model."
             )
@@ -175,7 +176,7 @@ def word_tokens(model: torch.nn.Module, task: str, need: int, generator: torch.G
     special = set(getattr(model.tokenizer, "all_special_ids", []))
     words = [i for i, text in zip(ids.tolist(), texts) if WORD.match(text) and i not in special]
     if len(words) < need:
-        raise ValueError(f"Task '{task}': this model's tokenizer has {len(words)} ordinary word tokens (a space and letters) "
+        raise InputError(f"Task '{task}': this model's tokenizer has {len(words)} ordinary word tokens (a space and letters) "
                          f"among the {len(ids)} looked at, and the task needs {need} distinct ones; use a shorter sequence "
                          "(length=...) or a model with a larger vocabulary.")
     return torch.tensor(words, dtype=torch.long)

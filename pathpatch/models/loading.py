@@ -39,10 +39,11 @@ from typing import Literal
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
+from pathpatch.errors import InputError
 from pathpatch.factories import import_factory, parse_factory
 from pathpatch.models.gguf import PACKAGED, packaged_gguf
 from pathpatch.models.checkpoint import WEIGHT_SUFFIXES, ConfigSource, is_checkpoint_dir, load_checkpoint, load_weights
-from pathpatch.models.planted import PLANTED, build_planted
+from pathpatch.models.planted_zoo import PLANTED, build_planted
 from pathpatch.models.zoo import SEEDS, TASK_ONLY, load_bundled
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ def load_model(
         fix = f"pass a HookedTransformer, a TransformerBridge, a bundled name, {FORMS}"
         return _check_model(spec, f"load_model got a {type(spec).__name__}, which", fix)
     if backend not in ("hooked", "bridge"):
-        raise ValueError(f"Unknown backend {backend!r}; choose 'hooked' or 'bridge'.")
+        raise InputError(f"Unknown backend {backend!r}; choose 'hooked' or 'bridge'.")
     name = str(spec)
     if name in SEEDS or name in PLANTED:
         _refuse_config(config, f"the bundled model {name!r}")
@@ -102,10 +103,10 @@ def load_model(
         _refuse_config(config, f"the model factory {name!r}")
         return _prepare(_run_factory(name, device), device)
     if name in TASK_ONLY:
-        raise KeyError(
+        raise InputError(
             f"{name!r} is a task without a bundled model; give a Hugging Face directory, e.g. a GPT-2 on disk."
         )
-    raise KeyError(
+    raise InputError(
         f"Unknown model {name!r}: not a bundled model ({', '.join([*SEEDS, *PLANTED])}), not a packaged one "
         f"({', '.join(PACKAGED)}) and no such file or folder. "
         f"Give a bundled name, {FORMS}."
@@ -115,7 +116,7 @@ def load_model(
 def _refuse_config(config: ConfigSource | None, what: str) -> None:
     """Raise ValueError if ``config`` was given for a spec that does not read one."""
     if config is not None:
-        raise ValueError(
+        raise InputError(
             f"config= was given for {what}, which has its own config; config= goes with a weights file or a "
             "checkpoint folder. Drop config=."
         )
@@ -129,7 +130,7 @@ def _load_gguf_file(
 
     _refuse_config(config, f"the GGUF file {str(path)!r}")
     if backend != "hooked":
-        raise ValueError(
+        raise InputError(
             f"{path} is a GGUF file, which loads as a HookedTransformer only; use backend='hooked' "
             "(backend='bridge' boots Hugging Face folders)."
         )
@@ -139,7 +140,7 @@ def _load_gguf_file(
 def _check_model(model: object, what: str, fix: str) -> torch.nn.Module:
     """Return ``model`` if it is a TransformerLens model, else raise TypeError ``"{what} is not ...; {fix}."``."""
     if not isinstance(model, torch.nn.Module) or not hasattr(model, "cfg") or not hasattr(model, "run_with_hooks"):
-        raise TypeError(f"{what} is not a TransformerLens model; {fix}.")
+        raise InputError(f"{what} is not a TransformerLens model; {fix}.")
     return model
 
 
@@ -151,20 +152,20 @@ def _load_path(
         return load_hf_directory(path, device, backend)
     if path.is_dir() or path.suffix in WEIGHT_SUFFIXES:
         if backend != "hooked":
-            raise ValueError(
+            raise InputError(
                 f"{path} is TransformerLens weights, which load as a HookedTransformer; use backend='hooked' "
                 "(backend='bridge' boots Hugging Face folders)."
             )
         if path.is_dir():
             return enable_patching_hooks(load_checkpoint(path, device, config))
         if config is None:
-            raise ValueError(
+            raise InputError(
                 f"{path} is a weights file without a config; pass config='path/to/config.json' (--config on the "
                 "command line) holding the HookedTransformerConfig fields it was saved with."
             )
         return enable_patching_hooks(load_weights(path, config, device))
     if path.suffix == ".py":
-        raise ValueError(f"{path} is a Python file; name the function that builds the model: '{path}:make_model'.")
+        raise InputError(f"{path} is a Python file; name the function that builds the model: '{path}:make_model'.")
     raise FileNotFoundError(
         f"{path} is a file; give the model folder that holds config.json and the weights, a weights file "
         f"({', '.join(WEIGHT_SUFFIXES)}) with config=, or 'file.py:function'."
@@ -187,7 +188,7 @@ def _run_factory(spec: str, device: str | torch.device = "cpu") -> torch.nn.Modu
     try:
         inspect.signature(factory).bind(**kwargs)
     except TypeError as err:
-        raise TypeError(
+        raise InputError(
             f"Model factory {spec!r} cannot be called with {'only device=' if kwargs else 'no arguments'} ({err}); "
             "give it defaults for its other parameters, or wrap it in a function that takes none."
         ) from None
@@ -220,7 +221,7 @@ def load_hf_directory(path: Path, device: str | torch.device = "cpu", backend: B
     try:
         hf_config = AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=False)
     except (ValueError, KeyError, OSError) as err:
-        raise ValueError(
+        raise InputError(
             f"{path}/config.json does not load as a Hugging Face config ({str(err).splitlines()[0][:300]}). "
             "pathpatch never runs a folder's own Python (auto_map, trust_remote_code); build such a model in "
             "'file.py:function' instead. A TransformerLens checkpoint's config.json needs the fields d_model, "
@@ -232,7 +233,7 @@ def load_hf_directory(path: Path, device: str | torch.device = "cpu", backend: B
         try:
             bridge = TransformerBridge.boot_transformers(str(path), device=str(device), trust_remote_code=False)
         except (ValueError, NotImplementedError, KeyError) as err:
-            raise ValueError(_unsupported(path, hf_config, err)) from err
+            raise InputError(_unsupported(path, hf_config, err)) from err
         return enable_patching_hooks(bridge.eval())
     cfg_fields = tl_config_dict(path, hf_config)
     return hooked_from_hf(path, cfg_fields, _load_hf_weights(path), _load_tokenizer(path), device)
@@ -313,9 +314,9 @@ def tl_config_dict(source: Path, hf_config) -> dict:
             # TransformerLens reads GPT-2's legacy `n_ctx`, which transformers>=5 no longer writes.
             if getattr(hf_config, "model_type", None) == "gpt2":
                 return _gpt2_config_dict(hf_config)
-            raise ValueError(_unsupported(source, hf_config, err)) from err
+            raise InputError(_unsupported(source, hf_config, err)) from err
         except (NotImplementedError, ValueError, KeyError, TypeError) as err:
-            raise ValueError(_unsupported(source, hf_config, err)) from err
+            raise InputError(_unsupported(source, hf_config, err)) from err
     return fields | {"tokenizer_name": str(source)}
 
 
@@ -348,13 +349,13 @@ def _load_hf_weights(path: Path):
             path, local_files_only=True, trust_remote_code=False, output_loading_info=True
         )
     except (RuntimeError, ValueError, OSError) as err:
-        raise ValueError(
+        raise InputError(
             f"The weights in {path} do not fit its config.json ({str(err).splitlines()[0][:300]}); "
             "re-save the model and config together with model.save_pretrained(dir)."
         ) from err
     problems = {k: v for k, v in info.items() if k in ("missing_keys", "mismatched_keys") and v}
     if problems:
-        raise ValueError(
+        raise InputError(
             f"The weights in {path} do not match its config.json: {problems}; re-save the model with "
             "model.save_pretrained(dir) so weights and config agree."
         )

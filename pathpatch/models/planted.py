@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
+from pathpatch.errors import InputError
 from pathpatch.models.tasks import Task
 
 D_VOCAB = 16
@@ -47,7 +48,7 @@ def subspace(name: str) -> slice:
         if key == name:
             return slice(start, start + size)
         start += size
-    raise KeyError(f"Unknown subspace {name!r}; planted models have {', '.join(SUBSPACES)}.")
+    raise InputError(f"Unknown subspace {name!r}; planted models have {', '.join(SUBSPACES)}.")
 
 
 @dataclass(frozen=True)
@@ -241,35 +242,24 @@ def negative_task(n: int, seed: int) -> Task:
     return _task("planted-negative", clean, corrupt, clean[:, 1], clean[:, 2])
 
 
-PLANTED: dict[str, PlantedSpec] = {
-    spec.name: spec
-    for spec in (
-        PlantedSpec(
-            "planted-copy", "V-composition: previous-token head L0H0 -> L1H0.v copies the token at position 1",
-            ("embed->L0H0.v", "L0H0->L1H0.v", "L1H0->logits"), wire_copy, copy_task,
-        ),
-        PlantedSpec(
-            "planted-induction", "K-composition: previous-token head L0H0 -> induction head L1H0.k",
-            ("embed->L0H0.v", "L0H0->L1H0.k", "embed->L1H0.q", "embed->L1H0.v", "L1H0->logits"), wire_induction, induction_task,
-        ),
-        PlantedSpec(
-            "planted-negative", "copy head L1H0 and negative copy head L1H1 (OV = -I) suppressing the wrong answer",
-            ("embed->L1H0.v", "L1H0->logits", "embed->L1H1.v", "L1H1->logits"), wire_negative, negative_task,
-        ),
-    )
-}
+SPECS: tuple[PlantedSpec, ...] = (
+    PlantedSpec(
+        "planted-copy", "V-composition: previous-token head L0H0 -> L1H0.v copies the token at position 1",
+        ("embed->L0H0.v", "L0H0->L1H0.v", "L1H0->logits"), wire_copy, copy_task,
+    ),
+    PlantedSpec(
+        "planted-induction", "K-composition: previous-token head L0H0 -> induction head L1H0.k",
+        ("embed->L0H0.v", "L0H0->L1H0.k", "embed->L1H0.q", "embed->L1H0.v", "L1H0->logits"), wire_induction, induction_task,
+    ),
+    PlantedSpec(
+        "planted-negative", "copy head L1H0 and negative copy head L1H1 (OV = -I) suppressing the wrong answer",
+        ("embed->L1H0.v", "L1H0->logits", "embed->L1H1.v", "L1H1->logits"), wire_negative, negative_task,
+    ),
+)
 
 
-def get_planted(name: str) -> PlantedSpec:
-    """Return a planted model's spec; raise KeyError listing the known names."""
-    if name not in PLANTED:
-        raise KeyError(f"Unknown planted model {name!r}; planted models are {', '.join(PLANTED)}.")
-    return PLANTED[name]
-
-
-def build_planted(name: str, device: str | torch.device = "cpu", seed: int = 0) -> HookedTransformer:
-    """Return the planted model ``name`` with its weights set (distractors drawn from ``seed``)."""
-    spec = get_planted(name)
+def build(spec: PlantedSpec, device: str | torch.device = "cpu", seed: int = 0) -> HookedTransformer:
+    """Return the planted model of ``spec`` with its weights set (distractors drawn from ``seed``)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="HookedTransformer is deprecated", category=DeprecationWarning)
         model = HookedTransformer(planted_config(device))

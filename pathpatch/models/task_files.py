@@ -43,7 +43,9 @@ Accepted ``spec`` forms:
   ``Task`` or ``TaskGroups``. Importing it runs its code, so it is logged at WARNING.
 * A ``Task`` or ``TaskGroups``: returned as it is.
 
-Malformed input raises ``ValueError`` as ``FILE:LINE: field 'FIELD': problem; fix``.
+Malformed input raises ``ValueError`` as ``FILE:LINE: field 'FIELD': problem; fix``. Files are read as
+UTF-8, skipping the byte-order mark Windows editors write first; a value quoted in a message is cut to 60
+characters and a list to its first 10 items, so the message stays one readable line.
 """
 
 import csv
@@ -58,6 +60,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from pathpatch.errors import InputError
 from pathpatch.factories import import_factory, parse_factory
 from pathpatch.models.tasks import LABEL, METRICS, OTHER, AnyTask, MetricFn, MetricName, Prompt, Task, TaskGroups, from_prompts, with_metric
 from pathpatch.models.zoo import TASK_CORRUPTIONS, build_task
@@ -83,8 +86,8 @@ class _Record:
     fields: dict
     labels: dict = field(default_factory=dict)
 
-    def fail(self, key: str, problem: str) -> ValueError:
-        return ValueError(f"{self.where}: field '{self.labels.get(key, key)}': {problem}")
+    def fail(self, key: str, problem: str) -> InputError:
+        return InputError(f"{self.where}: field '{self.labels.get(key, key)}': {problem}")
 
 
 @dataclass(frozen=True)
@@ -130,12 +133,12 @@ def load_task(
         TypeError: A factory returned something other than a task.
     """
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-        raise ValueError(f"n={n!r} prompts; give a positive int, or None for every prompt of a file.")
+        raise InputError(f"n={n!r} prompts; give a positive int, or None for every prompt of a file.")
     _check_metric(metric, "load_task(metric=...)")
     if isinstance(spec, (Task, TaskGroups)):
         return _override(spec, metric, name)
     if not isinstance(spec, (str, Path)):
-        raise TypeError(f"Task spec {spec!r} is a {type(spec).__name__}; give a task name, a file path, a factory or a Task.")
+        raise InputError(f"Task spec {_brief(spec)} is a {type(spec).__name__}; give a task name, a file path, a factory or a Task.")
     text = str(spec)
     if text in TASK_CORRUPTIONS:
         task = build_task(text, n=DEFAULT_N if n is None else n, seed=seed, corruption=corruption, model=model)
@@ -145,7 +148,7 @@ def load_task(
     path = Path(text)
     reader = {".jsonl": _read_jsonl, ".csv": _read_eap_csv, ".json": _read_auto_circuit}.get(path.suffix.lower())
     if reader is None:
-        raise KeyError(f"Unknown task {text!r}; bundled tasks are {', '.join(TASK_CORRUPTIONS)}; or give {FILE_FORMS}.")
+        raise InputError(f"Unknown task {text!r}; bundled tasks are {', '.join(TASK_CORRUPTIONS)}; or give {FILE_FORMS}.")
     if not path.is_file():
         raise FileNotFoundError(f"Task file {path} does not exist (relative to {Path.cwd()}); check the path.")
     return _file_task(path, reader(path), model, n, corruption, metric, name)
@@ -154,7 +157,7 @@ def load_task(
 def _check_metric(metric: object, where: str) -> None:
     """Raise ValueError unless ``metric`` is None, a callable or a known metric name."""
     if metric is not None and not callable(metric) and metric not in METRICS:
-        raise ValueError(f"{where}: unknown metric {metric!r}; choose one of {', '.join(METRICS)}.")
+        raise InputError(f"{where}: unknown metric {_brief(metric)}; choose one of {', '.join(METRICS)}.")
 
 
 def _override(task: AnyTask, metric: "MetricName | MetricFn | None", name: str | None) -> AnyTask:
@@ -171,9 +174,9 @@ def _file_task(path: Path, read: _Records, model, n, corruption, metric, name) -
     """Turn a reader's records into a task: keep the first ``n``, parse them, pick and check the metric."""
     header = read.header.fields if read.header else {}
     if not read.records:
-        raise ValueError(f"{path}:1: the file has no prompt pairs; add at least one prompt line or row.")
+        raise InputError(f"{path}:1: the file has no prompt pairs; add at least one prompt line or row.")
     if n is not None and n > len(read.records):
-        raise ValueError(f"{path}: n={n} prompts asked for but the file holds {len(read.records)}; ask for n <= {len(read.records)}.")
+        raise InputError(f"{path}: n={n} prompts asked for but the file holds {len(read.records)}; ask for n <= {len(read.records)}.")
     kind, prompts = None, []
     for record in read.records[:n]:
         kind_here, prompt = _prompt(record, model, read, kind, read.records[0])
@@ -184,7 +187,7 @@ def _file_task(path: Path, read: _Records, model, n, corruption, metric, name) -
         metric, metric_where = header["metric"], f"{read.header.where}: field 'metric'"
     metric = metric or ("mse" if kind == "vectors" else "logit_diff")
     if isinstance(metric, str) and (metric == "mse") != (kind == "vectors"):
-        raise ValueError(
+        raise InputError(
             f"{metric_where}: {metric!r} does not fit {kind} prompts; 'mse' is for vector prompts "
             "and needs target vectors, the token metrics (logit_diff, loss, accuracy, kl) need token prompts."
         )
@@ -228,6 +231,10 @@ def _prompt(record: _Record, model, read: _Records, kind: str | None, first: _Re
             "corrupt", f"clean has {len(clean)} positions but corrupt has {len(corrupt)}; patching swaps activations "
             "position by position, so a pair needs equal lengths. Reword one of them (e.g. same-length names)."
         )
+    n_ctx = getattr(getattr(model, "cfg", None), "n_ctx", None)
+    if isinstance(n_ctx, int) and len(clean) > n_ctx:
+        raise record.fail("clean", f"has {len(clean)} positions but the model reads at most n_ctx={n_ctx}; shorten the prompt "
+                          "or use a model with a longer context.")
     positions = _positions(record, len(clean))
     labels = _labels(record, len(clean))
     if clean_kind == "vectors":
@@ -259,12 +266,12 @@ def _labels(record: _Record, length: int) -> tuple[str, ...] | None:
     for name, where in value.items():
         items = where if isinstance(where, list) else [where]
         if not LABEL.match(name) or name == OTHER:
-            raise record.fail(key, f"label {name!r} must be a name of letters, digits and '_' other than {OTHER!r}.")
+            raise record.fail(key, f"label {_brief(name)} must be a name of letters, digits and '_' other than {OTHER!r}.")
         if not items or not all(_is_int(p) and -length <= p < length for p in items):
-            raise record.fail(key, f"label {name!r} gives {_describe(where)}; give a position (or list) in 0..{length - 1} or -{length}..-1.")
+            raise record.fail(key, f"label {_brief(name)} gives {_describe(where)}; give a position (or list) in 0..{length - 1} or -{length}..-1.")
         for p in items:
             if labels[p % length] != OTHER:
-                raise record.fail(key, f"position {p % length} is labelled both {labels[p % length]!r} and {name!r}; give each position one label.")
+                raise record.fail(key, f"position {p % length} is labelled both {_brief(labels[p % length])} and {_brief(name)}; give each position one label.")
             labels[p % length] = name
     return tuple(labels)
 
@@ -316,8 +323,30 @@ def _describe(value: object) -> str:
     """Name a JSON value's type for an error message (a bool is not an int)."""
     if isinstance(value, list):
         return f"a list of {', '.join(sorted({type(v).__name__ for v in value}))}" if value else "an empty list"
-    text = repr(value)
-    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+    return f"{type(value).__name__} {_brief(value)}"
+
+
+def _brief(value: object) -> str:
+    """A value's repr cut to 60 characters, so a message naming it stays one readable line."""
+    try:
+        text = repr(value)
+    except ValueError:  # an integer of more than 4300 digits
+        text = f"<int of {value.bit_length()} bits>" if isinstance(value, int) else type(value).__name__
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _few(values: list, limit: int = 10) -> str:
+    """The first ``limit`` values, then how many more there are."""
+    shown = ", ".join(_brief(value) for value in values[:limit])
+    return shown + (f" ... and {len(values) - limit} more" if len(values) > limit else "")
+
+
+def _read_text(path: Path) -> str:
+    """Return a prompt file's UTF-8 text without the byte-order mark Windows editors write first."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise InputError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); save the file as UTF-8.") from None
 
 
 def _token_ids(record: _Record, key: str, ids: list, d_vocab: int | None) -> Tensor:
@@ -325,7 +354,7 @@ def _token_ids(record: _Record, key: str, ids: list, d_vocab: int | None) -> Ten
     for index, token in enumerate(ids):
         if token < 0 or (d_vocab is not None and token >= d_vocab):
             bound = f"0..{d_vocab - 1}" if d_vocab is not None else "non-negative"
-            raise record.fail(key, f"token id {token} (item {index}) is outside the vocabulary ({bound}); "
+            raise record.fail(key, f"token id {_brief(token)} (item {index}) is outside the vocabulary ({bound}); "
                               "use ids of this model's tokenizer.")
     return torch.tensor(ids, dtype=torch.long)
 
@@ -352,7 +381,7 @@ def _positions(record: _Record, length: int) -> Tensor:
         raise record.fail("positions", f"got {_describe(value)}; give an int or a non-empty list of ints (negative from the end).")
     for p in items:
         if not -length <= p < length:
-            raise record.fail("positions", f"position {p} is outside a prompt of {length} positions; "
+            raise record.fail("positions", f"position {_brief(p)} is outside a prompt of {length} positions; "
                               f"use 0..{length - 1} or -{length}..-1.")
     return torch.tensor([p % length for p in items], dtype=torch.long)
 
@@ -370,7 +399,7 @@ def _answer_tokens(record: _Record, key: str, n_read: int, model) -> Tensor:
             _tokenizer_or_fail(record, key, model)
             tokens = model.to_tokens(item, prepend_bos=False, move_to_device=False, truncate=False)[0].tolist()
             if len(tokens) != 1:
-                raise record.fail(key, f"{item!r} is {len(tokens)} tokens {tokens}, not one; pick an answer that is "
+                raise record.fail(key, f"{_brief(item)} is {len(tokens)} tokens [{_few(tokens)}], not one; pick an answer that is "
                                   "a single token (often with a leading space), or give its token id.")
             ids.append(tokens[0])
         elif _is_int(item):
@@ -394,27 +423,29 @@ def _targets(record: _Record, n_read: int, model) -> Tensor:
 def _read_jsonl(path: Path) -> _Records:
     """Read a JSONL file: an optional header line, then one prompt object per line; blank lines skipped."""
     header, records = None, []
-    for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
+    for number, line in enumerate(_read_text(path).split("\n"), start=1):
         stripped, where = line.strip(), f"{path}:{number}"
         if not stripped:
             continue
         if stripped.startswith("#"):
-            raise ValueError(f"{where}: a '#' comment, but JSONL has no comments; delete the line (blank lines are skipped).")
+            raise InputError(f"{where}: a '#' comment, but JSONL has no comments; delete the line (blank lines are skipped).")
         try:
             value = json.loads(stripped)
         except json.JSONDecodeError as error:
-            raise ValueError(f"{where}: invalid JSON ({error.msg} at column {error.colno}); write one JSON object per line.") from None
+            raise InputError(f"{where}: invalid JSON ({error.msg} at column {error.colno}); write one JSON object per line.") from None
+        except ValueError as error:  # an integer of more than 4300 digits
+            raise InputError(f"{where}: invalid JSON ({str(error).split(';')[0]}); give token ids as this model's vocabulary has them.") from None
         if not isinstance(value, dict):
-            raise ValueError(f"{where}: {_describe(value)} is not a prompt object; "
+            raise InputError(f"{where}: {_describe(value)} is not a prompt object; "
                              "write {\"clean\": ..., \"corrupt\": ..., \"answer\": ..., \"wrong_answer\": ...}.")
         if "task" in value:
             if header is not None or records:
-                raise ValueError(f"{where}: field 'task': a header must be the first line of the file; move it there.")
+                raise InputError(f"{where}: field 'task': a header must be the first line of the file; move it there.")
             header = _header(value, where)
             continue
         unknown = sorted(set(value) - set(PROMPT_FIELDS))
         if unknown:
-            raise ValueError(f"{where}: field '{unknown[0]}': unknown; prompt fields are {', '.join(PROMPT_FIELDS)}.")
+            raise InputError(f"{where}: field {_brief(unknown[0])}: unknown; prompt fields are {', '.join(PROMPT_FIELDS)}.")
         records.append(_Record(where, value))
     return _Records(records, header)
 
@@ -423,10 +454,10 @@ def _header(value: dict, where: str) -> _Record:
     """Check a header line ``{"task": {"name": ..., "metric": ..., "corruption": ...}}``."""
     task = value["task"]
     if len(value) != 1 or not isinstance(task, dict):
-        raise ValueError(f"{where}: field 'task': a header is {{\"task\": {{\"name\": ..., \"metric\": ...}}}} alone on its line.")
+        raise InputError(f"{where}: field 'task': a header is {{\"task\": {{\"name\": ..., \"metric\": ...}}}} alone on its line.")
     for key, item in task.items():
         if key not in HEADER_FIELDS or not isinstance(item, str):
-            raise ValueError(f"{where}: field 'task.{key}': give string values for {', '.join(HEADER_FIELDS)} only.")
+            raise InputError(f"{where}: field {_brief('task.' + key)}: give string values for {', '.join(HEADER_FIELDS)} only.")
     _check_metric(task.get("metric"), f"{where}: field 'metric'")
     return _Record(where, task)
 
@@ -436,16 +467,16 @@ def _read_eap_csv(path: Path) -> _Records:
     import pandas as pd
 
     try:
-        frame = pd.read_csv(path, dtype={"clean": str, "corrupted": str})
+        frame = pd.read_csv(path, dtype={"clean": str, "corrupted": str}, encoding="utf-8-sig")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}:1: not a readable CSV ({error}); save it with EAP-IG's columns "
+        raise InputError(f"{path}:1: not a readable CSV ({error}); save it with EAP-IG's columns "
                          f"{', '.join(EAP_COLUMNS.values())}.") from None
     missing = [column for column in EAP_COLUMNS.values() if column not in frame.columns]
     if missing:
         greater_than = " (a 'label' column is EAP-IG's greater-than format, scored by probability difference: not supported)"
         hint = greater_than if "label" in frame.columns else ""
-        raise ValueError(f"{path}:1: field '{missing[0]}': column missing{hint}; EAP-IG's CSV has columns "
-                         f"{', '.join(EAP_COLUMNS.values())}, found {', '.join(map(str, frame.columns))}.")
+        raise InputError(f"{path}:1: field '{missing[0]}': column missing{hint}; EAP-IG's CSV has columns "
+                         f"{', '.join(EAP_COLUMNS.values())}, found {_few([str(c) for c in frame.columns])}.")
     columns = {key: frame[column].tolist() for key, column in EAP_COLUMNS.items()}
     records = []
     for row, line in enumerate(_csv_lines(path, len(frame))):
@@ -473,7 +504,7 @@ def _csv_id(value: object) -> object:
 def _csv_lines(path: Path, count: int) -> list[int]:
     """Return the 1-based line each data row starts on (quoted fields may span lines)."""
     lines = []
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
         next(reader, None)
         previous = reader.line_num
@@ -486,20 +517,22 @@ def _csv_lines(path: Path, count: int) -> list[int]:
 
 def _read_auto_circuit(path: Path) -> _Records:
     """Read auto-circuit's dataset JSON: ``{"prompts": [{"clean", "corrupt", "answers", "wrong_answers"}]}``."""
-    text = path.read_text(encoding="utf-8")
+    text = _read_text(path)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path}:{error.lineno}: invalid JSON ({error.msg} at column {error.colno}); fix the syntax.") from None
+        raise InputError(f"{path}:{error.lineno}: invalid JSON ({error.msg} at column {error.colno}); fix the syntax.") from None
+    except ValueError as error:  # an integer of more than 4300 digits
+        raise InputError(f"{path}: invalid JSON ({str(error).split(';')[0]}); give token ids as this model's vocabulary has them.") from None
     prompts = data.get("prompts") if isinstance(data, dict) else None
     if not isinstance(prompts, list):
-        raise ValueError(f"{path}:1: field 'prompts': missing or not a list; auto-circuit's dataset JSON is "
+        raise InputError(f"{path}:1: field 'prompts': missing or not a list; auto-circuit's dataset JSON is "
                          "{\"prompts\": [{\"clean\": ..., \"corrupt\": ..., \"answers\": [...], \"wrong_answers\": [...]}]}.")
     records = []
     for index, (item, line) in enumerate(zip(prompts, _json_item_lines(text, prompts))):
         record = _Record(f"{path}:{line or '?'}: prompts[{index}]", {}, dict(AUTO_FIELDS))
         if not isinstance(item, dict):
-            raise ValueError(f"{record.where}: {_describe(item)} is not a prompt object with clean, corrupt, answers, wrong_answers.")
+            raise InputError(f"{record.where}: {_describe(item)} is not a prompt object with clean, corrupt, answers, wrong_answers.")
         for key, label in AUTO_FIELDS.items():
             if label not in item:
                 raise record.fail(key, "missing; auto-circuit prompts need clean, corrupt, answers and wrong_answers.")
@@ -541,6 +574,6 @@ def _call_factory(spec: str, model, n: int, seed: int) -> AnyTask:
         keywords["model"] = model
     task = function(**keywords)
     if not isinstance(task, (Task, TaskGroups)):
-        raise TypeError(f"Task factory {spec!r} returned a {type(task).__name__}; it must return a pathpatch Task or "
+        raise InputError(f"Task factory {spec!r} returned a {type(task).__name__}; it must return a pathpatch Task or "
                         "TaskGroups (build one with pathpatch.models.tasks.from_prompts).")
     return task

@@ -23,6 +23,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from pathpatch.errors import InputError
+
 MetricName = Literal["logit_diff", "loss", "accuracy", "kl", "mse"]
 METRICS: tuple[str, ...] = ("logit_diff", "loss", "accuracy", "kl", "mse")
 LOWER_IS_BETTER = ("loss", "kl", "mse")
@@ -111,7 +113,7 @@ class Task:
             return (read.argmax(-1) == answers).to(read.dtype).mean(-1)
         if self.metric == "kl":
             if self.reference is None:
-                raise ValueError(f"Task '{self.name}': metric 'kl' needs the clean distribution; call task.with_reference(model(task.clean)).")
+                raise InputError(f"Task '{self.name}': metric 'kl' needs the clean distribution; call task.with_reference(model(task.clean)).")
             ref = _tile(self.reference.to(read.device), copies)
             return (ref.exp() * (ref - read.log_softmax(-1))).sum(-1).mean(-1)
         assert self.wrong_answers is not None
@@ -122,13 +124,13 @@ class Task:
         cfg = model.cfg
         n_pos = self.clean.shape[1]
         if n_pos > cfg.n_ctx:
-            raise ValueError(
+            raise InputError(
                 f"Task '{self.name}': inputs have {n_pos} positions but the model's n_ctx is {cfg.n_ctx}; "
                 "use shorter inputs or a model with a longer context."
             )
         if self.clean.is_floating_point():
             if self.clean.shape[-1] != cfg.d_vocab:
-                raise ValueError(
+                raise InputError(
                     f"Task '{self.name}': input vectors have size {self.clean.shape[-1]} but the model "
                     f"embeds vectors of size d_vocab={cfg.d_vocab}; pick the model trained for this task."
                 )
@@ -181,7 +183,7 @@ def _checked_custom(task: Task, read: Tensor) -> Tensor:
     if bad.any():
         finite = torch.isfinite(read.detach()).all()
         cause = "the logits it was given are finite, so the metric made them" if finite else "its input logits hold NaN/inf"
-        raise ValueError(
+        raise InputError(
             f"Task '{task.name}': the metric {task.metric_name!r} returned NaN or inf for {int(bad.sum())} of {len(out)} "
             f"prompt runs (patched runs included); {cause}. Scores would be NaN, so nothing was scored: make the metric "
             "finite for every input (e.g. clamp before log, avoid dividing by zero)."
@@ -194,12 +196,12 @@ def _call_custom(task: Task, read: Tensor) -> Tensor:
     out = task.metric(read)
     if not torch.is_tensor(out) or tuple(out.shape) != (read.shape[0],):
         shape = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
-        raise ValueError(
+        raise InputError(
             f"Task '{task.name}': the metric {task.metric_name!r} returned {shape}; it must return one value per "
             f"prompt, shape ({read.shape[0]},), from read logits {tuple(read.shape)}. Reduce over positions, not prompts."
         )
     if not out.is_floating_point():
-        raise ValueError(
+        raise InputError(
             f"Task '{task.name}': the metric {task.metric_name!r} returned {out.dtype} values; it must return floats "
             "(higher is better), e.g. (read.argmax(-1) == answers).float().mean(-1) rather than a bool or int tensor."
         )
@@ -237,64 +239,64 @@ def _as_long_tokens(task: Task) -> None:
         if value is None:
             continue
         if not torch.is_tensor(value):
-            raise TypeError(f"Task '{task.name}': {field} is a {type(value).__name__}; give a torch tensor (token ids as torch.long).")
+            raise InputError(f"Task '{task.name}': {field} is a {type(value).__name__}; give a torch tensor (token ids as torch.long).")
         if value.dtype == torch.bool or value.is_complex():
-            raise TypeError(f"Task '{task.name}': {field} is a {value.dtype} tensor; give token ids as torch.long "
+            raise InputError(f"Task '{task.name}': {field} is a {value.dtype} tensor; give token ids as torch.long "
                             "(or input vectors and targets as float).")
         if not value.is_floating_point() and value.dtype != torch.long:
             object.__setattr__(task, field, value.long())
     if task.positions.is_floating_point():
-        raise TypeError(f"Task '{task.name}': positions is {task.positions.dtype}; give read positions as integers (torch.long).")
+        raise InputError(f"Task '{task.name}': positions is {task.positions.dtype}; give read positions as integers (torch.long).")
 
 
 def _check_task(task: Task) -> None:
     """Validate a task's tensors once, naming the offending field and the fix."""
     name = task.name
     if not callable(task.metric) and task.metric not in METRICS:
-        raise ValueError(f"Task '{name}': unknown metric {task.metric!r}; choose one of {', '.join(METRICS)} or pass a callable.")
+        raise InputError(f"Task '{name}': unknown metric {task.metric!r}; choose one of {', '.join(METRICS)} or pass a callable.")
     if task.clean.shape != task.corrupt.shape:
-        raise ValueError(
+        raise InputError(
             f"Task '{name}': clean is {tuple(task.clean.shape)} but corrupt is {tuple(task.corrupt.shape)}; "
             "both must have the same shape. Pad or pick inputs of the same length."
         )
     if task.clean.dtype != task.corrupt.dtype:
-        raise ValueError(
+        raise InputError(
             f"Task '{name}': clean is {task.clean.dtype} but corrupt is {task.corrupt.dtype}; give both as "
             "token ids (torch.long) or both as vectors (float)."
         )
     if task.clean.ndim not in (2, 3) or task.clean.shape[0] == 0:
-        raise ValueError(
+        raise InputError(
             f"Task '{name}': clean is {tuple(task.clean.shape)}; expected tokens [batch pos] or vectors "
             "[batch pos d_vocab] with at least one prompt."
         )
     n_batch, n_pos = task.clean.shape[:2]
     if task.positions.ndim != 1 or len(task.positions) == 0:
-        raise ValueError(f"Task '{name}': positions must be a non-empty 1-D tensor, got {tuple(task.positions.shape)}.")
+        raise InputError(f"Task '{name}': positions must be a non-empty 1-D tensor, got {tuple(task.positions.shape)}.")
     bad = task.positions[(task.positions < -n_pos) | (task.positions >= n_pos)]
     if len(bad):
-        raise ValueError(
+        raise InputError(
             f"Task '{name}': read positions {bad.tolist()} lie outside inputs of length {n_pos}; "
             f"use positions in 0..{n_pos - 1} (or negative from the end)."
         )
     expected = (n_batch, len(task.positions))
     if tuple(task.answers.shape[:2]) != expected:
-        raise ValueError(
+        raise InputError(
             f"Task '{name}': answers are {tuple(task.answers.shape)} but need {expected} leading dims "
             "(one answer per prompt and read position)."
         )
     if task.metric == "logit_diff":
         _check_logit_diff_answers(task, expected)
     elif task.metric in ("loss", "accuracy") and task.answers.is_floating_point():
-        raise ValueError(f"Task '{name}': metric {task.metric!r} needs integer answer tokens [batch pos].")
+        raise InputError(f"Task '{name}': metric {task.metric!r} needs integer answer tokens [batch pos].")
     elif task.metric == "mse" and (task.answers.ndim != 3 or not task.answers.is_floating_point()):
-        raise ValueError(
+        raise InputError(
             f"Task '{name}': metric 'mse' needs float target vectors [batch pos d_vocab], "
             f"got {task.answers.dtype} {tuple(task.answers.shape)}."
         )
     for field in ("clean", "corrupt", "answers"):
         value = getattr(task, field)
         if value.is_floating_point() and not torch.isfinite(value).all():
-            raise ValueError(f"Task '{name}': {field} contains NaN or inf; regenerate the data.")
+            raise InputError(f"Task '{name}': {field} contains NaN or inf; regenerate the data.")
 
 
 def _check_labels(task: Task) -> None:
@@ -306,10 +308,10 @@ def _check_labels(task: Task) -> None:
     labels, n_pos = task.labels, task.clean.shape[1]
     if not isinstance(labels, tuple) or len(labels) != n_pos:
         got = len(labels) if isinstance(labels, tuple) else type(labels).__name__
-        raise ValueError(f"Task '{task.name}': labels gives {got} names for inputs of {n_pos} positions; give one label per position.")
+        raise InputError(f"Task '{task.name}': labels gives {got} names for inputs of {n_pos} positions; give one label per position.")
     for label in labels:
         if not isinstance(label, str) or not LABEL.match(label):
-            raise ValueError(f"Task '{task.name}': position label {label!r} is not a name; use letters, digits and '_' "
+            raise InputError(f"Task '{task.name}': position label {label!r} is not a name; use letters, digits and '_' "
                              "(e.g. 'S1', 'END', 'ans0'), at most 64 characters.")
 
 
@@ -317,21 +319,21 @@ def _check_logit_diff_answers(task: Task, expected: tuple[int, int]) -> None:
     """Check answer and wrong-answer tokens of a logit-difference task."""
     name = task.name
     if task.wrong_answers is None:
-        raise ValueError(f"Task '{name}': metric 'logit_diff' needs wrong_answers; give one token per answer.")
+        raise InputError(f"Task '{name}': metric 'logit_diff' needs wrong_answers; give one token per answer.")
     if tuple(task.wrong_answers.shape) != expected or tuple(task.answers.shape) != expected:
-        raise ValueError(
+        raise InputError(
             f"Task '{name}': answers {tuple(task.answers.shape)} and wrong_answers "
             f"{tuple(task.wrong_answers.shape)} must both be {expected} token ids."
         )
     if task.answers.is_floating_point() or task.wrong_answers.is_floating_point():
-        raise ValueError(f"Task '{name}': answers and wrong_answers must be integer token ids for 'logit_diff'.")
+        raise InputError(f"Task '{name}': answers and wrong_answers must be integer token ids for 'logit_diff'.")
 
 
 def _check_tokens_in_vocab(task_name: str, field: str, tokens: Tensor, d_vocab: int) -> None:
     """Raise ValueError naming the first token id outside ``[0, d_vocab)``."""
     bad = tokens[(tokens < 0) | (tokens >= d_vocab)]
     if len(bad):
-        raise ValueError(
+        raise InputError(
             f"Task '{task_name}': {field} holds token id {int(bad[0])} but the model's vocabulary has "
             f"{d_vocab} tokens (0..{d_vocab - 1}); build the task for this model's tokenizer."
         )
@@ -357,11 +359,11 @@ class TaskGroups:
 
     def __post_init__(self) -> None:
         if not self.groups:
-            raise ValueError(f"Task '{self.name}' has no prompts; give at least one prompt pair.")
+            raise InputError(f"Task '{self.name}' has no prompts; give at least one prompt pair.")
         first = self.groups[0]
         for group in self.groups[1:]:
             if group.metric_name != first.metric_name or group.clean.dtype != first.clean.dtype:
-                raise ValueError(
+                raise InputError(
                     f"Task '{self.name}': groups mix metrics or input types ({first.metric_name}/{first.clean.dtype} vs "
                     f"{group.metric_name}/{group.clean.dtype}); every prompt of one task uses one metric and one input type."
                 )
@@ -471,7 +473,7 @@ def from_prompts(
         ValueError: No prompts, or a group that fails ``Task``'s checks.
     """
     if not prompts:
-        raise ValueError(f"Task '{name}' has no prompts; give at least one prompt pair.")
+        raise InputError(f"Task '{name}' has no prompts; give at least one prompt pair.")
     keyed: dict[tuple, list[Prompt]] = {}
     for prompt in prompts:
         labels = None if prompt.labels is None else tuple(prompt.labels)
@@ -481,7 +483,7 @@ def from_prompts(
         wrong = None if members[0].wrong_answers is None else torch.stack([p.wrong_answers for p in members])
         names = {tuple(sorted(p.features or {})) for p in members}
         if len(names) > 1:
-            raise ValueError(f"Task '{name}': prompts name different features {sorted(names)}; give every prompt the same feature names.")
+            raise InputError(f"Task '{name}': prompts name different features {sorted(names)}; give every prompt the same feature names.")
         features = {k: torch.tensor([float(p.features[k]) for p in members]) for k in names.pop()} or None
         groups.append(Task(name, torch.stack([p.clean for p in members]), torch.stack([p.corrupt for p in members]),
                            torch.stack([p.answers for p in members]), wrong, members[0].positions.clone(), metric, corruption,

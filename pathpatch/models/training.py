@@ -16,6 +16,7 @@ import transformer_lens
 from tqdm.auto import trange
 from transformer_lens import HookedTransformer
 
+from pathpatch.errors import InputError
 from pathpatch.models.zoo import SeedSpec, build_model, evaluate
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def train_seed(
         ValueError: ``steps`` is not a positive integer (None: the seed's recipe).
     """
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-        raise ValueError(f"steps={steps!r}; give a positive number of training steps (e.g. {spec.train.steps}, the recipe), or None for the recipe.")
+        raise InputError(f"steps={steps!r}; give a positive number of training steps (e.g. {spec.train.steps}, the recipe), or None for the recipe.")
     previous = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:

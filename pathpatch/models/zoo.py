@@ -20,9 +20,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
+from pathpatch.errors import InputError
 from pathpatch.files import write_atomic, write_text_atomic
 from pathpatch.models.continuous import ContinuousInputTransformer
-from pathpatch.models.planted import PLANTED
+from pathpatch.models.planted_zoo import PLANTED
 from pathpatch.models.seeds import greater_than, induction, ioi, permute, recurrence, sorted_list, trigrams, weekday
 from pathpatch.models.seeds.common import Batch
 from pathpatch.models.tasks import AnyTask, Task
@@ -165,7 +166,7 @@ TASK_CORRUPTIONS: dict[str, tuple[str, ...]] = {
 def get_seed(name: str) -> SeedSpec:
     """Return the spec of a bundled seed model; raise KeyError listing the known names."""
     if name not in SEEDS:
-        raise KeyError(
+        raise InputError(
             f"Unknown seed model {name!r}; bundled models are {', '.join(SEEDS)} "
             f"(task without a model: {', '.join(TASK_ONLY)})."
         )
@@ -271,12 +272,12 @@ def build_task(
             the tokenizer splits (the message names it and its pieces).
     """
     if name not in TASK_CORRUPTIONS:
-        raise KeyError(f"Unknown task {name!r}; known tasks are {', '.join(TASK_CORRUPTIONS)}.")
+        raise InputError(f"Unknown task {name!r}; known tasks are {', '.join(TASK_CORRUPTIONS)}.")
     if n < 1:
-        raise ValueError(f"Task '{name}': n={n} prompts; ask for at least 1.")
+        raise InputError(f"Task '{name}': n={n} prompts; ask for at least 1.")
     known = TASK_CORRUPTIONS[name]
     if corruption is not None and corruption not in known:
-        raise ValueError(f"Task '{name}': unknown corruption {corruption!r}; choose one of {', '.join(known)}.")
+        raise InputError(f"Task '{name}': unknown corruption {corruption!r}; choose one of {', '.join(known)}.")
     if name in TASK_ONLY:
         return TASK_ONLY[name](n, seed, corruption, model=model)
     if name in PLANTED:

@@ -10,6 +10,8 @@ from pathpatch.discovery.activation import activation_patch
 from pathpatch.discovery.config import PatchConfig
 from pathpatch.models import build_task, load_model
 
+DENOISE = PatchConfig(direction="denoise")  # TransformerLens' patching convention: clean activations into the corrupt run
+
 TL = {
     ("resid_pre", True): patching.get_act_patch_resid_pre,
     ("resid_mid", True): patching.get_act_patch_resid_mid,
@@ -41,21 +43,21 @@ def reference(model, task, act, per_pos):
 
 @pytest.mark.parametrize("act, per_pos", list(TL))
 def test_matches_transformer_lens_on_random_model(random_model, random_task, act, per_pos):
-    ours = activation_patch(random_model, random_task, act, per_pos)
+    ours = activation_patch(random_model, random_task, act, per_pos, config=DENOISE)
     torch.testing.assert_close(ours.values, reference(random_model, random_task, act, per_pos), atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("act, per_pos", [("z", True), ("resid_pre", True), ("pattern", False)])
 def test_matches_transformer_lens_on_permute(act, per_pos):
     model, task = load_model("permute"), build_task("permute", n=16, seed=1)
-    ours = activation_patch(model, task, act, per_pos)
+    ours = activation_patch(model, task, act, per_pos, config=DENOISE)
     torch.testing.assert_close(ours.values, reference(model, task, act, per_pos), atol=1e-5, rtol=0)
 
 
 def test_result_hook_matches_a_run_with_hooks_loop(reference_model, random_task):
     """TransformerLens' patching has no `result` helper: compare with a plain loop of run_with_hooks."""
     random_model = reference_model
-    ours = activation_patch(random_model, random_task, "result", per_pos=False)
+    ours = activation_patch(random_model, random_task, "result", per_pos=False, config=DENOISE)
     _, clean = random_model.run_with_cache(random_task.clean)
     for layer in range(2):
         for head in range(2):
@@ -89,7 +91,7 @@ def test_mean_ablation_noising_matches_a_loop(random_model, random_task):
 
 def test_continuous_input_model_matches_a_loop():
     model, task = load_model("recurrence"), build_task("recurrence", n=4, seed=0)
-    ours = activation_patch(model, task, "attn_out", per_pos=True)
+    ours = activation_patch(model, task, "attn_out", per_pos=True, config=DENOISE)
     _, clean = model.run_with_cache(task.clean)
     for layer, pos in [(0, 1), (2, 12), (1, 5)]:
         name = f"blocks.{layer}.hook_attn_out"
@@ -105,13 +107,13 @@ def test_continuous_input_model_matches_a_loop():
 
 
 def test_chunk_size_does_not_change_results(random_model, random_task):
-    whole = activation_patch(random_model, random_task, "z", True).values
-    one_by_one = activation_patch(random_model, random_task, "z", True, PatchConfig(chunk=1)).values
+    whole = activation_patch(random_model, random_task, "z", True, config=DENOISE).values
+    one_by_one = activation_patch(random_model, random_task, "z", True, PatchConfig(direction="denoise", chunk=1)).values
     torch.testing.assert_close(whole, one_by_one, atol=1e-6, rtol=0)
 
 
 def test_table_has_one_row_per_patch_with_tensor_values(random_model, random_task):
-    result = activation_patch(random_model, random_task, "z", True)
+    result = activation_patch(random_model, random_task, "z", True, config=DENOISE)
     assert list(result.table.columns) == ["act", "layer", "pos", "head", "metric", "score", "normalized"]
     assert len(result.table) == result.values.numel() == 2 * 6 * 2
     row = result.table.query("layer == 1 and pos == 3 and head == 0").iloc[0]
@@ -120,20 +122,20 @@ def test_table_has_one_row_per_patch_with_tensor_values(random_model, random_tas
 
 def test_bad_activation_names_are_refused(random_model, random_task):
     with pytest.raises(ValueError, match="Unknown activation 'attn'"):
-        activation_patch(random_model, random_task, "attn")
+        activation_patch(random_model, random_task, "attn", config=DENOISE)
     with pytest.raises(ValueError, match="attention-only model has no 'mlp_out'"):
-        activation_patch(load_model("permute"), build_task("permute", n=2), "mlp_out")
+        activation_patch(load_model("permute"), build_task("permute", n=2), "mlp_out", config=DENOISE)
 
 
 def test_denoising_an_ablation_is_refused():
     with pytest.raises(ValueError, match="use direction='noise' for ablations"):
-        PatchConfig(corruption="mean")
+        PatchConfig(direction="denoise", corruption="mean")
 
 
 def test_same_clean_and_corrupt_metric_is_explained(random_model, random_task):
     same = type(random_task)("same", random_task.clean, random_task.clean, random_task.answers, random_task.wrong_answers, random_task.positions)
     with pytest.raises(ValueError, match="clean and corrupt give the same metric"):
-        activation_patch(random_model, same, "z")
+        activation_patch(random_model, same, "z", config=DENOISE)
     assert (activation_patch(random_model, same, "z", config=PatchConfig(normalize=False)).table["score"].abs() < 1e-5).all()
 
 
@@ -144,7 +146,7 @@ def test_rotary_model_by_position_matches_transformer_lens(random_task, act):
     from tests.conftest import make_random_model
 
     model = enable_patching_hooks(make_random_model(positional_embedding_type="rotary", rotary_dim=4))
-    ours = activation_patch(model, random_task, act, per_pos=True)
+    ours = activation_patch(model, random_task, act, per_pos=True, config=DENOISE)
     torch.testing.assert_close(ours.values, reference(model, random_task, act, True), atol=1e-5, rtol=0)
 
 
@@ -174,10 +176,10 @@ def test_suffix_reuse_is_used_and_agrees_with_full_runs(random_model, random_tas
         return original(*args, **kwargs)
 
     monkeypatch.setattr(activation, "run_from_layer", spy)
-    fast = activation_patch(random_model, random_task, "z", per_pos=True).values
+    fast = activation_patch(random_model, random_task, "z", per_pos=True, config=DENOISE).values
     assert sorted(set(firsts)) == [0, 1, 2, 3], "positions 0..3 start their own suffix; later ones start at the first read (3)"
     monkeypatch.setattr(activation, "supports_suffix_reuse", lambda model: False)
-    slow = activation_patch(random_model, random_task, "z", per_pos=True).values
+    slow = activation_patch(random_model, random_task, "z", per_pos=True, config=DENOISE).values
     torch.testing.assert_close(fast, slow, atol=1e-6, rtol=0)
 
 
@@ -193,10 +195,10 @@ def test_residual_stream_patches_without_hooks_equal_patching_inside_the_layer(r
     calls = []
     original = activation._inject
     monkeypatch.setattr(activation, "_inject", lambda *args: calls.append(args[2]) or original(*args))
-    fast = activation_patch(random_model, random_task, act, per_pos).values
+    fast = activation_patch(random_model, random_task, act, per_pos, config=DENOISE).values
     assert set(calls) == {0, 1}, "both layers' patches are added to the residual stream"
     monkeypatch.setattr(activation, "_injects", lambda model, act: False)
-    slow = activation_patch(random_model, random_task, act, per_pos).values
+    slow = activation_patch(random_model, random_task, act, per_pos, config=DENOISE).values
     torch.testing.assert_close(fast, slow, atol=1e-6, rtol=0)
 
 
@@ -209,7 +211,7 @@ def test_blocks_whose_attention_output_is_not_simply_added_match_transformer_len
     from tests.conftest import make_random_model
 
     model = enable_patching_hooks(make_random_model(**overrides))
-    ours = activation_patch(model, random_task, act, per_pos=True)
+    ours = activation_patch(model, random_task, act, per_pos=True, config=DENOISE)
     torch.testing.assert_close(ours.values, reference(model, random_task, act, True), atol=1e-5, rtol=0)
 
 
@@ -225,10 +227,10 @@ def test_last_layer_runs_only_the_read_positions_when_no_patch_acts_there(random
         return original(model, start, layer, first, tail, cache)
 
     monkeypatch.setattr(runner, "read_suffix", spy)
-    fast = activation_patch(random_model, random_task, "k", per_pos=True).values
+    fast = activation_patch(random_model, random_task, "k", per_pos=True, config=DENOISE).values
     assert tails and set(tails) == {(0, 3)}
     monkeypatch.setattr(runner, "supports_read_suffix", lambda *args: False)
-    slow = activation_patch(random_model, random_task, "k", per_pos=True).values
+    slow = activation_patch(random_model, random_task, "k", per_pos=True, config=DENOISE).values
     torch.testing.assert_close(fast, slow, atol=1e-6, rtol=0)
 
 
@@ -247,7 +249,7 @@ def test_models_that_rule_out_suffix_reuse_match_transformer_lens(random_task, o
 
     model = enable_patching_hooks(make_random_model(**overrides))
     task = replace(random_task, answers=random_task.answers[:, :1], wrong_answers=random_task.wrong_answers[:, :1], positions=torch.tensor([3]))
-    ours = activation_patch(model, task, act, per_pos=True)
+    ours = activation_patch(model, task, act, per_pos=True, config=DENOISE)
     torch.testing.assert_close(ours.values, reference(model, task, act, True), atol=1e-5, rtol=0)
 
 
@@ -265,7 +267,7 @@ def test_block_every_matches_transformer_lens(random_model, random_task):
     """One shared clean/corrupt pass for resid_pre, attn_out and mlp_out; same numbers as TL's block_every."""
     from pathpatch.discovery import block_every
 
-    ours = block_every(random_model, random_task)
+    ours = block_every(random_model, random_task, config=DENOISE)
     _, clean_cache = random_model.run_with_cache(random_task.clean)
     theirs = patching.get_act_patch_block_every(random_model, random_task.corrupt, clean_cache, random_task.score)
     torch.testing.assert_close(ours.values, theirs, atol=1e-5, rtol=0)
@@ -281,5 +283,5 @@ def test_transformer_bridge_activation_patching_matches_hooked_transformer(tiny_
     tokens = lambda: torch.randint(0, hooked.cfg.d_vocab, (3, 6), generator=g)  # noqa: E731
     task = Task("tiny", tokens(), tokens(), tokens()[:, :1], tokens()[:, :1], torch.tensor([5]))
     for act in ("z", "resid_pre"):
-        a, b = activation_patch(hooked, task, act, per_pos=True), activation_patch(bridge, task, act, per_pos=True)
+        a, b = activation_patch(hooked, task, act, per_pos=True, config=DENOISE), activation_patch(bridge, task, act, per_pos=True, config=DENOISE)
         torch.testing.assert_close(a.values, b.values, atol=1e-5, rtol=0)

@@ -172,7 +172,7 @@ def test_full_and_empty_circuits_give_the_models_own_clean_and_corrupt_metrics(f
 def test_head_by_position_patching_equals_transformer_lens(family):
     model = build(FAMILIES[family])
     task = task_for(model)
-    ours = activation_patch(model, task, "z", per_pos=True, config=PatchConfig(normalize=False)).values
+    ours = activation_patch(model, task, "z", per_pos=True, config=PatchConfig(direction="denoise", normalize=False)).values
     theirs = patching.get_act_patch_attn_head_out_by_pos(
         model, task.corrupt, model.run_with_cache(task.clean)[1], lambda logits: task.score(logits))
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)

@@ -1,4 +1,4 @@
-"""Pruning: thresholds, top-k nesting, and every kept edge on an embed -> logits path."""
+"""Pruning: thresholds, top-k nesting, and every kept edge on an embed -> logits path (connectors: test_connectors.py)."""
 
 import pandas as pd
 import pytest
@@ -35,10 +35,11 @@ def test_dangling_edges_are_dropped():
     assert list(on_paths(rows)["edge"]) == ["embed->L0H0.v", "L0H0->logits"]
 
 
-def test_threshold_keeps_only_large_effects(scores):
+def test_threshold_keeps_every_large_effect_and_marks_the_rest_connectors(scores):
     kept = prune(scores, PruneConfig(threshold=0.1))
-    assert (kept["normalized"].abs() >= 0.1).all()
-    assert set(kept["edge"]) <= set(scores.loc[scores["normalized"].abs() >= 0.1, "edge"])
+    own = kept[~kept["connector"]]
+    assert set(own["edge"]) == set(scores.loc[scores["normalized"].abs() >= 0.1, "edge"])
+    assert (kept.loc[kept["connector"], "normalized"].abs() < 0.1).all()
 
 
 def test_bad_prune_settings_are_refused(scores):

@@ -2,6 +2,7 @@
 
 import json
 
+import pandas as pd
 import pytest
 
 from pathpatch.discovery.edges import patch_edges, run_circuits
@@ -10,6 +11,7 @@ from pathpatch.discovery.prune import PruneConfig, prune
 from pathpatch.graphs.circuit import Circuit, from_dict, from_json
 from pathpatch.graphs.export import to_dot, write_diagram
 from pathpatch.graphs.faithfulness import faithfulness, faithfulness_curve
+from pathpatch.errors import InputError
 from pathpatch.models import Task
 from pathpatch.positions import layout
 
@@ -186,3 +188,45 @@ def test_position_aware_diagram_pins_a_column_per_position(position_circuit, tmp
     assert order == sorted(order), "columns run left to right in position order"
     path, _ = write_diagram(circuit, tmp_path / "c.svg")
     assert path.with_suffix(".dot").exists()
+
+
+@pytest.fixture
+def joined():
+    """A circuit whose strong edge L0H0->L1H0.v hangs on two connectors."""
+    rows = pd.DataFrame({"edge": ["embed->L0H0.v", "L0H0->L1H0.v", "L1H0->logits"], "src": ["embed", "L0H0", "L1H0"],
+                         "dest": ["L0H0.v", "L1H0.v", "logits"], "score": [0.2, 8.0, 0.3], "normalized": [0.02, 0.8, 0.03],
+                         "method": "exact-noise", "connector": [True, False, True]})
+    return Circuit.from_edges(rows, ComputeGraph(2, 2, True), "toy", "task")
+
+
+def test_connectors_survive_the_json_round_trip(joined, tmp_path):
+    path = joined.to_json(tmp_path / "c.json")
+    written = {f"{e['source']}->{e['target']}": e["connector"] for e in json.loads(path.read_text())["edges"] if e["kind"] == "edge"}
+    assert written == {"embed->L0H0.v": True, "L0H0->L1H0.v": False, "L1H0->logits": True}
+    again = from_json(path)
+    assert again == joined and again.connectors == ["L1H0->logits", "embed->L0H0.v"]
+
+
+def test_a_connector_flag_must_be_true_or_false(joined):
+    data = json.loads(json.dumps(joined.to_dict()))
+    next(e for e in data["edges"] if e["kind"] == "edge")["connector"] = "false"
+    with pytest.raises(InputError, match="c.json: edge .* has connector 'false'; it must be true or false"):
+        from_dict(data, "c.json")
+
+
+def test_files_written_without_connectors_read_every_edge_as_passing(joined):
+    data = json.loads(json.dumps(joined.to_dict()))
+    for edge in data["edges"]:
+        edge.pop("connector", None)
+    again = from_dict(data, "c.json")
+    assert again.connectors == [] and again.scored_edges == joined.scored_edges
+    assert all(c is False for _, _, c in again.graph.edges(data="connector") if c is not None)
+
+
+def test_connectors_are_drawn_dashed_grey_and_the_diagram_says_so(joined):
+    source = to_dot(joined).source
+    line = lambda src, dest: next(x for x in source.splitlines() if x.strip().startswith(f"{src} -> {dest}"))  # noqa: E731
+    assert "style=dashed" in line("embed", "\"L0H0.v\"") and "#8c8c8c" in line("embed", "\"L0H0.v\"")
+    assert "connector: below the threshold" in line("L1H0", "logits")
+    assert "dashed" not in line("L0H0", "\"L1H0.v\"") and "#2166ac" in line("L0H0", "\"L1H0.v\"")
+    assert "dashed grey: connectors" in source

@@ -69,7 +69,7 @@ def pattern(ctx: Context, layer: int, head: int) -> torch.Tensor:
 
 def test_attention_to_a_set_of_positions(permute):
     p = pattern(permute, 1, 0)
-    row = run(permute, kind="head_role", head="L1H0", role="attends_to", to=[1, 2, 3], positions="read", min=0.0)
+    row = run(permute, kind="head_role", head="L1H0", role="attends_to", to=[1, 2, 3], positions="read", report=True)
     read = permute.task.positions % p.shape[-1]
     assert row["value"] == pytest.approx(p[:, read][:, :, 1:4].sum(-1).mean().item(), abs=1e-6)
     assert not run(permute, kind="head_role", head="L1H0", role="attends_to", to=[0], positions="read", min=0.5)["passed"]
@@ -103,9 +103,9 @@ def test_uniform_attention_is_a_distance_from_uniform(sorted_list):
     p = pattern(sorted_list, 0, 1)
     rows = [0.5 * (p[:, d, : d + 1] - 1 / (d + 1)).abs().sum(-1) for d in range(p.shape[-1])]  # causal: no mass after d
     expected = torch.stack(rows, -1).mean().item()
-    row = run(sorted_list, kind="head_role", head="L0H1", role="uniform", max=1.0)
-    assert row["value"] == pytest.approx(expected, abs=1e-5) and row["passed"]
-    assert not run(sorted_list, kind="head_role", head="L0H1", role="uniform", max=0.01)["passed"]
+    row = run(sorted_list, kind="head_role", head="L0H1", role="uniform", report=True)
+    assert row["value"] == pytest.approx(expected, abs=1e-5) and row["verdict"] == "report"
+    assert run(sorted_list, kind="head_role", head="L0H1", role="uniform", max=0.01)["verdict"] == "fail"
 
 
 @pytest.fixture(scope="module")
@@ -141,13 +141,13 @@ def test_a_neurons_direct_effect_equals_removing_it_from_the_final_stream_with_n
     with torch.no_grad():
         base = task.score_per_prompt(model(task.clean))
         without = task.score_per_prompt(model.run_with_hooks(task.clean, fwd_hooks=hooks))
-    row = run(trigrams, kind="neuron", layer=0, neuron=neuron, min=-100.0)
+    row = run(trigrams, kind="neuron", layer=0, neuron=neuron, report=True)
     assert row["value"] == pytest.approx((base - without).mean().item(), abs=1e-4)
-    assert not run(trigrams, kind="neuron", layer=0, neuron=neuron, min=row["value"] + 1.0)["passed"]
+    assert run(trigrams, kind="neuron", layer=0, neuron=neuron, min=row["value"] + 1.0)["verdict"] == "fail"
 
 
 def test_faithfulness_by_noising_is_what_corrupting_only_the_circuit_loses(permute):
-    denoise = run(permute, kind="faithfulness", min=0.9)
+    denoise = run(permute, kind="faithfulness", direction="denoise", min=0.9)
     noise = run(permute, kind="faithfulness", direction="noise", min=0.9)
     assert denoise["passed"] and noise["passed"] and noise["value"] != denoise["value"]
 
@@ -201,7 +201,8 @@ def test_the_positions_seed_file_passes_and_checks_a_position_aware_circuit(tmp_
 def test_the_readme_claim_table_is_the_reference_check_explain_prints():
     from pathlib import Path
 
-    from pathpatch.graphs.hypotheses import REFERENCE, explain, parse_hypothesis
+    from pathpatch.graphs.claim_reference import REFERENCE, explain
+    from pathpatch.graphs.hypotheses import parse_hypothesis
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text().split("<!-- claims -->")[1].split("\n\n")[0]
     for kind, _, example in REFERENCE:
@@ -299,10 +300,13 @@ def test_a_neuron_correlates_with_a_feature_the_task_file_carries(tmp_path, caps
     r = torch.corrcoef(torch.stack([act.double(), feature.double()]))[0, 1].item()
     claim = 'kind = "neuron"\nlayer = 0\nneuron = 7\ncorrelates_with = "first"\n'
     base = 'model = "trigrams"\ntask = "tri.jsonl"\n[method]\nbootstrap = 10\n[[claim]]\n'
-    (tmp_path / "ok.toml").write_text(base + claim + f"min = {r - 0.01}\n")
-    (tmp_path / "no.toml").write_text(base + claim + f"min = {r + 0.01}\n")
+    (tmp_path / "ok.toml").write_text(base + claim + "min = -0.5\n")  # below the whole interval: pass
+    (tmp_path / "near.toml").write_text(base + claim + f"min = {r - 0.01}\n")  # inside it: inconclusive (exit 4)
+    (tmp_path / "no.toml").write_text(base + claim + "min = 0.9\n")  # above it: fail
     assert main(["check", str(tmp_path / "ok.toml")]) == 0, capsys.readouterr().err
     assert f"{r:.4g}" in capsys.readouterr().out
+    assert main(["check", str(tmp_path / "near.toml")]) == 4
+    assert "prompts would settle it" in capsys.readouterr().out
     assert main(["check", str(tmp_path / "no.toml")]) == 1
     (tmp_path / "bad.toml").write_text(base + 'kind = "neuron"\nlayer = 0\nneuron = 7\ncorrelates_with = "second"\nmin = 0.0\n')
     assert main(["check", str(tmp_path / "bad.toml")]) == 2

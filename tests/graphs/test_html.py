@@ -9,12 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pathpatch.discovery.config import PatchConfig
 from pathpatch.discovery.activation import activation_patch
 from pathpatch.discovery.graph import ComputeGraph
 from pathpatch.graphs import html, plots
 from pathpatch.graphs.circuit import Circuit
 from pathpatch.graphs.export import to_dot
 from pathpatch.models import build_task, load_model
+
+DENOISE = PatchConfig(direction="denoise")  # TransformerLens' patching convention: clean activations into the corrupt run
 
 PASS_ROW, FAIL_ROW = (0xE6, 0xF4, 0xEA), (0xFD, 0xE7, 0xE7)  # html.STYLE's tr.pass / tr.fail backgrounds
 EDGE_BLUE = (0x21, 0x66, 0xAC)  # export.to_dot's colour of positive edges
@@ -41,7 +44,7 @@ def browser(args: list[str], page: Path, profile: Path) -> subprocess.CompletedP
 def report(tmp_path_factory):
     """A report with a real heatmap, a check table, settings, and (when ``dot`` exists) a real circuit diagram."""
     model, task = load_model("permute"), build_task("permute", n=4)
-    png = plots.figure_png(plots.patching_heatmap(activation_patch(model, task, "resid_pre"), "resid_pre"))
+    png = plots.figure_png(plots.patching_heatmap(activation_patch(model, task, "resid_pre", config=DENOISE), "resid_pre"))
     sections = [
         html.png_section("Activation patching: resid_pre", png, "layer x position heatmap"),
         html.table_section("Hypothesis checks", CHECKS, highlight_column="passed", caption="95% bootstrap intervals"),

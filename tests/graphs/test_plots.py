@@ -5,10 +5,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from pathpatch.discovery.config import PatchConfig
 from pathpatch.discovery.activation import activation_patch, block_every
 from pathpatch.graphs import plots
 from pathpatch.models import build_task, load_model
 from pathpatch.names import hook_name
+
+DENOISE = PatchConfig(direction="denoise")  # TransformerLens' patching convention: clean activations into the corrupt run
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +22,7 @@ def permute():
 @pytest.fixture(scope="module")
 def resid(permute):
     model, task = permute
-    return activation_patch(model, task, "resid_pre")
+    return activation_patch(model, task, "resid_pre", config=DENOISE)
 
 
 def image_of(fig):
@@ -68,7 +71,7 @@ def test_axes_label_positions_and_layers(resid):
 
 def test_per_position_head_act_has_one_row_per_head(permute):
     model, task = permute
-    result = activation_patch(model, task, "z")  # [layer pos head]
+    result = activation_patch(model, task, "z", config=DENOISE)  # [layer pos head]
     cells = plots.heatmap_grid(result, "z")
     expected = (result.values - result.corrupt_metric) / (result.clean_metric - result.corrupt_metric)
     assert cells.rows == ["L0H0", "L1H0"] and cells.row_axis == "head"
@@ -77,7 +80,7 @@ def test_per_position_head_act_has_one_row_per_head(permute):
 
 def test_head_act_without_positions_is_layer_by_head(permute):
     model, task = permute
-    result = activation_patch(model, task, "z", per_pos=False)  # [layer head]
+    result = activation_patch(model, task, "z", per_pos=False, config=DENOISE)  # [layer head]
     fig = plots.patching_heatmap(result, "z")
     expected = (result.values - result.corrupt_metric) / (result.clean_metric - result.corrupt_metric)
     np.testing.assert_allclose(np.asarray(image_of(fig).get_array()), expected.numpy(), atol=1e-5)
@@ -86,7 +89,7 @@ def test_head_act_without_positions_is_layer_by_head(permute):
 
 def test_block_every_draws_the_named_activation_only(permute):
     model, task = permute
-    result = block_every(model, task)  # [act layer pos]
+    result = block_every(model, task, config=DENOISE)  # [act layer pos]
     shown = np.asarray(image_of(plots.patching_heatmap(result, "attn_out")).get_array())
     expected = (result.values[1] - result.corrupt_metric) / (result.clean_metric - result.corrupt_metric)
     np.testing.assert_allclose(shown, expected.numpy(), atol=1e-5)
@@ -109,7 +112,7 @@ def test_patching_table_is_tidy_with_tokens(resid, permute):
     assert table["pos"].tolist() == list(range(12)) * 2 and table["head"].isna().all()
     assert table["token"].tolist() == [f"t{i}" for i in range(12)] * 2
     np.testing.assert_allclose(table["metric"], resid.values.ravel().numpy())
-    heads = plots.patching_table(activation_patch(model, task, "z", per_pos=False))
+    heads = plots.patching_table(activation_patch(model, task, "z", per_pos=False, config=DENOISE))
     assert heads["pos"].isna().all() and heads["head"].tolist() == [0, 0] and (heads["token"] == "").all()
 
 
@@ -141,7 +144,7 @@ def test_tokenizer_models_label_positions_with_tokens(tiny_gpt2_dir):
     model = load_model(str(tiny_gpt2_dir))
     task = build_task("weekday", model=model, n=4)
     tokens = model.to_str_tokens(task.clean[0])
-    result = activation_patch(model, task, "resid_pre")
+    result = activation_patch(model, task, "resid_pre", config=DENOISE)
     ticks = tick_texts(plots.patching_heatmap(result, "resid_pre", tokens=plots.str_tokens(model, task)).axes[0].get_xticklabels())
     assert ticks == [f"{i}: {t}" for i, t in enumerate(tokens)]
     second = model.to_str_tokens(task.clean[1])

@@ -20,6 +20,7 @@ and ``END``; every prompt has the same length. The per-prompt ``features`` hold 
 import torch
 from torch import Tensor
 
+from pathpatch.errors import InputError
 from pathpatch.models.lm_tasks import encode, fill, pieces, position_labels, require_tokenizer, single_tokens, word_positions
 from pathpatch.models.tasks import AnyTask, Prompt, from_prompts
 
@@ -68,7 +69,7 @@ def make_task(n: int, seed: int, corruption: str | None = None, model: torch.nn.
     require_tokenizer(model, NAME)
     corruption = corruption or CORRUPTIONS[0]
     if corruption not in CORRUPTIONS:
-        raise ValueError(f"Task '{NAME}': unknown corruption {corruption!r}; choose one of {', '.join(CORRUPTIONS)}.")
+        raise InputError(f"Task '{NAME}': unknown corruption {corruption!r}; choose one of {', '.join(CORRUPTIONS)}.")
     nouns = list(single_tokens(model, NOUNS, NAME, "noun", 1).items())
     generator = torch.Generator().manual_seed(seed)
     noun_at = torch.randint(len(nouns), (n,), generator=generator).tolist()
@@ -78,7 +79,7 @@ def make_task(n: int, seed: int, corruption: str | None = None, model: torch.nn.
     prompts = [_pair(model, nouns[i], CENTURIES[c], year, digits) for i, c, year in zip(noun_at, century_at, years)]
     for prompt in prompts[1:]:
         if len(prompt.clean) != len(prompts[0].clean) or prompt.labels != prompts[0].labels:
-            raise ValueError(f"Task '{NAME}': prompts tokenize to different layouts ({prompts[0].labels} vs {prompt.labels}); "
+            raise InputError(f"Task '{NAME}': prompts tokenize to different layouts ({prompts[0].labels} vs {prompt.labels}); "
                              "this tokenizer splits the template differently around some noun or year; use another model.")
     return from_prompts(NAME, prompts, "logit_diff", corruption)
 
@@ -95,10 +96,10 @@ def _pair(model: torch.nn.Module, noun: tuple[str, int], century: int, year: int
     in_prompt = tokens[units - 3 : units + 1].tolist() == year_digits and tokens[-2:].tolist() == year_digits[:2]
     next_up = torch.equal(longer[: len(tokens)], tokens) and longer[len(tokens) :].tolist() == year_digits[2:]
     if not (in_prompt and next_up):
-        raise ValueError(_not_digits(model, f"{century}{year:02d}"))
+        raise InputError(_not_digits(model, f"{century}{year:02d}"))
     corrupt = encode(model, fill(TEMPLATE, {**values, "yy": "01"})[0])
     if len(corrupt) != len(tokens):
-        raise ValueError(_not_digits(model, f"{century}01"))
+        raise InputError(_not_digits(model, f"{century}01"))
     labels = position_labels(len(tokens), {"NOUN": where["noun"], "YY_tens": units - 1, "YY_units": units})
     greater, smaller = digit_pairs(year // 10)
     return Prompt(tokens, corrupt, digits[greater], digits[smaller], torch.full((len(greater),), len(tokens) - 1),
@@ -112,7 +113,7 @@ def digit_tokens(model: torch.nn.Module, prompt: str) -> Tensor:
     for digit in range(10):
         tokens = encode(model, f"{prompt}{digit}{digit}")
         if len(tokens) != len(start) + 2 or not torch.equal(tokens[: len(start)], start) or tokens[-1] != tokens[-2]:
-            raise ValueError(_not_digits(model, f"{prompt[-2:]}{digit}{digit}"))
+            raise InputError(_not_digits(model, f"{prompt[-2:]}{digit}{digit}"))
         ids.append(int(tokens[-1]))
     return torch.tensor(ids)
 

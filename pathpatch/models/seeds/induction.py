@@ -19,6 +19,7 @@ second half before the last token) and ``END``. Every prompt has the same ``2L``
 
 import torch
 
+from pathpatch.errors import InputError
 from pathpatch.models.lm_tasks import BOS, END, bos_token, require_tokenizer, word_tokens
 from pathpatch.models.tasks import Task
 
@@ -55,9 +56,9 @@ def make_task(
     require_tokenizer(model, NAME)
     corruption = corruption or CORRUPTIONS[0]
     if corruption not in CORRUPTIONS:
-        raise ValueError(f"Task '{NAME}': unknown corruption {corruption!r}; choose one of {', '.join(CORRUPTIONS)}.")
+        raise InputError(f"Task '{NAME}': unknown corruption {corruption!r}; choose one of {', '.join(CORRUPTIONS)}.")
     if length < 2:
-        raise ValueError(f"Task '{NAME}': length={length}; the first half needs at least 2 tokens (the match and the target).")
+        raise InputError(f"Task '{NAME}': length={length}; the first half needs at least 2 tokens (the match and the target).")
     generator = torch.Generator().manual_seed(seed)
     pool = word_tokens(model, NAME, 2 * length - 1, generator)
     drawn = torch.rand(n, len(pool), generator=generator).argsort(-1)[:, : 2 * length - 1]  # [batch token]

@@ -23,6 +23,7 @@ attend to), ``S2`` and ``END``; the rest are ``other``. Templates differ in leng
 
 import torch
 
+from pathpatch.errors import InputError
 from pathpatch.models.lm_tasks import encode, fill, position_labels, require_tokenizer, single_token, single_tokens, word_positions
 from pathpatch.models.tasks import AnyTask, Prompt, from_prompts
 
@@ -79,13 +80,13 @@ def make_task(
     require_tokenizer(model, NAME)
     corruption = corruption or CORRUPTIONS[0]
     if corruption not in CORRUPTIONS:
-        raise ValueError(f"Task '{NAME}': unknown corruption {corruption!r}; choose one of {', '.join(CORRUPTIONS)}.")
+        raise InputError(f"Task '{NAME}': unknown corruption {corruption!r}; choose one of {', '.join(CORRUPTIONS)}.")
     if names is None:
         pool = single_tokens(model, NAMES, NAME, "name", MIN_NAMES)
     else:
         pool = {name: single_token(model, " " + name, NAME, "name") for name in dict.fromkeys(names)}
         if len(pool) < MIN_NAMES:
-            raise ValueError(f"Task '{NAME}': {len(pool)} distinct names given ({', '.join(pool)}); give at least {MIN_NAMES} "
+            raise InputError(f"Task '{NAME}': {len(pool)} distinct names given ({', '.join(pool)}); give at least {MIN_NAMES} "
                              "(IO, S and three others for the 'abc' corruption).")
     places = single_tokens(model, PLACES, NAME, "place", 1)
     objects = single_tokens(model, OBJECTS, NAME, "object", 1)
@@ -117,7 +118,7 @@ def _prompt(
     corrupt_text, corrupt_ends = fill(template, {**scene, **corrupt_names})
     corrupt = encode(model, corrupt_text)
     if len(corrupt) != len(clean):
-        raise ValueError(f"Task '{NAME}': {text!r} is {len(clean)} tokens but its corrupt prompt {corrupt_text!r} is {len(corrupt)}; "
+        raise InputError(f"Task '{NAME}': {text!r} is {len(clean)} tokens but its corrupt prompt {corrupt_text!r} is {len(corrupt)}; "
                          "a pair must have the same length. This tokenizer merges a name with the text next to it; use another model.")
     word_positions(model, NAME, corrupt_text, corrupt, corrupt_ends, {slot: ids[name] for slot, name in corrupt_names.items()})
     labels = position_labels(len(clean), {"IO": where[io_slot], "S1": where[s_slot], "S1_next": where[s_slot] + 1, "S2": where["S"]})

@@ -17,6 +17,7 @@ from dataclasses import replace
 
 import torch
 
+from pathpatch.errors import InputError
 from pathpatch.models.lm_tasks import encode, fill, position_labels, require_tokenizer, single_token, word_positions
 from pathpatch.models.tasks import AnyTask, Prompt, from_prompts
 
@@ -59,7 +60,7 @@ def make_task(n: int, seed: int, corruption: str | None = None, model: torch.nn.
         corrupt = encode(model, corrupt_text)
         word_positions(model, NAME, corrupt_text, corrupt, corrupt_ends, {"day": tokens[other]})
         if len(corrupt) != len(clean):
-            raise ValueError(f"Task '{NAME}': {text!r} is {len(clean)} tokens but {corrupt_text!r} is {len(corrupt)}; "
+            raise InputError(f"Task '{NAME}': {text!r} is {len(clean)} tokens but {corrupt_text!r} is {len(corrupt)}; "
                              "a pair must have the same length. Use a model whose tokenizer keeps every day one token.")
         answer, wrong = tokens[(day + 1) % len(DAYS)], tokens[(other + 1) % len(DAYS)]
         prompts.append(Prompt(clean, corrupt, torch.tensor([answer]), torch.tensor([wrong]), torch.tensor([len(clean) - 1]),

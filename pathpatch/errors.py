@@ -1,0 +1,13 @@
+"""The one exception class for bad input: a user's file, flag, factory or model that pathpatch cannot use.
+
+Raised with one line that names the offending value, where it came from and the fix; the command line
+prints that line and exits 2. Any other exception reaching the top is pathpatch's own bug (exit 3).
+It subclasses ``ValueError``, ``TypeError`` and ``KeyError`` so library callers that catch the built-in
+kinds (a bad value, a wrong type, an unknown name) keep catching it.
+"""
+
+
+class InputError(ValueError, TypeError, KeyError):
+    """Bad input, explained in one line (exit 2 on the command line)."""
+
+    __str__ = BaseException.__str__  # KeyError would quote the message

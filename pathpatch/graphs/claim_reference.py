@@ -1,0 +1,96 @@
+"""What each claim kind measures and what each key means: the one reference behind the README's claim table
+and ``pathpatch check --explain [KIND]`` (a test keeps the README in step with it)."""
+
+from pathpatch.errors import InputError
+from pathpatch.graphs.hypotheses import ATTENTION_RULES, BOUNDED, CLAIM_KEYS, COMMON, ROLES
+
+# One row per claim kind: what it measures and an example line; the README's table and `check --explain`.
+REFERENCE: tuple[tuple[str, str, str], ...] = (
+    ("path", "weakest normalized effect of the path's hops; each hop must be in the circuit",
+     'kind = "path", nodes = ["embed", "L0H0.v", "L0H0", "L1H0.v", "L1H0", "logits"], min_effect = 0.5'),
+    ("effect", "normalized effect of one edge or of all of a node's outputs (abs_max: 'negligible')",
+     'kind = "effect", edge = "embed->logits", abs_max = 0.05'),
+    ("faithfulness", "share of clean - corrupt the circuit alone recovers (direction = \"denoise\"), or loses when only it is "
+     "corrupted (\"noise\"); default: [method]'s direction",
+     'kind = "faithfulness", direction = "denoise", min = 0.9'),
+    ("head_role previous_token / attends_to", "attention mass from the claim's positions to p - offset, a token, a set, or a data rule",
+     'kind = "head_role", head = "L0H0", role = "attends_to", to = "smallest_larger", among = [0, 1, 2], min = 0.5'),
+    ("head_role uniform", "total-variation distance of attention rows from uniform",
+     'kind = "head_role", head = "L0H1", role = "uniform", max = 0.2'),
+    ("head_role induction", "attention to the token after the earlier copy, on repeated random tokens",
+     'kind = "head_role", head = "L1H0", role = "induction", min = 0.5'),
+    ("head_role copying / negative_copy", "eigenvalue copying score of the OV circuit (on a token subset with tokens); "
+     "negative_copy reports its negation, a strength",
+     'kind = "head_role", head = "L0H0", role = "copying", tokens = {from = 28, to = 37}, min = 0.7'),
+    ("composition", "Q/K/V composition score between two heads (weights)",
+     'kind = "composition", src = "L0H0", dest = "L1H0", type = "v", min = 0.3'),
+    ("virtual_ov", "diagonal top-1 accuracy of the heads' chained OV circuit (weights)",
+     'kind = "virtual_ov", heads = ["L0H0", "L1H0"], min = 0.95'),
+    ("ablation", "increase of the task loss when a head is mean-ablated",
+     'kind = "ablation", head = "L0H1", min = 1.0'),
+    ("compare", "measure(a) - measure(b) by effect or ablation, above margin",
+     'kind = "compare", a = "L0H1", b = "L0H0", by = "ablation", margin = 0.0'),
+    ("rank", "the named nodes are the strongest of among (share of them in the top, judged against 1)",
+     'kind = "rank", nodes = ["L0H1"], among = ["L0H0", "L0H1"], by = "ablation"'),
+    ("neuron", "a neuron's direct effect on the logit difference (or tokens), or its correlation with a task feature",
+     'kind = "neuron", layer = 0, neuron = 5, correlates_with = "value", min = 0.5'),
+    ("forced_attention", "task metric (default accuracy) with the heads' attention forced to p - offset: a simplified model",
+     'kind = "forced_attention", heads = ["L0H0"], offset = 1, min = 0.75'),
+    ("dla", "mean direct logit attribution (logit-difference units) of embed, a head, ATTN9 (a whole attention layer), MLP9 or bias",
+     'kind = "dla", node = "L10H7", max = 0'),
+    ("metric", "the task's metric (e.g. the logit difference) on the clean (default) or corrupt prompts, unpatched",
+     'kind = "metric", run = "clean", min = 1.0'),
+)
+
+KEY_MEANINGS = {
+    "min": "at least (signed)", "max": "at most (signed: any negative value passes max = 0.05)", "abs_max": "|value| at most: negligible",
+    "abs_min": "|value| at least: matters with either sign", "min_effect": "weakest hop's normalized effect at least",
+    "report": "true: measure and record, never judge", "direction": "noise | denoise (default: [method]'s)",
+    "edge": "SRC->DEST, optionally @POSITION", "node": "a node name (L1H0, MLP0, embed)", "head": "a head (L1H0)",
+    "heads": "a list of heads", "nodes": "a list of node names", "role": " | ".join(ROLES),
+    "offset": "attends_to/previous_token: p attends to p - offset", "token": "attends_to: a token id",
+    "to": "attends_to: a list of positions or a rule (see below)", "among": "positions a rule may pick (head_role); candidates (rank)",
+    "positions": "destinations: all | read | a list", "space": "copying: vocab | residual", "tokens": "copying: ids [3, 5] or {from, to}",
+    "src": "the earlier head", "dest": "the later head", "type": "q | k | v", "a": "the node claimed stronger", "b": "the weaker node",
+    "by": "effect | ablation", "margin": "measure(a) - measure(b) at least this", "layer": "the neuron's layer", "neuron": "its index",
+    "correlates_with": "a per-prompt feature of the task file", "metric": "logit_diff | loss | accuracy | kl | mse", "run": "clean | corrupt",
+}
+ATTENTION_RULE_MEANINGS = {
+    "smallest": "the position holding the smallest token (among 'among')", "largest": "the position holding the largest token",
+    "smallest_larger": "the smallest token larger than the destination's", "largest_smaller": "the largest token smaller than the destination's",
+    "mismatch": "positions where the clean and corrupt prompt differ", "same_token": "earlier positions holding the destination's token",
+}
+
+
+def explain(kind: str | None = None) -> str:
+    """The claim reference as plain text (``pathpatch check --explain [KIND]``): every kind, or one kind's keys."""
+    if kind is not None:
+        return _explain_kind(kind)
+    width = max(len(k) for k, _, _ in REFERENCE)
+    lines = ["Claim kinds ([[claim]] tables; every kind also takes name, report = true and direction = \"noise\"|\"denoise\"):", ""]
+    for k, meaning, example in REFERENCE:
+        lines += [f"{k.ljust(width)}  {meaning}", f"{' ' * width}  {example}"]
+    lines += ["", "Bounds: min (at least), max (at most; signed), abs_max (|value| at most: negligible), abs_min (|value| at least).",
+              "Verdicts: pass when the 95% interval lies on the right side of the bound, fail when it lies on the wrong side,",
+              "inconclusive when it straddles the bound (exit code 4 when nothing fails but something is inconclusive).",
+              "", "Positions: path and effect claims may name a node or edge at a position label of the task",
+              '(nodes = ["embed@a2", "L0H0.v@a2", "L0H0@MID", "L1H0.v@MID", "L1H0@END", "logits@END"], edge = "L0H0->L1H0.v@a1");',
+              'granularity = "position" in [method] checks them against a position-aware circuit.',
+              "", "pathpatch check --explain KIND lists one kind's keys."]
+    return "\n".join(lines)
+
+
+def _explain_kind(kind: str) -> str:
+    """One kind's meaning, example, required and optional keys (and the attention rules for head_role)."""
+    if kind not in CLAIM_KEYS:
+        raise InputError(f"--explain {kind!r}: unknown claim kind; choose one of {', '.join(CLAIM_KEYS)}.")
+    required, optional = CLAIM_KEYS[kind]
+    lines = [f"{kind}:"]
+    lines += [f"  {meaning}\n    {example}" for k, meaning, example in REFERENCE if k.split()[0] == kind]
+    for title, keys in (("required", sorted(required)), ("optional", sorted(optional | COMMON))):
+        lines += ["", f"  {title} keys:"] + [f"    {key}: {KEY_MEANINGS.get(key, '')}" for key in keys]
+    if kind in BOUNDED:
+        lines += ["", "  one bound of min, max, abs_min, abs_max (or report = true)"]
+    if kind == "head_role":
+        lines += ["", "  attention rules for to = \"RULE\":"] + [f"    {rule}: {text}" for rule, text in ATTENTION_RULE_MEANINGS.items()]
+    return "\n".join(lines)

@@ -1,0 +1,37 @@
+"""The user's own code and flags: a factory's failure is reported as the factory's (exit 2), never as a bug."""
+
+import pytest
+
+from pathpatch.cli import main
+
+FACTORIES = {
+    "raises": ("def build():\n    raise RuntimeError('weights missing')\n", "your model factory", "raised RuntimeError: weights missing (f.py:2)"),
+    "syntax": ("def build(:\n    pass\n", "your model factory", "raised SyntaxError"),
+    "exits": ("import sys\n\ndef build():\n    sys.exit(0)\n", "your model factory", "called sys.exit(0)"),
+    "exits on import": ("import sys\nsys.exit(3)\n\ndef build():\n    pass\n", "your model factory", "called sys.exit(3)"),
+}
+
+
+@pytest.mark.parametrize("source, who, what", FACTORIES.values(), ids=list(FACTORIES))
+def test_a_failing_factory_is_reported_as_the_factorys_with_exit_2(tmp_path, capsys, monkeypatch, source, who, what):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "f.py").write_text(source)
+    assert main(["discover", "--model", "f.py:build", "--task", "permute", "--out", "out"]) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if ": error: " in line]
+    assert len(lines) == 1 and who in lines[0] and what in lines[0] and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_failing_task_factory_is_the_factorys_too(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.py").write_text("def make(n, seed):\n    return {}['missing']\n")
+    assert main(["discover", "--model", "permute", "--task", "t.py:make", "--out", "out"]) == 2
+    assert "your task factory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("workers", ["0", "-2", "100000", "two"])
+def test_worker_counts_outside_the_machine_are_refused(workers, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main([f"--workers={workers}", "discover", "--model", "permute", "--out", "x"])
+    assert stop.value.code == 2 and "--workers" in capsys.readouterr().err
