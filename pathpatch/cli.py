@@ -289,6 +289,8 @@ def cmd_patch(args: argparse.Namespace) -> int:
     out = _out_dir(args.out)
     acts = [a.strip() for a in args.what.split(",") if a.strip()]
     device = check_device(args.device)
+    if args.n is not None:
+        bounded("--n", args.n, 1, MAX_PROMPTS, "prompts, e.g. --n 64")
     claim_folder(out, args.force)
     from pathpatch.discovery.activation import ACTS, absent_acts, activation_patch
     from pathpatch.discovery.config import PatchConfig

@@ -239,6 +239,9 @@ def _attention(ctx: Context, claim: Claim, task: Task) -> Tensor:
     if claim.params["role"] == "uniform":
         return distance_from_uniform(pattern, dest, ctx.model.cfg.attention_dir == "causal")
     if "token" in claim.params:
+        if not 0 <= int(claim.params["token"]) < ctx.model.cfg.d_vocab:
+            raise InputError(f"Claim {claim.name!r}: token = {claim.params['token']} is outside the model's vocabulary "
+                             f"(0..{ctx.model.cfg.d_vocab - 1}); give a token id the model reads.")
         holds = (task.clean.cpu() == int(claim.params["token"]))[:, None, :].expand(-1, len(dest), -1)  # [batch dest src]
         return attention_to(pattern, dest, holds)
     if "to" in claim.params:
@@ -273,10 +276,16 @@ def check_forced_attention(ctx: Context, claim: Claim) -> ClaimResult:
     heads = [ctx.graph.node(h) for h in claim.params["heads"]]
     metric = claim.params.get("metric", "accuracy")
     values = []
+    offset = int(claim.params.get("offset", 1))
     for task in task_groups(ctx.task):
         scored = with_metric(task, metric)
         dest = destinations(claim.params.get("positions", "read"), task, task.clean.shape[1])
-        values.append(forced_pattern_metric(ctx.model, scored, [(h.layer, h.head) for h in heads], dest, int(claim.params.get("offset", 1))))
+        reachable = (dest - offset >= 0) & (dest - offset < task.clean.shape[1]) & ((offset >= 0) | (not is_causal(ctx.model)))
+        if not bool(reachable.all()):
+            raise InputError(f"Claim {claim.name!r}: offset {offset} sends position {int(dest[~reachable][0])} to "
+                             f"{int(dest[~reachable][0]) - offset}, which {'a causal head cannot see' if offset < 0 else 'the prompt lacks'}; "
+                             f"give an offset from 0 to {int(dest.min())} for these positions.")
+        values.append(forced_pattern_metric(ctx.model, scored, [(h.layer, h.head) for h in heads], dest, offset))
     per_prompt = torch.cat(values)
     return _threshold_result(ctx, claim, lambda idx: per_prompt[idx].mean(), len(per_prompt))
 

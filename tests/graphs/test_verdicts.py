@@ -162,3 +162,18 @@ def test_explain_lists_one_kinds_keys_and_what_each_attention_rule_picks(capsys)
     out = capsys.readouterr().out
     assert all(f"    {key}:" in out for key in CLAIM_KEYS["head_role"][1]) and "mismatch: positions where the clean and corrupt" in out
     assert main(["check", "--explain", "telepathy"]) == 2 and "unknown claim kind" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("claim, message", [
+    ('kind = "head_role"\nhead = "L0H0"\nrole = "attends_to"\ntoken = 100000\nmin = 0.5', "outside the model's vocabulary"),
+    ('kind = "forced_attention"\nheads = ["L0H0"]\noffset = -1\nmin = 0.5', "a causal head cannot see"),
+    ('kind = "forced_attention"\nheads = ["L0H0"]\noffset = 40\nmin = 0.5', "the prompt lacks"),
+])
+def test_claims_no_prompt_can_measure_are_bad_input(tmp_path, capsys, claim, message):
+    assert main(["check", write(tmp_path, claim)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_patch_refuses_more_prompts_than_the_limit(tmp_path, capsys):
+    assert main(["patch", "--model", "permute", "--n", "200000000", "--out", str(tmp_path / "p")]) == 2
+    assert "--n 200000000" in capsys.readouterr().err
