@@ -28,13 +28,14 @@ def run(argv: list[str], capsys) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
-def assert_error(code: int, err: str, expected_code: int, named: str) -> None:
-    """One ``pathpatch ...: error:`` line naming ``named``, no traceback, and ``expected_code``."""
+def assert_error(code: int, err: str, expected_code: int, named: str) -> str:
+    """One ``pathpatch ...: error:`` line naming ``named``, no traceback, and ``expected_code``; return the line."""
     assert "Traceback" not in err, err
     errors = [line for line in err.splitlines() if ": error: " in line]
     assert len(errors) == 1 and errors[0].startswith("pathpatch"), err
     assert named in errors[0], f"{named!r} not in {errors[0]!r}"
     assert code == expected_code, (code, err)
+    return errors[0]
 
 
 # --- arguments -------------------------------------------------------------------------------------------------

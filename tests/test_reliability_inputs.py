@@ -14,30 +14,12 @@ import pytest
 import torch
 
 from pathpatch.cli import main
+from tests.test_fuzz import assert_error, run
 
 FIXTURES = Path(__file__).parent / "graphs" / "fixtures"
 BOM = b"\xef\xbb\xbf"
 PAIR = {"clean": [1, 2, 3], "corrupt": [1, 2, 4], "answer": 1, "wrong_answer": 2}
 FAST = ["--method", "eap", "--no-cross-check"]
-
-
-def run(argv: list[str], capsys) -> tuple[int, str]:
-    """Run the command line; return the exit code and stderr (argparse's usage errors exit via SystemExit)."""
-    try:
-        code = main(argv)
-    except SystemExit as exit_info:
-        code = exit_info.code
-    return code, capsys.readouterr().err
-
-
-def assert_error(code: int, err: str, expected_code: int, named: str) -> str:
-    """One ``pathpatch ...: error:`` line naming ``named``, no traceback, and ``expected_code``; return the line."""
-    assert "Traceback" not in err, err
-    errors = [line for line in err.splitlines() if ": error: " in line]
-    assert len(errors) == 1 and errors[0].startswith("pathpatch"), err
-    assert named in errors[0], f"{named!r} not in {errors[0]!r}"
-    assert code == expected_code, (code, err)
-    return errors[0]
 
 
 # --- convert: EAP-IG files ----------------------------------------------------------------------------------------
