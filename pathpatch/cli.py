@@ -728,8 +728,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     logging.getLogger("pathpatch.progress").setLevel(logging.INFO)  # estimates and progress lines, also off a terminal
+    if _launched() and os.environ.get("RANK", "0") != "0":
+        logging.disable(logging.WARNING)  # rank 0 says it once
     if args.workers > 1 and not _launched():
-        return _launch_workers(args.workers, argv)
+        return _launch_workers(args.workers, argv, args.command)
     args.command_line = shlex.join(["pathpatch", *argv])
     with _sigterm_raises():
         try:
@@ -738,6 +740,8 @@ def main(argv: list[str] | None = None) -> int:
             code, message = explain_error(err)
             if args.verbose or args.debug:  # the traceback, then the line; the exit code stays the same
                 traceback.print_exc()
+            if _left_for_launcher(code, message, err):
+                return code
         _error(args, message)
         return code
 
@@ -751,9 +755,16 @@ def _launched() -> bool:
     return launched()
 
 
-def _launch_workers(n: int, argv: list[str]) -> int:
-    """Run this command under ``torchrun --standalone --nproc-per-node n`` (every rank runs it; rank 0 writes)."""
-    import subprocess
+def _left_for_launcher(code: int, message: str, err: BaseException) -> bool:
+    """In a rank started by ``--workers``, leave the error for the launcher to report once; return whether it did."""
+    from pathpatch.discovery.distributed import is_peer_failure, leave_error
+
+    return leave_error(code, message, isinstance(err, Terminated) or is_peer_failure(err))
+
+
+def _launch_workers(n: int, argv: list[str], command: str) -> int:
+    """Run this command as ``n`` ranks (as ``torchrun --standalone --nproc-per-node n``; rank 0 writes)."""
+    from pathpatch.discovery.distributed import launch
 
     rest, skip = [], False
     for i, arg in enumerate(argv):
@@ -764,8 +775,10 @@ def _launch_workers(n: int, argv: list[str]) -> int:
         elif not arg.startswith("--workers="):
             rest.append(arg)
     # The command line travels in the environment: torchrun's own parser would take abbreviations such as --n.
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}", "-m", "pathpatch"]
-    return subprocess.run(command, env={**os.environ, WORKER_ARGV: json.dumps(rest)}).returncode
+    code, message = launch(n, {WORKER_ARGV: json.dumps(rest)})
+    if message:
+        print(f"pathpatch {command}: error: {message}", file=sys.stderr)
+    return code
 
 
 def explain_error(err: BaseException) -> tuple[int, str]:

@@ -33,7 +33,7 @@ from pathpatch.discovery.config import CORRUPTIONS, PatchConfig
 from pathpatch.discovery.cost import estimate
 from pathpatch.discovery.graph import ComputeGraph
 from pathpatch.discovery.runner import memory_budget
-from pathpatch.errors import InputError
+from pathpatch.errors import InputError, listed
 from pathpatch.graphs.circuit import Circuit
 from pathpatch.graphs.faithfulness import faithfulness
 from pathpatch.models.tasks import AnyTask
@@ -140,7 +140,7 @@ def doubts(faith: dict[str, float], table: pd.DataFrame, config: "DiscoverConfig
         return []
     measured = ", ".join(f"{r.corruption} {_both(r.faithfulness, r.noise_faithfulness)}" for r in failing)
     best = next((r for r in failing if r.corruption in {f.corruption for f in found}), failing[0])
-    adds = f"; a {best.corruption} run also keeps {_listed(best.added)}" if best.added else ""
+    adds = f"; a {best.corruption} run also keeps {listed(_edges(best.added), 6)}" if best.added else ""
     return [f"the {config.corruption} corruption may hide edges: it keeps some inputs the same that the circuit relies on, and under "
             f"{measured} (each a share of its own clean - corrupt) the circuit falls below {FAITHFUL}{adds}; rerun with "
             f"--corruption {best.corruption} to see them"]
@@ -171,12 +171,6 @@ def _tries(config: "DiscoverConfig", directions: tuple[str, ...], table: pd.Data
     return tries
 
 
-def _listed(edges: str, most: int = 6) -> str:
-    """A ';'-joined edge list as text, the first ``most`` named."""
-    names = [e for e in edges.split(";") if e]
-    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
-
-
 def normaliser_text(faith: dict[str, float], corruption: str, task_corruption: str | None) -> str:
     """One sentence for reports: the clean - corrupt gap that every share is of, and where its corrupt end comes from."""
     source = {
@@ -198,7 +192,7 @@ def cross_markdown(table: pd.DataFrame) -> list[str]:
     for r in table.itertuples():
         lines.append(f"| {r.corruption} | {number(r.gap, '.4g')} | {number(r.faithfulness)} | {number(r.noise_faithfulness)} | "
                      f"{number(r.found_edges, '.0f')} | {number(r.found_faithfulness)} | {number(r.found_noise_faithfulness)} | "
-                     f"{_listed(r.added)} | {r.note} |")
+                     f"{listed(_edges(r.added), 6)} | {r.note} |")
     return lines
 
 
@@ -206,3 +200,8 @@ def _first_sentence(err: Exception) -> str:
     """An error's first sentence, without the ``Task 'name': `` prefix (for notes in a table)."""
     text = str(err).split("; ")[0].split(". ")[0]
     return text.split("': ", 1)[1] if text.startswith("Task '") and "': " in text else text
+
+
+def _edges(joined: str) -> list[str]:
+    """The edge names in a ';'-joined list."""
+    return [e for e in joined.split(";") if e]

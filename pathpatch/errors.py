@@ -11,3 +11,17 @@ class InputError(ValueError, TypeError, KeyError):
     """Bad input, explained in one line (exit 2 on the command line)."""
 
     __str__ = BaseException.__str__  # KeyError would quote the message
+
+
+def listed(items, most: int = 5, show=str) -> str:
+    """``items`` as text for a message: all of them joined by commas, or the first ``most`` and how many more
+    (a list of thousands of tokens stays one readable line). ``show`` writes one item.
+
+    >>> listed([1, 2, 3])
+    '1, 2, 3'
+    >>> listed(range(100), most=3)
+    '0, 1, 2 and 97 more'
+    """
+    items = list(items)
+    shown = ", ".join(show(item) for item in items[:most])
+    return f"{shown} and {len(items) - most} more" if len(items) > most else shown

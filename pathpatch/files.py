@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pathpatch.errors import InputError
+from pathpatch.errors import InputError, listed
 
 MARKER = ".pathpatch-run.json"
 MAX_INPUT_BYTES = 50 * 2**20  # circuit JSON, hypothesis TOML, prompt files: refused above this size, before parsing
@@ -61,6 +61,8 @@ def write_text_atomic(target: Path, text: str) -> Path:
 def read_text_limited(path: "str | Path", what: str, limit: int = MAX_INPUT_BYTES) -> str:
     """Return the UTF-8 text of ``path``, refusing files over ``limit`` bytes before reading them.
 
+    A byte-order mark at the start (Windows editors write one) is dropped, not refused.
+
     Raises:
         FileNotFoundError: No such file.
         ValueError: A folder, a file over the limit, or text that is not UTF-8.
@@ -70,7 +72,7 @@ def read_text_limited(path: "str | Path", what: str, limit: int = MAX_INPUT_BYTE
         raise InputError(f"{path} is a folder; give the {what} file itself.")
     check_size(path, what, limit)
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
         raise InputError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start}); give the {what} file as UTF-8.") from None
 
@@ -168,7 +170,7 @@ def claim_folder(target: "str | Path", force: bool = False) -> bool:
         return False
     foreign = foreign_entries(target)
     if foreign and not force:
-        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        shown = listed(foreign)
         raise InputError(f"--out {target} holds files pathpatch did not write ({shown}); choose an empty or new folder, "
                          "or pass --force to write beside them (they are kept).")
     if holds_cwd and not force:

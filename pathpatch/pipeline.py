@@ -378,6 +378,7 @@ def resolve(
             )
         task = own
     loaded_task = load_task(task, loaded, n=config.n, seed=config.seed, corruption=config.task_corruption)
+    loaded_task.check_model(loaded)  # before any run: a factory's or a caller's task may not fit this model
     return loaded, (with_metric(loaded_task, config.metric) if config.metric else loaded_task)
 
 

@@ -161,6 +161,7 @@ SHAPE = ["--n-layers", "2", "--n-heads", "2", "--d-model", "8"]
     ({"score": "inf"}, "scores.csv:2: score 'inf'"),
     ({"score": "big"}, "scores.csv:2: score 'big'"),
     ({"edge": "L9H9->logits"}, "scores.csv:2: Unknown node 'L9H9'"),
+    ({"edge": "L1H1->logits"}, "is scored again (first on line"),
 ])
 def test_a_score_table_with_a_bad_row_exits_2_naming_file_and_line(row0, named, tmp_path, capsys):
     path = scores_csv(tmp_path, row0)
@@ -311,7 +312,7 @@ def long_lines(name: str):
     ("metric.jsonl", "unknown metric 'xxxxxxxxxx"),
     ("label.jsonl", "label '----------"),
     ("token.jsonl", "token id 99999999"),
-    ("columns.csv", "found 'c0', 'c1', 'c2', 'c3', 'c4', 'c5', 'c6', 'c7', 'c8', 'c9' ... and 4990 more"),
+    ("columns.csv", "found 'c0', 'c1', 'c2', 'c3', 'c4', 'c5', 'c6', 'c7', 'c8', 'c9' and 4990 more"),
 ])
 def test_an_error_naming_a_huge_value_stays_one_short_line(name, named, tmp_path, capsys):
     (tmp_path / name).write_text(long_lines(name) + "\n")
@@ -324,15 +325,51 @@ def test_a_multi_token_answer_lists_at_most_ten_of_its_tokens(tiny_gpt2_dir, tmp
     (tmp_path / "p.jsonl").write_text(json.dumps({"clean": "Today it is", "corrupt": "Today it was", "answer": answer, "wrong_answer": " so"}) + "\n")
     line = assert_error(*run(["discover", "--model", str(tiny_gpt2_dir), "--task", str(tmp_path / "p.jsonl"), "--out", str(tmp_path / "run")],
                              capsys), 2, "is 500 tokens [")
-    assert "... and 490 more], not one" in line and len(line) < 500, line
+    assert " and 490 more], not one" in line and len(line) < 500, line
 
 
 @pytest.mark.parametrize("content, named", [
     (b'{"clean": [1, 2, ' + b"9" * 5000 + b'], "corrupt": [1, 2, 4], "answer": 1, "wrong_answer": 2}\n', "p.jsonl:1: invalid JSON (Exceeds the limit"),
-    (b'{"clean": "caf\xe9"}\n', "p.jsonl: not UTF-8 text"),
+    (b'{"clean": "caf\xe9"}\n', "p.jsonl is not UTF-8 text"),
     (json.dumps({**PAIR, "clean": [1] * 13, "corrupt": [2] * 13}).encode() + b"\n",
      "p.jsonl:1: field 'clean': has 13 positions but the model reads at most n_ctx=12"),
 ], ids=["5000-digit-id", "latin-1", "longer-than-n_ctx"])
 def test_prompt_files_that_python_cannot_read_exit_2(content, named, tmp_path, capsys):
     (tmp_path / "p.jsonl").write_bytes(content)
     assert_error(*run(["discover", "--model", "permute", "--task", str(tmp_path / "p.jsonl"), "--out", str(tmp_path / "run")], capsys), 2, named)
+
+
+# --- byte-order marks, sizes and long lists everywhere a file is read ---------------------------------------------
+
+def test_a_bom_before_circuit_json_and_hypothesis_toml_is_read(tmp_path):
+    from pathpatch.graphs.circuit import from_json
+    from pathpatch.graphs.hypotheses import load_hypothesis
+
+    assert main(["convert", str(FIXTURES / "eap_2l2h.json"), str(tmp_path / "c.json")]) == 0
+    (tmp_path / "bom.json").write_bytes(BOM + (tmp_path / "c.json").read_bytes())
+    assert from_json(tmp_path / "bom.json").scored_edges == from_json(tmp_path / "c.json").scored_edges
+    toml = Path(__file__).parents[1] / "hypotheses" / "permute.toml"
+    (tmp_path / "bom.toml").write_bytes(BOM + toml.read_bytes())
+    assert load_hypothesis(tmp_path / "bom.toml").claims == load_hypothesis(toml).claims
+
+
+def test_a_prompt_file_over_the_size_limit_is_refused_before_reading(tmp_path, capsys):
+    with open(tmp_path / "p.jsonl", "wb") as handle:  # sparse: no disk is used
+        handle.truncate(51 * 2**20)
+    assert_error(*run(["discover", "--model", "permute", "--task", str(tmp_path / "p.jsonl"), "--out", str(tmp_path / "run")], capsys),
+                 2, "prompt files are limited to 50 MB")
+
+
+def test_a_claim_listing_thousands_of_positions_is_named_in_one_short_line(tmp_path, capsys):
+    (tmp_path / "h.toml").write_text('model = "permute"\ntask = "permute"\n[[claim]]\nkind = "head_role"\nhead = "L0H0"\nrole = "attends_to"\n'
+                                     f'to = [0]\npositions = {list(range(100, 5100))}\nmin = 0.5\n')
+    line = assert_error(*run(["check", str(tmp_path / "h.toml")], capsys), 2, "positions 100, 101, 102, 103, 104 and 4995 more lie outside")
+    assert len(line) < 400, line
+
+
+def test_a_score_table_scoring_an_edge_twice_names_both_lines(tmp_path, capsys):
+    path = scores_csv(tmp_path)
+    rows = path.read_text().splitlines()
+    path.write_text("\n".join([*rows, rows[3]]) + "\n")
+    assert_error(*run(["convert", str(path), str(tmp_path / "out.json"), "--to", "eap-json", *SHAPE], capsys), 2,
+                 f"scores.csv:{len(rows) + 1}: edge {rows[3].split(',')[0]!r} is scored again (first on line 4)")

@@ -64,7 +64,7 @@ def test_discover_refuses_a_model_with_a_permanent_mask_hook_in_one_line(factory
     assert code == 2, err
     [line] = error_lines(err)
     assert "permanent forward hook at hook_tokens (build.<locals>.mask_cache at " in line
-    assert "blocks.0.attn.hook_attn_scores and blocks.1.attn.hook_attn_scores (build.<locals>.mask_apply" in line
+    assert "blocks.0.attn.hook_attn_scores, blocks.1.attn.hook_attn_scores (build.<locals>.mask_apply" in line
     assert "reset_hooks(including_permanent=True)" in line and "Traceback" not in err
     assert not (tmp_path / "d").exists()
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from pathpatch.errors import InputError
+from pathpatch.errors import InputError, listed
 
 # torch's per-module hook tables and the kind of hook each holds
 TORCH_HOOKS = (
@@ -88,23 +88,16 @@ def refuse_user_hooks(model: torch.nn.Module) -> None:
         places = groups.setdefault((hook.kind, hook.function), [])
         if hook.place not in places:
             places.append(hook.place)
-    listed = "; ".join(f"{kind}{'s' if len(places) > 1 else ''} at {_places(places)} ({function})"
+    where = "; ".join(f"{kind}{'s' if len(places) > 1 else ''} at {listed(places, SHOWN)} ({function})"
                        for (kind, function), places in groups.items())
     raise InputError(
-        f"The model carries hooks pathpatch did not add: {listed}. pathpatch cannot patch around them: it stacks patched "
+        f"The model carries hooks pathpatch did not add: {where}. pathpatch cannot patch around them: it stacks patched "
         "variants on the batch and starts runs mid-model, so what such a hook keeps between runs or hook points (a cached "
         "padding mask, say) has the wrong batch size or is stale. Remove them (model.reset_hooks(including_permanent=True), "
         "or handle.remove() for torch hooks) and fold what they do into the model or the task's prompts (a prompt file "
         "may hold unpadded prompts of several lengths: edges are patched in groups of one length); `pathpatch lens` reads "
         "such a model as it is."
     )
-
-
-def _places(places: list[str]) -> str:
-    """``a, b and c``, or the first ``SHOWN`` and how many more."""
-    if len(places) > SHOWN:
-        return f"{', '.join(places[:SHOWN])} and {len(places) - SHOWN} more"
-    return places[0] if len(places) == 1 else f"{', '.join(places[:-1])} and {places[-1]}"
 
 
 def _unwrap(function: object) -> object:

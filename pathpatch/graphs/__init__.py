@@ -1,1 +1,1 @@
-"""Circuits as networkx graphs: pruning, faithfulness, hypothesis checks and export (issue 5)."""
+"""Circuits as networkx graphs and what reads them: faithfulness, hypothesis checks, reports and export."""

@@ -23,7 +23,7 @@ attention to a position: document 003's "simplified model".
 import torch
 from torch import Tensor
 
-from pathpatch.errors import InputError
+from pathpatch.errors import InputError, listed
 from pathpatch.models.tasks import Task
 from pathpatch.names import hook_name
 
@@ -50,7 +50,7 @@ def destinations(spec: "str | list[int]", task: Task, n_pos: int) -> Tensor:
 def _positions(values: list[int], n_pos: int, key: str) -> Tensor:
     bad = [p for p in values if not -n_pos <= p < n_pos]
     if bad:
-        raise InputError(f"{key} = {values}: positions {bad} lie outside prompts of length {n_pos}; use 0..{n_pos - 1} or negatives from the end.")
+        raise InputError(f"{key} = {listed(values)}: positions {listed(bad)} lie outside prompts of length {n_pos}; use 0..{n_pos - 1} or negatives from the end.")
     return torch.tensor(values) % n_pos
 
 

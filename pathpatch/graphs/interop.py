@@ -279,7 +279,8 @@ def _check_shape(n_layers: int | None, n_heads: int | None) -> None:
 
 
 def _read_scores(src: Path, graph: ComputeGraph) -> pd.DataFrame:
-    """Read a score table (``scores.csv``), refusing unreadable files, edges ``graph`` lacks and scores that are not finite numbers."""
+    """Read a score table (``scores.csv``), refusing unreadable files, edges ``graph`` lacks, edges scored twice and
+    scores that are not finite numbers."""
     try:
         scores = pd.read_csv(src, keep_default_na=False, encoding="utf-8-sig")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
@@ -298,6 +299,13 @@ def _read_scores(src: Path, graph: ComputeGraph) -> pd.DataFrame:
                 graph.edge(name)  # a per-position edge ('L0H0->L1H0.v@3') is known this way; others raise, naming the problem
             except ValueError as err:
                 raise InputError(f"{src}:{line}: {err}") from None
+    repeated = scores["edge"].astype(str).duplicated()
+    if repeated.any():
+        line = int(repeated.to_numpy().argmax())
+        name = str(scores["edge"].iloc[line])
+        first = int(scores["edge"].astype(str).eq(name).to_numpy().argmax())
+        raise InputError(f"{src}:{line + 2}: edge {name[:60]!r} is scored again (first on line {first + 2}); "
+                         "keep one row per edge, as scores.csv has.")
     return scores.assign(edge=scores["edge"].astype(str), score=numbers.astype(float))
 
 

@@ -15,7 +15,7 @@ positions) and a per-prompt feature the task carries (``Task.features``).
 import torch
 from torch import Tensor
 
-from pathpatch.errors import InputError
+from pathpatch.errors import InputError, listed
 from pathpatch.models.tasks import Task
 from pathpatch.names import hook_name
 
@@ -56,7 +56,7 @@ def direct_effect(model: torch.nn.Module, task: Task, layer: int, neuron: int, t
         if tokens is not None:
             bad = [t for t in tokens if not 0 <= t < W_U.shape[1]]
             if bad:
-                raise InputError(f"Neuron claim: tokens {bad} lie outside the output vocabulary 0..{W_U.shape[1] - 1}.")
+                raise InputError(f"Neuron claim: tokens {listed(bad)} lie outside the output vocabulary 0..{W_U.shape[1] - 1}.")
             per_token = (out @ W_U[:, tokens]).sum().cpu().expand_as(act)  # [batch pos]
         else:
             if task.wrong_answers is None:

@@ -24,7 +24,7 @@ import warnings
 
 import torch
 
-from pathpatch.errors import InputError
+from pathpatch.errors import InputError, listed
 from pathpatch.names import Node
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def copying_score(model: torch.nn.Module, node: Node, space: str = "vocab", toke
             if tokens is not None:
                 bad = [t for t in tokens if not 0 <= t < matrix.shape[0]]
                 if bad or not tokens:
-                    raise InputError(f"Copying claim on {node.name}: tokens {bad or tokens} lie outside the vocabulary 0..{matrix.shape[0] - 1}; "
+                    raise InputError(f"Copying claim on {node.name}: tokens {listed(bad or tokens)} lie outside the vocabulary 0..{matrix.shape[0] - 1}; "
                                      "list token ids the model reads and writes.")
                 index = torch.tensor(tokens, device=matrix.device)
                 matrix = matrix[index][:, index]  # [token token]

@@ -31,7 +31,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from pathpatch.errors import InputError
+from pathpatch.errors import InputError, listed
 from pathpatch.files import write_atomic, write_text_atomic
 from pathpatch.models.checkpoint_config import ConfigSource, _is_tl_config, config_to_json, make_config
 
@@ -210,18 +210,13 @@ def fit_state_dict(model: HookedTransformer, state: dict, source: Path) -> dict[
         if k in state and state[k].shape != v.shape
     ]
     problems = {"missing": missing, "unexpected": unexpected, "wrong shape": shapes}
-    listed = "; ".join(f"{kind}: {_few(keys)}" for kind, keys in problems.items() if keys)
-    if listed:
+    found = "; ".join(f"{kind}: {listed(keys, 4)}" for kind, keys in problems.items() if keys)
+    if found:
         raise InputError(
-            f"The weights in {source} do not fit the config ({listed}); pass the config the weights were saved "
+            f"The weights in {source} do not fit the config ({found}); pass the config the weights were saved "
             "with, e.g. re-save both together with pathpatch.models.save_model(model, dir)."
         )
     return state
-
-
-def _few(keys: list[str]) -> str:
-    """The first four of ``keys``, then ``...`` if there are more."""
-    return ", ".join(keys[:4]) + (" ..." if len(keys) > 4 else "")
 
 
 def read_tokenizer(directory: Path, tokenizer_name: str | None = None):

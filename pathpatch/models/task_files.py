@@ -60,7 +60,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from pathpatch.errors import InputError
+from pathpatch.errors import InputError, listed
+from pathpatch.files import check_size, read_text_limited
 from pathpatch.factories import import_factory, parse_factory
 from pathpatch.models.tasks import LABEL, METRICS, OTHER, AnyTask, MetricFn, MetricName, Prompt, Task, TaskGroups, from_prompts, with_metric
 from pathpatch.models.zoo import TASK_CORRUPTIONS, build_task
@@ -151,6 +152,7 @@ def load_task(
         raise InputError(f"Unknown task {text!r}; bundled tasks are {', '.join(TASK_CORRUPTIONS)}; or give {FILE_FORMS}.")
     if not path.is_file():
         raise FileNotFoundError(f"Task file {path} does not exist (relative to {Path.cwd()}); check the path.")
+    check_size(path, "prompt")
     return _file_task(path, reader(path), model, n, corruption, metric, name)
 
 
@@ -335,20 +337,6 @@ def _brief(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _few(values: list, limit: int = 10) -> str:
-    """The first ``limit`` values, then how many more there are."""
-    shown = ", ".join(_brief(value) for value in values[:limit])
-    return shown + (f" ... and {len(values) - limit} more" if len(values) > limit else "")
-
-
-def _read_text(path: Path) -> str:
-    """Return a prompt file's UTF-8 text without the byte-order mark Windows editors write first."""
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise InputError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); save the file as UTF-8.") from None
-
-
 def _token_ids(record: _Record, key: str, ids: list, d_vocab: int | None) -> Tensor:
     """Return token ids as a long tensor, refusing ids outside ``[0, d_vocab)``."""
     for index, token in enumerate(ids):
@@ -399,7 +387,7 @@ def _answer_tokens(record: _Record, key: str, n_read: int, model) -> Tensor:
             _tokenizer_or_fail(record, key, model)
             tokens = model.to_tokens(item, prepend_bos=False, move_to_device=False, truncate=False)[0].tolist()
             if len(tokens) != 1:
-                raise record.fail(key, f"{_brief(item)} is {len(tokens)} tokens [{_few(tokens)}], not one; pick an answer that is "
+                raise record.fail(key, f"{_brief(item)} is {len(tokens)} tokens [{listed(tokens, 10, _brief)}], not one; pick an answer that is "
                                   "a single token (often with a leading space), or give its token id.")
             ids.append(tokens[0])
         elif _is_int(item):
@@ -423,7 +411,7 @@ def _targets(record: _Record, n_read: int, model) -> Tensor:
 def _read_jsonl(path: Path) -> _Records:
     """Read a JSONL file: an optional header line, then one prompt object per line; blank lines skipped."""
     header, records = None, []
-    for number, line in enumerate(_read_text(path).split("\n"), start=1):
+    for number, line in enumerate(read_text_limited(path, "prompt").split("\n"), start=1):
         stripped, where = line.strip(), f"{path}:{number}"
         if not stripped:
             continue
@@ -476,7 +464,7 @@ def _read_eap_csv(path: Path) -> _Records:
         greater_than = " (a 'label' column is EAP-IG's greater-than format, scored by probability difference: not supported)"
         hint = greater_than if "label" in frame.columns else ""
         raise InputError(f"{path}:1: field '{missing[0]}': column missing{hint}; EAP-IG's CSV has columns "
-                         f"{', '.join(EAP_COLUMNS.values())}, found {_few([str(c) for c in frame.columns])}.")
+                         f"{', '.join(EAP_COLUMNS.values())}, found {listed(frame.columns, 10, _brief)}.")
     columns = {key: frame[column].tolist() for key, column in EAP_COLUMNS.items()}
     records = []
     for row, line in enumerate(_csv_lines(path, len(frame))):
@@ -517,7 +505,7 @@ def _csv_lines(path: Path, count: int) -> list[int]:
 
 def _read_auto_circuit(path: Path) -> _Records:
     """Read auto-circuit's dataset JSON: ``{"prompts": [{"clean", "corrupt", "answers", "wrong_answers"}]}``."""
-    text = _read_text(path)
+    text = read_text_limited(path, "prompt")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:

@@ -23,7 +23,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from pathpatch.errors import InputError
+from pathpatch.errors import InputError, listed
 
 MetricName = Literal["logit_diff", "loss", "accuracy", "kl", "mse"]
 METRICS: tuple[str, ...] = ("logit_diff", "loss", "accuracy", "kl", "mse")
@@ -275,7 +275,7 @@ def _check_task(task: Task) -> None:
     bad = task.positions[(task.positions < -n_pos) | (task.positions >= n_pos)]
     if len(bad):
         raise InputError(
-            f"Task '{name}': read positions {bad.tolist()} lie outside inputs of length {n_pos}; "
+            f"Task '{name}': read positions {listed(bad.tolist())} lie outside inputs of length {n_pos}; "
             f"use positions in 0..{n_pos - 1} (or negative from the end)."
         )
     expected = (n_batch, len(task.positions))

@@ -244,7 +244,7 @@ FALSE_CLAIMS = {
 }
 BAD_CLAIMS = {
     "unknown rule": ('kind = "head_role"\nhead = "L1H0"\nrole = "attends_to"\nto = "biggest"\nmin = 0.5', "to = 'biggest'"),
-    "position out of range": ('kind = "head_role"\nhead = "L1H0"\nrole = "attends_to"\nto = [40]\nmin = 0.5', "positions [40] lie outside"),
+    "position out of range": ('kind = "head_role"\nhead = "L1H0"\nrole = "attends_to"\nto = [40]\nmin = 0.5', "to = 40: positions 40 lie outside"),
     "rank outsider": ('kind = "rank"\nnodes = ["L0H0"]\namong = ["L1H0"]', "not among the candidates"),
     "neuron without MLP": ('kind = "neuron"\nlayer = 0\nneuron = 1\nmin = 0.0', "has no MLP"),
     "report not bool": ('kind = "faithfulness"\nmin = 0.5\nreport = "yes"', "report = 'yes'"),

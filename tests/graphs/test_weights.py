@@ -68,5 +68,5 @@ def test_copying_on_a_token_subset_scores_the_sub_circuit_among_those_tokens():
     eig = torch.linalg.eigvals(block)
     assert copying_score(model, head, tokens=subset) == pytest.approx(float(eig.real.sum() / eig.abs().sum()), abs=1e-9)
     assert copying_score(model, head, tokens=subset) != pytest.approx(copying_score(model, head), abs=1e-3)
-    with pytest.raises(ValueError, match=r"tokens \[99\] lie outside the vocabulary 0..19"):
+    with pytest.raises(ValueError, match=r"tokens 99 lie outside the vocabulary 0..19"):
         copying_score(model, head, tokens=[1, 99])

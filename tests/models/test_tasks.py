@@ -116,7 +116,7 @@ def make(**changes):
     [
         (dict(corrupt=torch.ones(2, 5, dtype=torch.long)), r"clean is \(2, 4\) but corrupt is \(2, 5\)"),
         (dict(corrupt=torch.ones(2, 4)), "give both as token ids"),
-        (dict(positions=torch.tensor([4])), r"read positions \[4\] lie outside inputs of length 4"),
+        (dict(positions=torch.tensor([4])), r"read positions 4 lie outside inputs of length 4"),
         (dict(positions=torch.tensor([], dtype=torch.long)), "non-empty"),
         (dict(wrong_answers=None), "needs wrong_answers"),
         (dict(answers=torch.zeros(3, 1, dtype=torch.long)), r"answers are \(3, 1\)"),
