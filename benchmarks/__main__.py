@@ -115,7 +115,7 @@ def render(res: Results, out: Path) -> str:
         *targets(res.rows, res.acc, res.kind), "",
         "### Every method in plain forwards", "", f"Setting: {res.cost_setting}.", "",
         "Seconds over one plain forward of the same model and clean batch: the work a method does, whatever the machine.", "",
-        methods.markdown(res.costs), "",
+        methods.markdown(res.costs), "", *methods.targets(res.costs), "",
         "### Scaling", "", "Base: 2 layers, 4 heads, d_model 128, d_mlp 512, vocabulary 1000, batch 8 x seq 16; one axis grown at a time.",
         "", res.scale.to_markdown(index=False, floatfmt=".3g"), "", link("scaling.png"), "",
         "### Accuracy against ground truth", "", res.acc.roc.to_markdown(index=False, floatfmt=".3f"), "", link("roc.png"), "",
@@ -126,7 +126,7 @@ def render(res: Results, out: Path) -> str:
 
 
 def targets(rows: list, acc: accuracy.AccuracyResult, kind: str) -> list[str]:
-    """Issue 4 and 6 targets, read off this run's numbers."""
+    """The speed, efficiency and accuracy targets, read off this run's numbers."""
     tl = [r.ratio for r in rows if r.baseline == "TL patching" and "ceiling" not in r.work]
     ceilings = [r for r in rows if "ceiling" in r.work]
     eff = [r.ratio for r in rows if r.baseline == "plain forward"]

@@ -195,7 +195,8 @@ def patching_hooks(model: torch.nn.Module, ungroup: bool = True) -> Iterator[Non
     ``use_split_qkv_input`` gives every head its own q/k/v input; ``use_hook_mlp_in`` (models with MLPs)
     gives MLPs theirs. With ``ungroup``, a grouped-query model also computes every query head's key and
     value from that head's own input (``ungroup_grouped_query_attention``): the same numbers, but an
-    edge into ``L1H0.k`` then reaches head 0's keys only, as EAP-IG's ungrouped graph has it.
+    edge into ``L1H0.k`` then reaches head 0's keys only, as EAP-IG's ungrouped graph has it. GPT-2's ``gelu_new``
+    runs as the fused tanh GELU meanwhile (``_fuse_activations``).
 
     Raises:
         TypeError: ``model`` is not a TransformerLens model.
@@ -213,11 +214,31 @@ def patching_hooks(model: torch.nn.Module, ungroup: bool = True) -> Iterator[Non
     switched = [setter for flag, setter in flags.items() if not getattr(cfg, flag, False)]
     for setter in switched:
         setter(True)
+    swapped = _fuse_activations(model)
     try:
         yield
     finally:
         for setter in switched:
             setter(False)
+        for mlp, original in swapped:
+            mlp.act_fn = original
+
+
+def _fuse_activations(model: torch.nn.Module) -> list[tuple[torch.nn.Module, Callable]]:
+    """Run GPT-2's ``gelu_new`` (and ``gelu_fast``) as torch's fused tanh GELU: the same formula in one kernel instead
+    of five elementwise passes (a third of an exact run's time on GPT-2's shape); values agree to float32 rounding
+    (about 5e-7). Return the MLPs switched and their own functions, to put back."""
+    from transformer_lens.utilities import activation_functions as fns
+
+    fused = {fns.gelu_new: fns.gelu_pytorch_tanh, fns.gelu_fast: fns.gelu_pytorch_tanh}
+    swapped = []
+    for block in getattr(model, "blocks", []):
+        mlp = getattr(block, "mlp", None)
+        original = getattr(mlp, "act_fn", None)
+        if original in fused:
+            mlp.act_fn = fused[original]
+            swapped.append((mlp, original))
+    return swapped
 
 
 def grouped(cfg) -> bool:

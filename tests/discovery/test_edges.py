@@ -58,6 +58,22 @@ def test_single_edges_match_hand_built_hooks(random_model, reference_model, rand
         assert table.loc[edge, "metric"] == pytest.approx(expected, abs=1e-5), edge
 
 
+@pytest.mark.parametrize("act_fn", ["gelu_new", "gelu_fast"])
+def test_gpt2s_gelu_runs_fused_during_patching_and_still_matches_hand_built_hooks(random_task, act_fn):
+    """Patching runs GPT-2's GELU as torch's fused kernel; scores agree with the model's own function and the
+    model gets that function back afterwards."""
+    from pathpatch.models.loading import enable_patching_hooks
+
+    model = enable_patching_hooks(make_random_model(act_fn=act_fn))
+    own = model.blocks[0].mlp.act_fn
+    table = patch_edges(model, random_task, EDGES).set_index("edge")
+    assert model.blocks[0].mlp.act_fn is own and own.__name__ == act_fn
+    reference = with_result_hook(model)
+    for edge in EDGES:
+        src, dest = edge.split("->")
+        assert table.loc[edge, "metric"] == pytest.approx(hand_patched_metric(reference, random_task, src, dest), abs=1e-5), edge
+
+
 def test_edges_by_position_match_hand_built_hooks(random_model, reference_model, random_task):
     table = patch_edges(random_model, random_task, ["L0H1->L1H1.k", "MLP0->logits"], by_pos=True).set_index("edge")
     assert len(table) == 2 * 6
