@@ -54,7 +54,7 @@ from pathpatch.graphs.verdicts import EXIT_CODES, VERDICTS, overall
 from pathpatch.graphs.circuit import Circuit
 from pathpatch.graphs.export import write_diagram
 from pathpatch.graphs.faithfulness import faithfulness, faithfulness_curve, mib_curves
-from pathpatch.graphs.hypotheses import GRANULARITY, Hypothesis, load_hypothesis
+from pathpatch.graphs.hypotheses import GRANULARITY, Hypothesis, flat_kinds, load_hypothesis
 from pathpatch.models.loading import load_model
 from pathpatch.reports import check_html, discovery_html
 from pathpatch.models.task_files import load_task
@@ -377,9 +377,15 @@ def resolve(
                 "EAP-IG CSV or auto-circuit JSON file of prompt pairs, or file.py:function (task= in Python, --task on the command line)."
             )
         task = own
-    loaded_task = load_task(task, loaded, n=config.n, seed=config.seed, corruption=config.task_corruption)
-    loaded_task.check_model(loaded)  # before any run: a factory's or a caller's task may not fit this model
-    return loaded, (with_metric(loaded_task, config.metric) if config.metric else loaded_task)
+    return loaded, _load_task(task, loaded, config)
+
+
+def _load_task(spec: "str | Path | AnyTask", model: torch.nn.Module, config: DiscoverConfig) -> AnyTask:
+    """A task loaded with the run's settings, checked against the model before any run (a factory's or a caller's
+    task may not fit it), with the run's metric."""
+    task = load_task(spec, model, n=config.n, seed=config.seed, corruption=config.task_corruption)
+    task.check_model(model)
+    return with_metric(task, config.metric) if config.metric else task
 
 
 def discover(
@@ -664,7 +670,7 @@ def check(
     loaded, loaded_task = resolve(model_spec, task if task is not None else hypothesis.task, config, model_config)
     if model is not None or task is not None:
         hypothesis = replace(hypothesis, model=model_label(model_spec, loaded), task=loaded_task.name)
-    if circuit is None and any(claim.kind in NEEDS_CIRCUIT for claim in hypothesis.claims):
+    if circuit is None and flat_kinds(hypothesis.claims) & NEEDS_CIRCUIT:
         circuit = discover(loaded, loaded_task, config, progress=progress, model_name=hypothesis.model).circuit
     graph = ComputeGraph.from_model(loaded)
     theirs = graph if circuit is None else circuit.compute_graph
@@ -673,8 +679,17 @@ def check(
         raise InputError(f"The circuit is from a {shape(theirs)} model, but {hypothesis.model} is {shape(graph)}; "
                          "check a circuit discovered on the same model.")
     device_of = next(loaded.parameters()).device
-    ctx = Context(loaded, loaded_task.to(device_of), circuit, graph, config.patch_config(), hypothesis.method["bootstrap"], config.seed)
+    named = {name: _named_task(spec, name, loaded, config).to(device_of) for name, spec in hypothesis.tasks.items()}
+    ctx = Context(loaded, loaded_task.to(device_of), circuit, graph, config.patch_config(), hypothesis.method["bootstrap"], config.seed, named)
     return CheckReport(hypothesis, check_claims(hypothesis, ctx, on_result), circuit, notes=notes)
+
+
+def _named_task(spec: str, name: str, model: torch.nn.Module, config: DiscoverConfig) -> AnyTask:
+    """One task of a hypothesis file's [tasks], loaded as its main task is and checked against the model."""
+    try:
+        return _load_task(spec, model, config)
+    except InputError as err:
+        raise InputError(f"[tasks] {name} = {spec!r}: {err}") from None
 
 
 def _unpinned(circuit: Circuit, config: DiscoverConfig, force: bool) -> tuple[str, ...]:

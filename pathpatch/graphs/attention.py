@@ -13,6 +13,15 @@ should attend to from each of them:
   heads), ``mismatch`` (positions where clean and corrupt differ), ``same_token`` (earlier positions
   holding the destination's token).
 
+- ``to`` an expression over the prompt (``graphs.expressions``): ``"pos == tok[dest]"`` and the like;
+  on a causal model only the positions a destination can see count as its targets.
+
+``from`` (an expression) picks destinations per prompt instead of ``positions``; ``where`` (an
+expression reading no position) keeps only the prompts it holds for. The pattern may be one head's,
+several heads' summed or averaged (``heads``, ``combine``), or a virtual pattern: the head's pattern
+times the patterns of earlier heads it reads through (``through``), the attention a later head pays to a
+source by way of the positions an earlier head attended from.
+
 The value is the attention mass on the chosen positions, averaged over destinations and prompts
 (destinations where a rule picks nothing are left out). ``uniform`` measures instead the total-variation
 distance between each row and the uniform distribution over the positions it may attend to.
@@ -24,6 +33,7 @@ import torch
 from torch import Tensor
 
 from pathpatch.errors import InputError, listed
+from pathpatch.graphs.expressions import NAMES, Scope, parse
 from pathpatch.models.tasks import Task
 from pathpatch.names import hook_name
 
@@ -36,6 +46,80 @@ def pattern_of(model: torch.nn.Module, layer: int, head: int, inputs: Tensor) ->
     with torch.no_grad():
         _, cache = model.run_with_cache(inputs.to(next(model.parameters()).device), names_filter=name)
     return cache[name][:, head].float().cpu()
+
+
+def combined_pattern(model: torch.nn.Module, heads: list[tuple[int, int]], inputs: Tensor, combine: str = "sum",
+                     through: "list[tuple[int, int]]" = ()) -> Tensor:
+    """The attention pattern ``[batch dest src]`` of ``heads`` (summed or averaged), read through ``through``.
+
+    ``through`` lists earlier heads, latest first: the result is ``A_heads @ A_through[0] @ A_through[1] ...``,
+    the mass reaching each source by way of the positions each earlier head attended from.
+    """
+    layers = {layer for layer, _ in [*heads, *through]}
+    names = {hook_name("pattern", layer) for layer in layers}
+    with torch.no_grad():
+        _, cache = model.run_with_cache(inputs.to(next(model.parameters()).device), names_filter=lambda name: name in names)
+    read = lambda layer, head: cache[hook_name("pattern", layer)][:, head].double().cpu()  # noqa: E731
+    pattern = torch.stack([read(layer, head) for layer, head in heads]).sum(0)
+    if combine == "mean":
+        pattern = pattern / len(heads)
+    for layer, head in through:
+        pattern = pattern @ read(layer, head)
+    return pattern
+
+
+def role_attention(model: torch.nn.Module, task: Task, params: dict, heads: list[tuple[int, int]],
+                   through: "list[tuple[int, int]]" = ()) -> Tensor:
+    """Per-prompt attention along an ``attends_to``/``previous_token``/``uniform`` claim ``[batch]``; NaN where
+    the prompt has no destination with a target, or ``where`` leaves it out."""
+    pattern = combined_pattern(model, heads, task.clean, params.get("combine", "sum"), through)  # [batch dest src]
+    n_pos = pattern.shape[-1]
+    causal = model.cfg.attention_dir == "causal"
+    if "from" in params:
+        dest = torch.arange(n_pos)
+        chosen = parse(params["from"], "from").mask(Scope(task, dest, from_dest=True))[:, :, 0]  # [batch dest]
+    else:
+        dest = destinations(params.get("positions", "all"), task, n_pos)
+        chosen = torch.ones(pattern.shape[0], len(dest), dtype=torch.bool)
+    if params["role"] == "uniform":
+        values = distance_from_uniform(pattern, dest, causal)
+    else:
+        values = attention_to(pattern, dest, _targets(params, task, dest, n_pos, model.cfg.d_vocab, causal) & chosen[:, :, None])
+    if "where" in params:
+        values = torch.where(parse(params["where"], "where").per_prompt(Scope(task, dest)), values, float("nan"))
+    return values
+
+
+def _targets(params: dict, task: Task, dest: Tensor, n_pos: int, d_vocab: int, causal: bool) -> Tensor:
+    """The positions each destination should attend to ``[batch dest src]`` (bool), by ``token``, ``to`` or ``offset``."""
+    batch = task.clean.shape[0]
+    if "token" in params:
+        if not 0 <= int(params["token"]) < d_vocab:
+            raise InputError(f"token = {params['token']} is outside the model's vocabulary (0..{d_vocab - 1}); give a token id the model reads.")
+        return (task.clean.cpu() == int(params["token"]))[:, None, :].expand(-1, len(dest), -1)
+    to = params.get("to")
+    if isinstance(to, str) and to not in RULES:  # an expression over the prompt
+        visible = (torch.arange(n_pos)[None, :] <= dest[:, None]) if causal else torch.ones(len(dest), n_pos, dtype=torch.bool)
+        expression = parse(to, "to")
+        unknown = expression.names - set(NAMES) - {f"{name}[]" for name in NAMES} - set(task.features or {})
+        if unknown:
+            raise InputError(f"to = {to!r}: {listed(sorted(unknown))} is neither an attention rule ({', '.join(RULES)}) nor a name of the "
+                             f"expression language ({', '.join(NAMES)}) nor a feature of task {task.name!r}; check the spelling.")
+        return expression.mask(Scope(task, dest)) & visible[None] & _allowed(params.get("among"), n_pos)[None, None]
+    if to is not None:
+        return target_mask(to, task, dest, params.get("among"))
+    offset = int(params.get("offset", 1))
+    if not bool(((dest - offset >= 0) & (dest - offset < n_pos)).any()):
+        raise InputError(f"offset {offset} leaves no position p with p - {offset} in 0..{n_pos - 1}; "
+                         f"use an offset between {-(n_pos - 1)} and {n_pos - 1}.")
+    return (torch.arange(n_pos)[None, :] == (dest - offset)[:, None])[None].expand(batch, -1, -1)
+
+
+def _allowed(among: "list[int] | None", n_pos: int) -> Tensor:
+    """The source positions a target may be at ``[src]``: ``among``, else all."""
+    allowed = torch.zeros(n_pos, dtype=torch.bool)
+    allowed[_positions(among, n_pos, "among") if among is not None else torch.arange(n_pos)] = True
+    return allowed
 
 
 def destinations(spec: "str | list[int]", task: Task, n_pos: int) -> Tensor:
@@ -58,8 +142,7 @@ def target_mask(rule: "str | list[int]", task: Task, dest: Tensor, among: "list[
     """Which source positions each destination should attend to ``[batch dest src]`` (bool)."""
     tokens = task.clean.cpu()  # [batch pos]
     batch, n_pos = tokens.shape
-    allowed = torch.zeros(n_pos, dtype=torch.bool)
-    allowed[_positions(among, n_pos, "among") if among is not None else torch.arange(n_pos)] = True
+    allowed = _allowed(among, n_pos)
     if not isinstance(rule, str):
         mask = torch.zeros(batch, len(dest), n_pos, dtype=torch.bool)
         mask[:, :, _positions(rule, n_pos, "to")] = True

@@ -24,13 +24,15 @@ from pathpatch.discovery.config import PatchConfig, normalized
 from pathpatch.discovery.edges import patch_edges, run_circuits_with_baselines
 from pathpatch.discovery.graph import ComputeGraph
 from pathpatch.discovery.lens import dla_per_prompt
-from pathpatch.errors import InputError
+from pathpatch.errors import InputError, listed
 from pathpatch.graphs.circuit import Circuit
-from pathpatch.graphs.hypotheses import Claim, Hypothesis
+from pathpatch.graphs.claim_keys import claim_heads
+from pathpatch.graphs.hypotheses import Claim, Hypothesis, group_parts
 from pathpatch.graphs.weights import canonical, composition_score, copying_score, virtual_ov_accuracy
-from pathpatch.graphs.attention import attention_to, destinations, distance_from_uniform, forced_pattern_metric, pattern_of, target_mask
-from pathpatch.graphs.neurons import activation, direct_effect, pearson
-from pathpatch.graphs.verdicts import ClaimResult, bootstrap, verdict_of
+from pathpatch.graphs.attention import destinations, forced_pattern_metric, pattern_of, role_attention
+from pathpatch.graphs.structure import measure_structure
+from pathpatch.graphs.neurons import activation, direct_effect, require_neuron, neuron_ablation, neuron_patched, parse_neuron, pearson
+from pathpatch.graphs.verdicts import ClaimResult, bootstrap, group_result, verdict_of
 from pathpatch.models.tasks import AnyTask, Task, task_groups, with_metric
 from pathpatch.discovery.runner import is_causal, prepare
 from pathpatch.names import edge_at, hook_name, split_pos
@@ -48,6 +50,26 @@ class Context:
     config: PatchConfig
     resamples: int
     seed: int
+    tasks: dict | None = None  # further tasks by name, for claims that name one (``Hypothesis.tasks``), loaded
+
+    def for_claim(self, claim: Claim) -> "Context":
+        """This context, or the one measuring on the task the claim names (built once per task, sharing the weights)."""
+        name = claim.params.get("task")
+        if name is None:
+            return self
+        if name not in (self.tasks or {}):
+            raise InputError(f"Claim {claim.name!r}: task = {name!r} is not among the loaded tasks ({listed(sorted(self.tasks or {})) or 'none'}); "
+                             "define it under [tasks] in the hypothesis file.")
+        if name not in self._by_task:
+            other = replace(self, task=self.tasks[name])
+            if "weights" in self.__dict__:
+                other.__dict__["weights"] = self.__dict__["weights"]
+            self._by_task[name] = other
+        return self._by_task[name]
+
+    @cached_property
+    def _by_task(self) -> dict:
+        return {}
 
     @cached_property
     def positions(self) -> Layout:
@@ -167,6 +189,8 @@ def effect_statistic(ctx: Context, subject: str, direction: str) -> tuple[Callab
     A node's effect: every output of the node corrupt, the rest clean (noise), or only the node's
     outputs clean (denoise), as one circuit run.
     """
+    if (neuron := parse_neuron(subject)) is not None:
+        return _neuron_effect(ctx, *neuron, direction)
     if "->" in subject:
         base, pos = split_pos(subject)
         if pos is not None:
@@ -187,6 +211,15 @@ def effect_statistic(ctx: Context, subject: str, direction: str) -> tuple[Callab
     patched, clean, corrupt = run_circuits_with_baselines(ctx.model, ctx.task, mask, ctx.config, columns)
     check_gap(ctx, clean, corrupt)
     return normalized_effect(patched[0], clean, corrupt, direction), len(clean)
+
+
+def _neuron_effect(ctx: Context, layer: int, neuron: int, direction: str) -> tuple[Callable[[Tensor], Tensor], int]:
+    """``idx ->`` normalized effect of one MLP neuron, against the same clean and corrupt runs an edge's effect uses."""
+    config = replace(ctx.config, direction=direction)
+    patched = torch.cat([neuron_patched(ctx.model, group, layer, neuron, direction, config) for group in task_groups(ctx.task)])
+    _, clean, corrupt = effects_per_prompt(ctx, [ctx.graph.edges[0].name], direction)  # the baselines every effect divides by
+    check_gap(ctx, clean, corrupt)
+    return normalized_effect(patched.to(clean.dtype), clean, corrupt, direction), len(clean)
 
 
 def check_faithfulness(ctx: Context, claim: Claim) -> ClaimResult:
@@ -216,7 +249,7 @@ def attention_per_prompt(ctx: Context, claim: Claim) -> Tensor:
     of the current one.
     """
     if claim.params["role"] == "induction":
-        return _induction_attention(ctx, ctx.graph.node(claim.params["head"]), ctx.task_size())
+        return _induction_attention(ctx, ctx.graph.node(claim_heads(claim.params)[0]), ctx.task_size())
     return torch.cat([_attention(ctx, claim, group) for group in task_groups(ctx.task)])
 
 
@@ -232,32 +265,26 @@ def _induction_attention(ctx: Context, node, n: int) -> Tensor:
 
 def _attention(ctx: Context, claim: Claim, task: Task) -> Tensor:
     """Attention along an ``attends_to``/``previous_token``/``uniform`` role on one same-shape group ``[batch]``."""
-    node = ctx.graph.node(claim.params["head"])
-    pattern = pattern_of(ctx.model, node.layer, node.head, task.clean)  # [batch dest src]
-    n_pos = pattern.shape[-1]
-    dest = destinations(claim.params.get("positions", "all"), task, n_pos)
-    if claim.params["role"] == "uniform":
-        return distance_from_uniform(pattern, dest, ctx.model.cfg.attention_dir == "causal")
-    if "token" in claim.params:
-        if not 0 <= int(claim.params["token"]) < ctx.model.cfg.d_vocab:
-            raise InputError(f"Claim {claim.name!r}: token = {claim.params['token']} is outside the model's vocabulary "
-                             f"(0..{ctx.model.cfg.d_vocab - 1}); give a token id the model reads.")
-        holds = (task.clean.cpu() == int(claim.params["token"]))[:, None, :].expand(-1, len(dest), -1)  # [batch dest src]
-        return attention_to(pattern, dest, holds)
-    if "to" in claim.params:
-        return attention_to(pattern, dest, target_mask(claim.params["to"], task, dest, claim.params.get("among")))
-    offset = int(claim.params.get("offset", 1))
-    dest = dest[(dest - offset >= 0) & (dest - offset < n_pos)]
-    if len(dest) == 0:
-        raise InputError(f"Claim {claim.name!r}: offset {offset} leaves no position p with p - {offset} in 0..{n_pos - 1}; "
-                         f"use an offset between {-(n_pos - 1)} and {n_pos - 1}.")
-    return pattern[:, dest, dest - offset].mean(-1)
+    heads = [ctx.graph.node(h) for h in claim_heads(claim.params)]
+    through = [ctx.graph.node(h) for h in _names(claim.params.get("through", []))]
+    layers = [min(h.layer for h in heads), *(h.layer for h in through)]
+    if any(later <= earlier for later, earlier in zip(layers, layers[1:])):
+        raise InputError(f"Claim {claim.name!r}: through = {claim.params['through']!r}; each head read through must sit in an earlier "
+                         f"layer than the one before it (the claim's heads start at layer {layers[0]}), latest first.")
+    try:
+        return role_attention(ctx.model, task, claim.params, [(h.layer, h.head) for h in heads], [(h.layer, h.head) for h in through])
+    except InputError as err:
+        raise InputError(f"Claim {claim.name!r}: {err}") from None
+
+
+def _names(value: "str | list[str]") -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
 
 
 def check_head_role(ctx: Context, claim: Claim) -> ClaimResult:
     role = claim.params["role"]
     if role in ("copying", "negative_copy"):
-        value = copying_score(ctx.weights, ctx.graph.node(claim.params["head"]), claim.params.get("space", "vocab"), token_list(claim))
+        value = copying_score(ctx.weights, ctx.graph.node(claim_heads(claim.params)[0]), claim.params.get("space", "vocab"), token_list(claim))
         return _fixed_result(claim, -value if role == "negative_copy" else value)  # negative copying as a strength
     per_prompt = attention_per_prompt(ctx, claim)
     defined = ~per_prompt.isnan()  # prompts with no target position have no attention to measure
@@ -313,10 +340,13 @@ def token_list(claim: Claim) -> list[int] | None:
 
 
 def ablation_per_prompt(ctx: Context, subject: str) -> Tensor:
-    """Increase of the task loss ``[batch]`` when a head's output is replaced by its mean over prompts (of each length)."""
+    """Increase of the task loss ``[batch]`` when a head's output (or a neuron's activation, ``MLP0.n5``) is replaced by
+    its mean over prompts (of each length)."""
+    if (neuron := parse_neuron(subject)) is not None:
+        return torch.cat([neuron_ablation(ctx.model, group, *neuron) for group in task_groups(ctx.task)])
     node = ctx.graph.node(subject)
     if node.kind != "head":
-        raise InputError(f"Ablation of {subject!r}: mean ablation takes a head such as 'L0H1'.")
+        raise InputError(f"Ablation of {subject!r}: mean ablation takes a head such as 'L0H1' or a neuron such as 'MLP0.n5'.")
     name = hook_name("z", node.layer)  # output = z @ W_O, so ablating z ablates the head's output
 
     def mean_ablate(act: Tensor, hook) -> Tensor:
@@ -335,7 +365,7 @@ def ablation_per_prompt(ctx: Context, subject: str) -> Tensor:
 
 
 def check_ablation(ctx: Context, claim: Claim) -> ClaimResult:
-    delta = ablation_per_prompt(ctx, claim.params["head"])
+    delta = ablation_per_prompt(ctx, claim.params.get("head") or claim.params["node"])
     return _threshold_result(ctx, claim, lambda idx: delta[idx].mean(), len(delta))
 
 
@@ -356,7 +386,8 @@ def check_compare(ctx: Context, claim: Claim) -> ClaimResult:
 
 
 def check_rank(ctx: Context, claim: Claim) -> ClaimResult:
-    """The claimed ``nodes`` are the strongest of ``among`` by ``by``: the value is the share of them in the top |nodes|."""
+    """The claimed ``nodes`` are the strongest of ``among`` by ``by``: the value is the share of them in the top |nodes|,
+    judged against ``min`` (default 1: every claimed node in the top)."""
     by, direction = claim.params.get("by", "effect"), direction_of(ctx, claim)
     claimed, among = list(claim.params["nodes"]), list(claim.params["among"])
     missing = [n for n in claimed if n not in among]
@@ -373,7 +404,8 @@ def check_rank(ctx: Context, claim: Claim) -> ClaimResult:
     values = {name: float(stat(torch.arange(n))) for name, (stat, _) in stats.items()}
     order = ", ".join(f"{k} {v:.3g}" for k, v in sorted(values.items(), key=lambda kv: -kv[1]))
     low, high = bootstrap(share, n, ctx.resamples, ctx.seed)
-    return verdict_of(claim.name, claim.kind, {**claim.params, "min": 1.0}, share(torch.arange(n)), low, high, n, f"by {by}: {order}")
+    bound = {"min": float(claim.params.get("min", 1.0))}
+    return verdict_of(claim.name, claim.kind, {**claim.params, **bound}, share(torch.arange(n)), low, high, n, f"by {by}: {order}")
 
 
 def check_neuron(ctx: Context, claim: Claim) -> ClaimResult:
@@ -407,6 +439,22 @@ def check_metric(ctx: Context, claim: Claim) -> ClaimResult:
     return _threshold_result(ctx, claim, lambda idx: per_prompt[idx].mean(), len(per_prompt))
 
 
+def check_structure(ctx: Context, claim: Claim) -> ClaimResult:
+    """A claim on the structure of the weights (``graphs.structure``): read off the weights, no interval."""
+    node = ctx.graph.node(claim.params["head"]) if "head" in claim.params else None
+    grid = claim.kind == "fourier" and claim.params.get("of") in ("neurons", "logits")  # runs the model itself on the task
+    if grid and "layer" in claim.params:
+        require_neuron(ctx.model, int(claim.params["layer"]), 0)
+    model = ctx.model if grid else ctx.weights
+    value, detail = measure_structure(model, claim.kind, claim.params, node, token_list(claim), ctx.task if grid else None)
+    return verdict_of(claim.name, claim.kind, claim.params, value, value, value, 0, detail)
+
+
+def check_group(ctx: Context, claim: Claim) -> ClaimResult:
+    """An ``any``/``all`` group: each part checked as a claim of its own, the verdicts combined (``verdicts.group_result``)."""
+    return group_result(claim.name, claim.kind, [CHECKS[part.kind](ctx.for_claim(part), part) for part in group_parts(claim)])
+
+
 def feature_of(task: Task, name: str) -> Tensor:
     """A per-prompt feature ``[batch]`` the task carries (``Task.features``)."""
     features = getattr(task, "features", None) or {}
@@ -420,7 +468,8 @@ CHECKS: dict[str, Callable[[Context, Claim], ClaimResult]] = {
     "path": check_path, "effect": check_effect, "faithfulness": check_faithfulness, "head_role": check_head_role,
     "composition": check_composition, "virtual_ov": check_virtual_ov, "ablation": check_ablation,
     "compare": check_compare, "rank": check_rank, "neuron": check_neuron, "forced_attention": check_forced_attention,
-    "dla": check_dla, "metric": check_metric,
+    "dla": check_dla, "metric": check_metric, **dict.fromkeys(("ov_rank", "qk_term", "geometry", "fourier"), check_structure),
+    "any": check_group, "all": check_group,
 }
 
 
@@ -448,7 +497,7 @@ def check_claims(hypothesis: Hypothesis, ctx: Context, on_result: Callable[[Clai
     """
     rows = []
     for claim in hypothesis.claims:
-        rows.append(CHECKS[claim.kind](ctx, claim))
+        rows.append(CHECKS[claim.kind](ctx.for_claim(claim), claim))
         if on_result is not None:
             on_result(rows[-1])
     return results_table(rows)

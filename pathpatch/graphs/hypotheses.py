@@ -26,6 +26,9 @@ model and prompts it names can travel together:
     recheck = 50              # eap, eap-ig: strongest attributed edges re-scored exactly before pruning
     both_directions = false   # the circuit: also keep edges only denoising (or noising) shows (discover's default: true)
 
+    [tasks]                   # further tasks: for claims that name one (task = "carry") or quantify over them
+    carry = "carry.jsonl"
+
     [[claim]]
     name = "V-composition path"
     kind = "path"
@@ -35,8 +38,8 @@ model and prompts it names can travel together:
 Every bounded claim takes one bound (``graphs.verdicts``): ``min = X`` (at least X), ``max = X`` (at most X;
 signed, so a negative value passes), ``abs_max = X`` (|value| <= X: negligible) or ``abs_min = X`` (|value| >= X);
 it passes when its 95% interval lies on the right side, fails when it lies on the wrong side, and is
-inconclusive otherwise. ``REFERENCE`` describes each kind and ``explain(kind)`` lists its keys
-(``pathpatch check --explain KIND``).
+inconclusive otherwise. ``claim_keys`` says which keys each kind takes and validates them;
+``claim_reference.REFERENCE`` describes each kind and ``explain(kind)`` lists its keys (``pathpatch check --explain KIND``).
 """
 
 import math
@@ -45,40 +48,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pathpatch.errors import InputError
+from pathpatch.errors import InputError, listed
 from pathpatch.factories import parse_factory
 from pathpatch.files import read_text_limited
-from pathpatch.graphs.verdicts import BOUNDS
+from pathpatch.graphs.claim_keys import CLAIM_KEYS, part_tables, validate_claim
+from pathpatch.graphs.verdicts import QUANTIFIERS
 from pathpatch.models.tasks import METRICS
 from pathpatch.settings import CORRUPTIONS, DEFAULT_CORRUPTION, DEFAULT_DIRECTION, DEFAULT_THRESHOLD, DIRECTIONS
 
-COMMON = {"report", "direction"}  # every kind: report = true (measure, never judge); direction = noise | denoise
-B = set(BOUNDS)  # min, max, abs_min, abs_max: one of them per bounded claim
-CLAIM_KEYS: dict[str, tuple[set[str], set[str]]] = {
-    # kind: (required keys, optional keys), besides name and kind
-    "path": ({"nodes", "min_effect"}, set()),
-    "effect": (set(), {"edge", "node"} | B),
-    "faithfulness": (set(), B),
-    "head_role": ({"head", "role"}, {"offset", "token", "to", "among", "positions", "space", "tokens"} | B),
-    "composition": ({"src", "dest", "type"}, B),
-    "virtual_ov": ({"heads"}, B),
-    "ablation": ({"head"}, B),
-    "compare": ({"a", "b"}, {"by", "margin"}),
-    "rank": ({"nodes", "among"}, {"by"}),
-    "neuron": ({"layer", "neuron"}, {"tokens", "correlates_with"} | B),
-    "forced_attention": ({"heads"}, {"offset", "positions", "metric"} | B),
-    "dla": ({"node"}, B),
-    "metric": (set(), {"run"} | B),
-}
-BOUNDED = ("effect", "faithfulness", "head_role", "composition", "virtual_ov", "ablation", "neuron", "forced_attention", "dla", "metric")
-BOUND_KEYS = ("min", "max", "abs_min", "abs_max", "min_effect")
-STRING_KEYS = {"edge", "node", "head", "src", "dest", "role", "type", "space", "a", "b", "by", "correlates_with", "metric", "direction", "run"}
-EXAMPLES = {"edge": "L0H0->L1H0.v", "node": "L1H0", "head": "L1H0", "src": "L0H0", "dest": "L1H0", "role": "previous_token", "type": "v",
-            "positions": "all", "space": "vocab", "nodes": '["embed", "L0H0.v", "L0H0", "logits"]', "heads": '["L0H0", "L1H0"]',
-            "a": "L0H1", "b": "L0H0", "by": "effect", "correlates_with": "value", "metric": "accuracy", "direction": "denoise",
-            "among": '["L0H0", "L0H1"]'}
-ROLES = ("previous_token", "attends_to", "induction", "copying", "negative_copy", "uniform")
-ATTENTION_RULES = ("smallest", "largest", "smallest_larger", "largest_smaller", "mismatch", "same_token")
 
 GRANULARITY = {"edge": "component", "component": "component", "position": "position"}  # file value -> DiscoverConfig's
 METHOD_DEFAULTS: dict[str, Any] = {
@@ -120,6 +97,8 @@ class Hypothesis:
         method: The pinned methodology (``METHOD_DEFAULTS`` filled in).
         claims: The claims, in file order.
         model_config: Config file of a bare weights ``model``, or None.
+        tasks: Further tasks by name (``[tasks]`` in the file), for claims that name one (``task = "carry"``)
+            and for groups over tasks; their specs resolved like ``task``.
     """
 
     name: str
@@ -128,6 +107,7 @@ class Hypothesis:
     method: dict = field(hash=False)
     claims: tuple[Claim, ...] = ()
     model_config: str | None = None
+    tasks: dict = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.method, dict):
@@ -140,6 +120,13 @@ class Hypothesis:
         object.__setattr__(self, "method", method)  # every setting spelled out, as the report records it
         if not self.claims or not all(isinstance(c, Claim) for c in self.claims):
             raise InputError(f"Hypothesis {self.name!r}: claims = {self.claims!r:.80}; give a non-empty tuple of Claim objects.")
+        if not isinstance(self.tasks, dict) or not all(isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in self.tasks.items()):
+            raise InputError(f"Hypothesis {self.name!r}: tasks = {self.tasks!r:.80}; give a [tasks] table of names and task specs, "
+                             'e.g. carry = "carry.jsonl".')
+        unknown = sorted(named_tasks(self.claims) - set(self.tasks))
+        if unknown:
+            raise InputError(f"Hypothesis {self.name!r}: claims name tasks {listed(unknown)} that [tasks] does not define "
+                             f"(it has {listed(sorted(self.tasks)) or 'none'}); add e.g. {unknown[0]} = \"file.jsonl\" under [tasks].")
 
 
 def load_hypothesis(path: "str | Path") -> Hypothesis:
@@ -184,7 +171,7 @@ def parse_hypothesis(data: dict, name: str, base: Path | None = None) -> Hypothe
     """Validate parsed TOML and return the Hypothesis; relative specs resolve against ``base``."""
     if not isinstance(data, dict):
         raise InputError(f"Hypothesis {name!r} is a {type(data).__name__}; give the parsed TOML table (a dict).")
-    unknown = set(data) - {"model", "task", "model_config", "method", "claim", "name", "description"}
+    unknown = set(data) - {"model", "task", "model_config", "method", "claim", "name", "description", "tasks"}
     if unknown:
         raise InputError(f"Hypothesis {name!r}: unknown top-level keys {sorted(unknown)}; expected model, task, [method], [[claim]].")
     for key in ("model", "task"):
@@ -208,8 +195,12 @@ def parse_hypothesis(data: dict, name: str, base: Path | None = None) -> Hypothe
     if not claims:
         raise InputError(f"Hypothesis {name!r} has no claims; add at least one [[claim]] table.")
     config = resolve_spec(data["model_config"], base) if "model_config" in data else None
+    tasks = data.get("tasks", {})
+    if not isinstance(tasks, dict) or not all(isinstance(v, str) and v.strip() for v in tasks.values()):
+        raise InputError(f"Hypothesis {name!r}: [tasks] = {tasks!r:.80}; give names and task specs, e.g. carry = \"carry.jsonl\".")
     return Hypothesis(data.get("name", name), resolve_spec(data["model"], base), resolve_spec(data["task"], base), method,
-                      tuple(_parse_claim(name, i, c) for i, c in enumerate(claims)), config)
+                      tuple(_parse_claim(name, i, c) for i, c in enumerate(claims)), config,
+                      {key: resolve_spec(spec, base) for key, spec in tasks.items()})
 
 
 def _check_method(name: str, method: dict) -> None:
@@ -257,158 +248,30 @@ def _parse_claim(name: str, index: int, raw: Any) -> Claim:
         raise InputError(f"{where}: name = {raw['name']!r}; give the claim's label as a string in quotes.")
     kind, params = raw["kind"], {k: v for k, v in raw.items() if k not in ("kind", "name")}
     validate_claim(where, kind, params)
-    subject = params.get("head") or params.get("edge") or params.get("node") or params.get("a") or ""
+    heads = params.get("heads") if kind == "head_role" and isinstance(params.get("heads"), list) else None
+    subject = params.get("head") or ("+".join(map(str, heads)) if heads else "") or params.get("edge") or params.get("node") or params.get("a") or ""
     label = raw.get("name") or f"{kind} {subject}".strip()
     return Claim(label, kind, params)
 
 
-def validate_claim(where: str, kind: object, params: dict) -> None:
-    """Check a claim's kind, keys, types, bound and ranges, naming ``where`` it came from."""
-    if not isinstance(kind, str) or kind not in CLAIM_KEYS:
-        raise InputError(f"{where}: unknown claim kind {kind!r}; choose one of {', '.join(CLAIM_KEYS)}.")
-    if not isinstance(params, dict):
-        raise InputError(f"{where}: the claim's keys are a {type(params).__name__}; give a dict of keys such as {{'head': 'L1H0', 'min': 0.5}}.")
-    required, optional = CLAIM_KEYS[kind]
-    optional = optional | COMMON
-    missing, extra = required - set(params), set(params) - required - optional
-    if missing or extra:
-        raise InputError(f"{where} ({kind}): missing keys {sorted(missing)}, unknown keys {sorted(extra)}; "
-                         f"a {kind} claim takes {sorted(required)} and optionally {sorted(optional)}.")
-    _check_claim_types(where, kind, params)
-    _check_new_keys(where, kind, params)
-    given = [key for key in BOUNDS if key in params]
-    if kind in BOUNDED and len(given) > 1 or (kind in BOUNDED and not given and not params.get("report")):
-        raise InputError(f"{where} ({kind}): give exactly one bound of min, max, abs_min, abs_max (got {given or 'none'}); "
-                         "or report = true to only record the value.")
-    _check_range(where, kind, params)
-    if kind == "effect" and ("edge" in params) == ("node" in params):
-        raise InputError(f"{where} (effect): give exactly one of edge = \"SRC->DEST\" or node = \"L1H0\".")
-    if kind == "head_role":
-        _check_role(where, params)
-    if kind == "metric" and params.get("run", "clean") not in ("clean", "corrupt"):
-        raise InputError(f"{where} (metric): run = {params['run']!r}; choose \"clean\" (default) or \"corrupt\".")
-    if kind == "dla" and "@" in params["node"]:
-        raise InputError(f"{where} (dla): node = {params['node']!r} names a position; DLA is read where the task's metric reads, "
-                         "so drop the '@...' (e.g. node = \"L9H1\").")
-    if kind == "compare" and params["a"] == params["b"]:
-        raise InputError(f"{where} (compare): a and b are both {params['a']!r}; a claim that a node beats itself says nothing, "
-                         "name two different nodes.")
+def group_parts(claim: "Claim") -> list["Claim"]:
+    """The claims of an ``any``/``all`` group, each named ``GROUP / part N`` unless it has a name."""
+    return [Claim(str(part.get("name") or f"{claim.name} / part {i + 1}"), part["kind"],
+                  {k: v for k, v in part.items() if k not in ("kind", "name")}) for i, part in enumerate(part_tables(claim.params))]
 
 
-def value_range(kind: str, params: dict) -> tuple[float, float] | None:
-    """The values a claim's measure can take, where bounded (attention mass, scores, correlations), else None."""
-    role = params.get("role")
-    if kind == "head_role":
-        return (-1.0, 1.0) if role in ("copying", "negative_copy") else (0.0, 1.0)
-    if kind in ("virtual_ov", "composition"):
-        return (0.0, 1.0)
-    if kind == "neuron" and "correlates_with" in params:
-        return (-1.0, 1.0)
-    if kind == "forced_attention" and params.get("metric", "accuracy") == "accuracy":
-        return (0.0, 1.0)
-    return None
+def flat_claims(claims: "tuple[Claim, ...] | list[Claim]") -> list["Claim"]:
+    """Every claim in ``claims``, the parts of groups (and of groups within them) in place of the groups."""
+    return [part for claim in claims for part in (flat_claims(group_parts(claim)) if claim.kind in QUANTIFIERS else [claim])]
 
 
-def _check_range(where: str, kind: str, params: dict) -> None:
-    """Refuse a bound that every possible value passes, or none does: it says nothing about the model."""
-    span = value_range(kind, params)
-    given = [key for key in BOUNDS if key in params]
-    if params.get("role") == "negative_copy" and given and params[given[0]] < 0:
-        raise InputError(f"{where}: {given[0]} = {params[given[0]]}; negative_copy measures a strength (the negated copying score), "
-                         "so its bound lies in [0, 1] (min = 0.3: copies negatively at least that much); for a head that copies, "
-                         "use role = \"copying\".")
-    if kind == "faithfulness" and given and not 0 <= params[given[0]] <= 1:
-        raise InputError(f"{where}: {given[0]} = {params[given[0]]} is out of range; a faithfulness bound lies in [0, 1] "
-                         "(1: the circuit recovers all of clean - corrupt).")
-    if span is None or not given:
-        return
-    key, bound = given[0], float(params[given[0]])
-    low, high = span
-    magnitude = max(abs(low), abs(high))
-    vacuous = {"min": not low < bound <= high, "max": not low <= bound < high,
-               "abs_max": not 0 <= bound < magnitude, "abs_min": not 0 < bound <= magnitude}[key]
-    if vacuous:
-        raise InputError(f"{where} ({kind}): {key} = {bound:g} is out of range: the measure lies in [{low:g}, {high:g}], so the "
-                         f"claim would pass or fail whatever the model does; give a bound strictly inside that range.")
+def flat_kinds(claims: "tuple[Claim, ...] | list[Claim]") -> set[str]:
+    """Every claim kind in ``claims``, the parts of groups included."""
+    return {claim.kind for claim in flat_claims(claims)}
 
 
-def _check_claim_types(where: str, kind: str, params: dict) -> None:
-    """Check every claim key's type: strings, finite numbers (never booleans or NaN), integers, node lists."""
-    for key in STRING_KEYS & params.keys():
-        if not isinstance(params[key], str) or not params[key].strip():
-            raise InputError(f"{where} ({kind}): {key} = {params[key]!r}; give a non-empty string in quotes, e.g. {key} = \"{EXAMPLES[key]}\".")
-    for key in BOUND_KEYS:
-        value = params.get(key, 0.0)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise InputError(f"{where} ({kind}): {key} must be a finite number, got {value!r}.")
-        if key.startswith("abs_") and value < 0:
-            raise InputError(f"{where} ({kind}): {key} = {value}; a bound on |value| is >= 0 (e.g. {key} = 0.05).")
-    for key, low in (("offset", None), ("token", 0)):
-        value = params.get(key, 0)
-        if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
-            raise InputError(f"{where} ({kind}): {key} = {value!r}; give an integer{'' if low is None else f' >= {low}'} (no quotes, no decimal point).")
-    for key, fewest in (("nodes", 2 if kind == "path" else 1), ("heads", 1)):
-        value = params.get(key, ["x"] * fewest)
-        if not isinstance(value, list) or len(value) < fewest or not all(isinstance(v, str) and v.strip() for v in value):
-            raise InputError(f"{where} ({kind}): {key} = {value!r:.80}; give a list of at least {fewest} node names in quotes, "
-                             f"e.g. {key} = {EXAMPLES[key]}.")
-    for key, allowed in (("type", ("q", "k", "v")), ("space", ("vocab", "residual"))):
-        if key in params and params[key] not in allowed:
-            raise InputError(f"{where} ({kind}): {key} = {params[key]!r}; choose one of {', '.join(allowed)}.")
+def named_tasks(claims: "tuple[Claim, ...] | list[Claim]") -> set[str]:
+    """The task names claims (and the parts of groups) measure on, besides the file's own task."""
+    return {claim.params["task"] for claim in flat_claims(claims) if "task" in claim.params}
 
 
-def _check_new_keys(where: str, kind: str, params: dict) -> None:
-    """Check the keys of the richer claims: positions, to/among, tokens, by, direction, report, layer/neuron."""
-    placed = kind in ("path", "effect") or (kind in ("compare", "rank") and params.get("by", "effect") == "effect")
-    for key in ("head", "heads", "src", "dest", "a", "b", "nodes", "among"):
-        names = params.get(key)
-        names = names if isinstance(names, list) else [names]
-        named = [n for n in names if isinstance(n, str) and "@" in n]
-        if named and not placed:
-            raise InputError(f"{where} ({kind}): {key} names a position ({named[0]!r}); only path and effect claims (and compare/rank "
-                             f"by effect) measure at a position; drop the '@...' here.")
-    if "positions" in params and params["positions"] not in ("all", "read") and not _int_list(params["positions"]):
-        raise InputError(f"{where} ({kind}): positions = {params['positions']!r}; give \"all\", \"read\" or a list of integers.")
-    if "to" in params and params["to"] not in ATTENTION_RULES and not _int_list(params["to"]):
-        raise InputError(f"{where} ({kind}): to = {params['to']!r}; give a list of positions or one of {', '.join(ATTENTION_RULES)}.")
-    if "among" in params and not (_int_list(params["among"]) if kind == "head_role" else _str_list(params["among"])):
-        what = "a list of positions" if kind == "head_role" else "a list of node or edge names"
-        raise InputError(f"{where} ({kind}): among = {params['among']!r:.80}; give {what}.")
-    if kind == "rank" and not _str_list(params["nodes"]):
-        raise InputError(f"{where} (rank): nodes = {params['nodes']!r:.80}; give a list of node or edge names.")
-    tokens = params.get("tokens")
-    if tokens is not None and not _int_list(tokens) and not (isinstance(tokens, dict) and set(tokens) == {"from", "to"}
-                                                               and _int_list([tokens["from"], tokens["to"]]) and tokens["from"] <= tokens["to"]):
-        raise InputError(f"{where} ({kind}): tokens = {tokens!r:.80}; give token ids [3, 5, 8] or a range {{from = 28, to = 37}}.")
-    checks = {"by": ("effect", "ablation"), "direction": DIRECTIONS, "metric": METRICS}
-    for key, allowed in checks.items():
-        if key in params and params[key] not in allowed:
-            raise InputError(f"{where} ({kind}): {key} = {params[key]!r}; choose one of {', '.join(allowed)}.")
-    if "report" in params and not isinstance(params["report"], bool):
-        raise InputError(f"{where} ({kind}): report = {params['report']!r}; give true or false (a TOML boolean, no quotes).")
-    for key in ("layer", "neuron"):
-        if key in params and (isinstance(params[key], bool) or not isinstance(params[key], int) or params[key] < 0):
-            raise InputError(f"{where} ({kind}): {key} = {params[key]!r}; give an integer >= 0.")
-    if "margin" in params and (isinstance(params["margin"], bool) or not isinstance(params["margin"], (int, float)) or not math.isfinite(params["margin"])):
-        raise InputError(f"{where} ({kind}): margin = {params['margin']!r}; give a finite number.")
-
-
-def _int_list(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-
-
-def _str_list(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(isinstance(v, str) and v.strip() for v in value)
-
-
-def _check_role(where: str, params: dict) -> None:
-    """Validate a head_role claim's role and bounds."""
-    role = params["role"]
-    if role not in ROLES:
-        raise InputError(f"{where}: unknown role {role!r}; choose one of {', '.join(ROLES)}.")
-    targets = [k for k in ("offset", "token", "to") if k in params]
-    if role == "attends_to" and len(targets) != 1:
-        raise InputError(f"{where}: role attends_to needs exactly one of offset = K (p attends to p - K), token = ID, "
-                         f"or to = [positions] / a rule ({', '.join(ATTENTION_RULES)}); got {targets or 'none'}.")
-    if "tokens" in params and role not in ("copying", "negative_copy"):
-        raise InputError(f"{where}: tokens = ... limits a copying score; use it with role copying or negative_copy.")

@@ -10,17 +10,79 @@ task's read positions, one per prompt.
 
 The *correlation* is Pearson's r over prompts between the neuron's activation (mean over read
 positions) and a per-prompt feature the task carries (``Task.features``).
+
+A neuron is also a node of effect, ablation, compare and rank claims, named ``MLP0.n5``: its *patched*
+metric runs the clean prompts with the neuron's activation at every position replaced by its corrupt
+value (noising; the corrupt value follows the corruption: the paired or resampled prompts' activation,
+its mean over prompts, or zero), or the corrupt prompts with its clean activation (denoising); its
+*ablation* replaces the activation by its mean over prompts, as a head's ablation does.
 """
+
+import re
 
 import torch
 from torch import Tensor
 
+from pathpatch.discovery.config import PatchConfig, ablate, corrupt_inputs
 from pathpatch.errors import InputError, listed
 from pathpatch.models.tasks import Task
 from pathpatch.names import hook_name
 
+NEURON = re.compile(r"MLP(\d+)\.n(\d+)")
 
-def check_neuron(model: torch.nn.Module, layer: int, neuron: int) -> None:
+
+def parse_neuron(name: str) -> "tuple[int, int] | None":
+    """``(layer, neuron)`` of a neuron node name such as ``MLP0.n5``, else None."""
+    match = NEURON.fullmatch(name)
+    return (int(match[1]), int(match[2])) if match else None
+
+
+def _activations(model: torch.nn.Module, inputs: Tensor, layer: int, neuron: int) -> Tensor:
+    """The neuron's activation ``[batch pos]`` on ``inputs``."""
+    name = hook_name("mlp_post", layer)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(inputs.to(next(model.parameters()).device), names_filter=name)
+    return cache[name][:, :, neuron]
+
+
+def _run_with_neuron(model: torch.nn.Module, task: Task, inputs: Tensor, layer: int, neuron: int, value: Tensor) -> Tensor:
+    """Per-prompt metric ``[batch]`` of ``inputs`` with the neuron's activation set to ``value`` ``[batch pos]``."""
+    def put(act: Tensor, hook) -> Tensor:
+        act = act.clone()
+        act[:, :, neuron] = value
+        return act
+
+    with torch.no_grad():
+        logits = model.run_with_hooks(inputs.to(next(model.parameters()).device), fwd_hooks=[(hook_name("mlp_post", layer), put)])
+    return task.score_per_prompt(logits).cpu()
+
+
+def neuron_patched(model: torch.nn.Module, task: Task, layer: int, neuron: int, direction: str, config: PatchConfig) -> Tensor:
+    """Per-prompt metric ``[batch]`` with the neuron patched in ``direction`` (see the module docstring)."""
+    require_neuron(model, layer, neuron)
+    corrupt = corrupt_inputs(task, config)
+    clean_act = _activations(model, task.clean, layer, neuron)
+    if direction == "denoise":
+        if corrupt is None:
+            raise InputError(f"MLP{layer}.n{neuron}: denoising a neuron runs the corrupt prompts with its clean activation, and "
+                             f"corruption {config.corruption!r} has no corrupt prompts; use direction = \"noise\" or corruption "
+                             "\"paired\" or \"resample\".")
+        return _run_with_neuron(model, task, corrupt, layer, neuron, clean_act)
+    value = _activations(model, corrupt, layer, neuron) if corrupt is not None else ablate(clean_act, None, config.corruption)
+    return _run_with_neuron(model, task, task.clean, layer, neuron, value)
+
+
+def neuron_ablation(model: torch.nn.Module, task: Task, layer: int, neuron: int) -> Tensor:
+    """Increase of the task loss ``[batch]`` when the neuron's activation is replaced by its mean over prompts."""
+    require_neuron(model, layer, neuron)
+    clean_act = _activations(model, task.clean, layer, neuron)
+    with torch.no_grad():
+        clean = task.score_per_prompt(model(task.clean.to(clean_act.device))).cpu()
+    ablated = _run_with_neuron(model, task, task.clean, layer, neuron, clean_act.mean(0, keepdim=True).expand_as(clean_act))
+    return (clean - ablated) if task.higher_is_better else (ablated - clean)
+
+
+def require_neuron(model: torch.nn.Module, layer: int, neuron: int) -> None:
     """Raise ValueError for a layer or neuron the model does not have."""
     cfg = model.cfg
     if cfg.attn_only or not 0 <= layer < cfg.n_layers:
@@ -44,7 +106,7 @@ def neuron_reads(model: torch.nn.Module, task: Task, layer: int, neuron: int) ->
 
 def direct_effect(model: torch.nn.Module, task: Task, layer: int, neuron: int, tokens: "list[int] | None" = None) -> Tensor:
     """Per-prompt direct effect of the neuron on the logit difference (or on the named tokens' logits) ``[batch]``."""
-    check_neuron(model, layer, neuron)
+    require_neuron(model, layer, neuron)
     act, scale = neuron_reads(model, task, layer, neuron)  # [batch pos]
     with torch.no_grad():
         out = model.blocks[layer].mlp.W_out[neuron].float()  # [d_model]
@@ -68,7 +130,7 @@ def direct_effect(model: torch.nn.Module, task: Task, layer: int, neuron: int, t
 
 def activation(model: torch.nn.Module, task: Task, layer: int, neuron: int) -> Tensor:
     """Per-prompt activation of the neuron, averaged over read positions ``[batch]``."""
-    check_neuron(model, layer, neuron)
+    require_neuron(model, layer, neuron)
     return neuron_reads(model, task, layer, neuron)[0].mean(-1)
 
 

@@ -128,3 +128,23 @@ def overall(verdicts: "list[str]") -> str:
     """The run's verdict: ``fail`` if any claim fails, else ``inconclusive`` if any is, else ``pass``."""
     judged = [v for v in verdicts if v != "report"]
     return "fail" if "fail" in judged else "inconclusive" if "inconclusive" in judged else "pass"
+
+
+QUANTIFIERS = ("any", "all")  # claim groups: some part holds, every part holds
+
+
+def group_result(name: str, kind: str, parts: "list[ClaimResult]") -> ClaimResult:
+    """The verdict on an ``any`` or ``all`` group from its parts' verdicts; the value is the share of parts that pass.
+
+    ``all`` fails when a part fails and passes when every part passes; ``any`` passes when a part passes and
+    fails when every part fails; otherwise the group is inconclusive (a part's interval straddles its bound).
+    """
+    verdicts = [part.verdict for part in parts]
+    if kind == "all":
+        verdict = "fail" if "fail" in verdicts else "pass" if set(verdicts) == {"pass"} else "inconclusive"
+    else:
+        verdict = "pass" if "pass" in verdicts else "fail" if set(verdicts) == {"fail"} else "inconclusive"
+    share = verdicts.count("pass") / len(parts)
+    detail = "; ".join(f"{part.name}: {part.verdict} ({part.value:.3g})" for part in parts)
+    return ClaimResult(name, kind, share, ">=", 1.0 if kind == "all" else 1 / len(parts), share, share, verdict, detail,
+                       max(part.n for part in parts))

@@ -57,6 +57,26 @@ def test_rank_passes_only_when_the_claimed_nodes_are_the_strongest(permute):
     assert not wrong["passed"] and wrong["value"] == 0.0 and "L0H0->L1H0.v" in wrong["detail"]
 
 
+def test_rank_with_a_share_passes_when_that_share_of_the_named_nodes_is_on_top(permute):
+    among = ["L0H0->L1H0.v", "embed->logits", "embed->L1H0.q"]
+    effects = {edge: effect_of(permute, edge) for edge in among}
+    strongest, weakest = max(among, key=effects.get), min(among, key=effects.get)
+    half = run(permute, kind="rank", nodes=[strongest, weakest], among=among, min=0.5)
+    assert half["value"] == 0.5 and half["verdict"] == "pass", half.to_dict()
+    assert run(permute, kind="rank", nodes=[strongest, weakest], among=among)["verdict"] != "pass"  # default: all of them
+    assert run(permute, kind="rank", nodes=[weakest], among=among)["verdict"] == "fail"
+
+
+def test_any_and_all_groups_combine_their_parts_verdicts(permute):
+    strong = {"kind": "effect", "edge": "L0H0->L1H0.v", "min": 0.5}
+    weak = {"kind": "effect", "edge": "embed->logits", "min": 0.5}
+    assert effect_of(permute, "L0H0->L1H0.v") > 0.5 > effect_of(permute, "embed->logits")
+    either = run(permute, kind="any", claims=[strong, weak])
+    assert either["verdict"] == "pass" and either["value"] == 0.5 and "part 2: fail" in either["detail"]
+    assert run(permute, kind="all", claims=[strong, weak])["verdict"] == "fail"
+    assert run(permute, kind="any", claims=[weak, {**weak, "edge": "embed->L1H0.q"}])["verdict"] == "fail"
+
+
 def test_a_report_only_claim_is_measured_but_never_fails(permute):
     row = run(permute, kind="effect", edge="L0H0->L1H0.v", max=0.0, report=True)
     assert row["passed"] and row["op"] == "report" and row["value"] > 0.5
@@ -146,6 +166,35 @@ def test_a_neurons_direct_effect_equals_removing_it_from_the_final_stream_with_n
     assert run(trigrams, kind="neuron", layer=0, neuron=neuron, min=row["value"] + 1.0)["verdict"] == "fail"
 
 
+def test_a_neuron_is_a_node_of_effect_ablation_and_compare_claims_as_hook_code_measures_it(trigrams):
+    model, task = trigrams.model, trigrams.task
+    post = "blocks.0.mlp.hook_post"
+
+    def metric_with(inputs, value, neuron=5):  # the neuron's activation replaced by ``value`` [batch pos]
+        def put(act, hook):
+            act = act.clone()
+            act[:, :, neuron] = value
+            return act
+        with torch.no_grad():
+            return task.score_per_prompt(model.run_with_hooks(inputs, fwd_hooks=[(post, put)]))
+
+    with torch.no_grad():
+        _, clean_cache = model.run_with_cache(task.clean)
+        _, corrupt_cache = model.run_with_cache(task.corrupt)
+        clean, corrupt = task.score_per_prompt(model(task.clean)), task.score_per_prompt(model(task.corrupt))
+    act = clean_cache[post][:, :, 5]
+    noised = metric_with(task.clean, corrupt_cache[post][:, :, 5])
+    expected = ((clean.mean() - noised.mean()) / (clean.mean() - corrupt.mean())).item()
+    assert run(trigrams, kind="effect", node="MLP0.n5", report=True)["value"] == pytest.approx(expected, abs=1e-5)
+    restored = metric_with(task.corrupt, act)
+    expected = ((restored.mean() - corrupt.mean()) / (clean.mean() - corrupt.mean())).item()
+    assert run(trigrams, kind="effect", node="MLP0.n5", direction="denoise", report=True)["value"] == pytest.approx(expected, abs=1e-5)
+    loss_up = lambda n: (clean - metric_with(task.clean, clean_cache[post][:, :, n].mean(0, keepdim=True).expand_as(act), n)).mean().item()  # noqa: E731
+    assert run(trigrams, kind="ablation", node="MLP0.n5", report=True)["value"] == pytest.approx(loss_up(5), abs=1e-5)
+    row = run(trigrams, kind="compare", a="MLP0.n5", b="MLP0.n6", by="ablation", margin=-100.0)
+    assert row["value"] == pytest.approx(loss_up(5) - loss_up(6), abs=1e-5)
+
+
 def test_faithfulness_by_noising_is_what_corrupting_only_the_circuit_loses(permute):
     denoise = run(permute, kind="faithfulness", direction="denoise", min=0.9)
     noise = run(permute, kind="faithfulness", direction="noise", min=0.9)
@@ -212,6 +261,17 @@ def test_the_readme_claim_table_is_the_reference_check_explain_prints():
 
         table = tomllib.loads("\n".join(f"{k} = {v}" for k, v in fields.items()))
         parse_hypothesis({"model": "m", "task": "t", "claim": [table]}, "example")  # every example parses
+
+
+def test_every_claim_kind_has_a_reference_row_and_explains_its_keys():
+    from pathpatch.graphs.claim_keys import CLAIM_KEYS, COMMON
+    from pathpatch.graphs.claim_reference import KEY_MEANINGS, REFERENCE, explain
+
+    named = {word for kind, _, _ in REFERENCE for word in kind.replace(",", " ").split()}
+    assert set(CLAIM_KEYS) <= named, set(CLAIM_KEYS) - named
+    keys = {key for required, optional in CLAIM_KEYS.values() for key in required | optional} | COMMON
+    assert keys <= set(KEY_MEANINGS), keys - set(KEY_MEANINGS)
+    assert all(explain(kind).count("\n    kind = ") >= 1 for kind in CLAIM_KEYS)
 
 
 def _split(example: str) -> list[str]:

@@ -155,7 +155,7 @@ def test_a_circuit_found_with_other_settings_is_refused_unless_forced(tmp_path, 
 
 def test_explain_lists_one_kinds_keys_and_what_each_attention_rule_picks(capsys):
     from pathpatch.graphs.claim_reference import ATTENTION_RULE_MEANINGS
-    from pathpatch.graphs.hypotheses import ATTENTION_RULES, CLAIM_KEYS
+    from pathpatch.graphs.claim_keys import ATTENTION_RULES, CLAIM_KEYS
 
     assert set(ATTENTION_RULE_MEANINGS) == set(ATTENTION_RULES)
     assert main(["check", "--explain", "head_role"]) == 0
@@ -177,3 +177,15 @@ def test_claims_no_prompt_can_measure_are_bad_input(tmp_path, capsys, claim, mes
 def test_patch_refuses_more_prompts_than_the_limit(tmp_path, capsys):
     assert main(["patch", "--model", "permute", "--n", "200000000", "--out", str(tmp_path / "p")]) == 2
     assert "--n 200000000" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind, parts, expected", [
+    ("all", ["pass", "pass"], "pass"), ("all", ["pass", "inconclusive"], "inconclusive"), ("all", ["fail", "inconclusive"], "fail"),
+    ("any", ["fail", "pass"], "pass"), ("any", ["fail", "inconclusive"], "inconclusive"), ("any", ["fail", "fail"], "fail"),
+])
+def test_a_group_verdict_follows_logic_over_its_parts(kind, parts, expected):
+    from pathpatch.graphs.verdicts import ClaimResult, group_result
+
+    results = [ClaimResult(f"p{i}", "effect", 0.5, ">=", 0.4, 0.3, 0.7, v, "", 10) for i, v in enumerate(parts)]
+    group = group_result("g", kind, results)
+    assert group.verdict == expected and group.value == parts.count("pass") / len(parts)
