@@ -169,7 +169,7 @@ HYPOTHESES = [
     (TOML_BASE + '[[claim]]\nkind = "virtual_ov"\nheads = "L0H0"\nmin = 0.5\n', "heads = 'L0H0'"),
     (TOML_BASE + '[[claim]]\nkind = "virtual_ov"\nheads = [1, 2]\nmin = 0.5\n', "heads = [1, 2]"),
     (TOML_BASE + '[[claim]]\nkind = "virtual_ov"\nheads = ["L0H0", "L1H0"]\nmin = 2\n', "min = 2 is out of range"),
-    (TOML_BASE + '[[claim]]\nkind = "ablation"\nmin = 0.5\n', "missing keys ['head']"),
+    (TOML_BASE + '[[claim]]\nkind = "ablation"\nmin = 0.5\n', "give exactly one of head = \"L0H1\" or node"),
     ("model = [", "not valid TOML"),
     ("model = permute\n", "not valid TOML"),
     ('model = "permute"\ntask = "permute"\n[method]\nn = 8\n[[claim]]\nkind = "effect"\nedge = "L0H0->L7H0.v"\nmin = 0.1\n', "Unknown node 'L7H0.v'"),
