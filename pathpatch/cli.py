@@ -528,11 +528,12 @@ def memory_estimate(model, task, config) -> int:
 
     Every source's output is cached for the clean and the corrupt run: prompts x positions x d_model x
     2 x sources. EAP/EAP-IG also keep, for the backward pass, every layer's activations of ``steps``
-    stacked copies of the prompts (the per-layer count ``runner.chunk_size`` uses). Bytes per value
+    stacked copies of the prompts (``runner.layer_floats``, as the variant chunks count them). Bytes per value
     follow the model's dtype.
     """
     import torch
 
+    from pathpatch.discovery.runner import layer_floats
     from pathpatch.models.tasks import task_groups
 
     cfg = model.cfg
@@ -543,8 +544,7 @@ def memory_estimate(model, task, config) -> int:
         batch, pos = group.clean.shape[:2]
         per_prompt = 2 * sources * pos * cfg.d_model
         if config.method in ("eap", "eap-ig"):
-            per_layer = pos * (4 * cfg.n_heads * cfg.d_model + cfg.n_heads * (pos + 4 * cfg.d_head) + 4 * (cfg.d_mlp or 0) + 8 * cfg.d_model)
-            per_prompt += (config.steps if config.method == "eap-ig" else 1) * cfg.n_layers * per_layer
+            per_prompt += (config.steps if config.method == "eap-ig" else 1) * cfg.n_layers * layer_floats(cfg, pos, cfg.n_heads)
         largest = max(largest, width * batch * per_prompt)
     return largest
 

@@ -402,6 +402,13 @@ def memory_budget(max_memory: int | float | None, device: torch.device) -> int |
     return CPU_MEMORY_BUDGET
 
 
+def layer_floats(cfg, n_pos: int, copies: int) -> int:
+    """Activation values one sequence of ``n_pos`` positions holds per layer of a forward pass: residual stream and
+    norms, ``copies`` per-head q/k/v inputs of d_model, attention scores, q/k/v/z, MLP hidden states. The one
+    per-layer estimate behind the variant chunks here and the command line's memory check."""
+    return n_pos * (4 * copies * cfg.d_model + cfg.n_heads * (n_pos + 4 * cfg.d_head) + 4 * (cfg.d_mlp or 0) + 8 * cfg.d_model)
+
+
 def chunk_size(model: torch.nn.Module, batch: int, n_pos: int, max_memory: int | float | None, n_variants: int) -> int:
     """Return how many variants fit in ``max_memory`` bytes (None: ``memory_budget``'s default), from a
     per-sequence activation estimate.
@@ -410,8 +417,7 @@ def chunk_size(model: torch.nn.Module, batch: int, n_pos: int, max_memory: int |
     """
     cfg = model.cfg
     copies = cfg.n_heads if getattr(cfg, "use_split_qkv_input", False) else 1
-    per_layer = n_pos * (4 * copies * cfg.d_model + cfg.n_heads * (n_pos + 4 * cfg.d_head) + 4 * (cfg.d_mlp or 0) + 8 * cfg.d_model)
-    bytes_per_variant = 4 * batch * per_layer * 3  # three layers' worth live at once, float32
+    bytes_per_variant = 4 * batch * layer_floats(cfg, n_pos, copies) * 3  # three layers' worth live at once, float32
     budget = memory_budget(max_memory, next(model.parameters()).device)
     return max(1, min(n_variants, int(budget // max(bytes_per_variant, 1))))
 
