@@ -108,6 +108,7 @@ class Scope:
         self.dest = dest.to(torch.long)[None, :, None]  # [1 dest 1]
         self.pos = self.dest if from_dest else torch.arange(self.n_pos)[None, None, :]  # [1 1 src] or [1 dest 1]
         self.shape = (self.batch, len(dest), 1 if from_dest else self.n_pos)
+        self.position_axis = 1 if from_dest else 2  # the axis along which ``pos`` runs (cumsum sums along it)
         self.tokens = {"tok": clean, "corrupt_tok": corrupt}  # [batch pos]
 
     def name(self, name: str) -> Tensor:
@@ -204,9 +205,9 @@ def _function(name: str, args: list[Node], text: str) -> Node:
     if name == "where":
         return lambda scope: torch.where(_bool(args[0](scope), text), args[1](scope), args[2](scope))
 
-    def cumsum(scope: Scope) -> Tensor:  # over source positions: the last axis
+    def cumsum(scope: Scope) -> Tensor:  # over the positions ``pos`` runs through: sources, or in ``from`` destinations
         value = torch.broadcast_to(args[0](scope), scope.shape)
-        return value.to(torch.float64 if value.is_floating_point() else torch.long).cumsum(-1)
+        return value.to(torch.float64 if value.is_floating_point() else torch.long).cumsum(scope.position_axis)
     return cumsum
 
 

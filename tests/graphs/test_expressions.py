@@ -141,12 +141,13 @@ def test_cumsum_and_where_match_a_running_sum_written_here():
     task = pointer_task()
     scope = Scope(task, torch.arange(N))
     got = parse("cumsum(where(tok % 2 == 1, 1, -1)) < 0", "to").mask(scope)  # [batch dest src]
+    destinations = parse("cumsum(where(tok % 2 == 1, 1, -1)) < 0", "from").mask(Scope(task, torch.arange(N), from_dest=True))[:, :, 0]
     steps = torch.where(task.clean % 2 == 1, 1, -1)
     for b in range(3):
         running = 0
         for src in range(N):
             running += int(steps[b, src])
-            assert bool(got[b, 0, src]) == (running < 0)
+            assert bool(got[b, 0, src]) == (running < 0) == bool(destinations[b, src])
 
 
 @pytest.mark.parametrize("text, named", [
