@@ -129,14 +129,20 @@ def fourier_share(model: torch.nn.Module, of: str, p: int, frequencies: "list[in
     total = float(power.sum())
     if total == 0:
         raise InputError(f"The {of} of tokens 0..{p - 1} is constant; it has no frequencies to measure.")
-    strongest = torch.argsort(power, descending=True)[:5]
-    detail = "strongest frequencies " + listed([f"{int(k) + 1} ({float(power[k]) / total:.2f})" for k in strongest], 5)
-    if frequencies is None:  # report only: the share of the strongest ones listed
-        return float(power[strongest].sum()) / total, detail
-    bad = [k for k in frequencies if not 1 <= k <= p // 2]
+    keys, detail = _key_frequencies(power, total, frequencies, p)
+    return float(power[torch.tensor(keys) - 1].sum()) / total, detail
+
+
+def _key_frequencies(each: Tensor, total: float, frequencies: "list[int] | None", p: int) -> tuple[list[int], str]:
+    """The frequencies a share is taken over, distinct and checked (``frequencies``, else the five strongest by
+    ``each`` ``[p // 2]``, the power at frequency ``1..p // 2``), and the strongest ones as text."""
+    strongest = (torch.argsort(each, descending=True)[:5] + 1).tolist()
+    detail = "strongest frequencies " + listed([f"{k} ({float(each[k - 1]) / total:.2f})" for k in strongest], 5)
+    keys = strongest if frequencies is None else sorted(set(frequencies))
+    bad = [k for k in keys if not 1 <= k <= p // 2]
     if bad:
         raise InputError(f"frequencies {listed(bad)}: on {p} points the frequencies are 1..{p // 2} (k and {p} - k are one).")
-    return float(power[torch.tensor(sorted(set(frequencies))) - 1].sum()) / total, detail
+    return keys, detail
 
 
 def measure_structure(model: torch.nn.Module, kind: str, params: dict, node: "Node | None", tokens: "list[int] | None",
@@ -195,14 +201,7 @@ def grid_fourier_share(grid: Tensor, frequencies: "list[int] | None") -> tuple[f
     total = float(power.sum())
     if total == 0:
         raise InputError("The values are constant over the grid; they have no frequencies to measure.")
-    each = torch.zeros(p // 2 + 1, dtype=torch.float64)  # power of components that carry frequency f on either axis
-    for f in range(1, p // 2 + 1):
-        each[f] = power[(fold[:, None] == f) | (fold[None, :] == f)].sum()
-    strongest = torch.argsort(each[1:], descending=True)[:5] + 1
-    detail = "strongest frequencies " + listed([f"{int(f)} ({float(each[f]) / total:.2f})" for f in strongest], 5)
-    keys = strongest.tolist() if frequencies is None else frequencies
-    bad = [k for k in keys if not 1 <= k <= p // 2]
-    if bad:
-        raise InputError(f"frequencies {listed(bad)}: on {p} points the frequencies are 1..{p // 2} (k and {p} - k are one).")
+    each = torch.stack([power[(fold[:, None] == f) | (fold[None, :] == f)].sum() for f in range(1, p // 2 + 1)])  # f on either axis
+    keys, detail = _key_frequencies(each, total, frequencies, p)
     allowed = torch.isin(fold, torch.tensor([0, *keys]))
     return float(power[allowed[:, None] & allowed[None, :]].sum()) / total, detail
