@@ -40,14 +40,6 @@ from pathpatch.names import hook_name
 RULES = ("smallest", "largest", "smallest_larger", "largest_smaller", "mismatch", "same_token")
 
 
-def pattern_of(model: torch.nn.Module, layer: int, head: int, inputs: Tensor) -> Tensor:
-    """The head's attention pattern ``[batch dest src]`` on ``inputs``."""
-    name = hook_name("pattern", layer)
-    with torch.no_grad():
-        _, cache = model.run_with_cache(inputs.to(next(model.parameters()).device), names_filter=name)
-    return cache[name][:, head].float().cpu()
-
-
 def combined_pattern(model: torch.nn.Module, heads: list[tuple[int, int]], inputs: Tensor, combine: str = "sum",
                      through: "list[tuple[int, int]]" = ()) -> Tensor:
     """The attention pattern ``[batch dest src]`` of ``heads`` (summed or averaged), read through ``through``.

@@ -11,7 +11,7 @@ from torch import Tensor
 from pathpatch.discovery.lens import dla_per_prompt
 from pathpatch.discovery.runner import is_causal, prepare
 from pathpatch.errors import InputError
-from pathpatch.graphs.attention import destinations, forced_pattern_metric, pattern_of, role_attention
+from pathpatch.graphs.attention import combined_pattern, destinations, forced_pattern_metric, role_attention
 from pathpatch.graphs.claim_keys import claim_heads
 from pathpatch.graphs.context import Context, feature_of, fixed_result, threshold_result, token_list
 from pathpatch.graphs.hypotheses import Claim
@@ -41,7 +41,7 @@ def _induction_attention(ctx: Context, node, n: int) -> Tensor:
     g = torch.Generator().manual_seed(ctx.seed)
     half = max(2, min(ctx.model.cfg.n_ctx // 2, 10))
     rand = torch.randint(0, ctx.model.cfg.d_vocab, (n, half), generator=g)
-    pattern = pattern_of(ctx.model, node.layer, node.head, torch.cat([rand, rand], dim=1))
+    pattern = combined_pattern(ctx.model, [(node.layer, node.head)], torch.cat([rand, rand], dim=1)).float()
     dest = torch.arange(half, 2 * half)
     return pattern[:, dest, dest - (half - 1)].mean(-1).cpu()
 
