@@ -2,7 +2,7 @@
 VENV ?= .venv
 STAMP := $(VENV)/.pathpatch-installed
 
-.PHONY: demo test setup clean pictures
+.PHONY: demo test test-slow setup clean pictures
 
 $(STAMP): pyproject.toml tools/setup.sh
 	VENV=$(VENV) bash tools/setup.sh
@@ -19,8 +19,13 @@ demo: $(STAMP)
 pictures: $(STAMP)
 	$(VENV)/bin/python tools/pictures.py
 
+# The fast suite, one worker per core (pytest-xdist); `test-slow` runs what it leaves out (real LM, subprocesses,
+# Chromium, benchmarks). CI runs both.
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -n 2
+
+test-slow: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -n 2 --runslow -m slow
 
 clean:
 	rm -rf $(VENV) .pytest_cache

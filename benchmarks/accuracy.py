@@ -24,13 +24,13 @@ import pandas as pd
 import torch
 from sklearn.metrics import auc, average_precision_score, roc_auc_score, roc_curve
 
-from pathpatch.discovery.attribution import attribute_edges
-from pathpatch.discovery.edges import patch_edges
-from pathpatch.discovery.prune import acdc
-from pathpatch.discovery.runner import prepare
-from pathpatch.graphs.faithfulness import faithfulness_curve
+from pathpatch.circuit.faithfulness import faithfulness_curve
+from pathpatch.circuit.prune import acdc
 from pathpatch.models import Task, build_task, load_model
 from pathpatch.models.planted_zoo import PLANTED
+from pathpatch.patch.attribution import attribute_edges
+from pathpatch.patch.edges import patch_edges
+from pathpatch.patch.runner import prepare
 
 SCORE_METHODS = ("exact", "eap", "eap-ig")
 METHODS = (*SCORE_METHODS, "acdc")

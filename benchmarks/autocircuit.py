@@ -26,10 +26,11 @@ import torch
 
 from benchmarks.common import measure, random_model, random_task
 from benchmarks.patching import Row
-from pathpatch.discovery.attribution import attribute_edges
-from pathpatch.discovery.edges import NOISE, run_circuits
-from pathpatch.discovery.graph import ComputeGraph
-from pathpatch.discovery.prune import strongest
+from pathpatch.patch.attribution import attribute_edges
+from pathpatch.patch.circuits import run_circuits
+from pathpatch.patch.config import NOISE
+from pathpatch.patch.graph import ComputeGraph
+from pathpatch.patch.scores import strongest
 
 VENV = Path(__file__).parent / ".venv-autocircuit"
 WORKER = Path(__file__).parent / "peers" / "autocircuit_worker.py"

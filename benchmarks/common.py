@@ -12,10 +12,10 @@ from pathlib import Path
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from pathpatch.discovery.config import PatchConfig
 from pathpatch.files import write_atomic
 from pathpatch.models import Task
-from pathpatch.models.loading import enable_patching_hooks
+from pathpatch.models.hook_flags import enable_patching_hooks
+from pathpatch.patch.config import PatchConfig
 
 TL_CONVENTION = PatchConfig(direction="denoise", normalize=False)  # TransformerLens' patching helpers denoise and return raw metrics
 

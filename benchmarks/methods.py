@@ -24,13 +24,14 @@ import torch
 from transformer_lens import HookedTransformer
 
 from benchmarks.common import Measured, best_of, machine, measure, random_model, random_task
-from pathpatch.discovery.activation import activation_patch
-from pathpatch.discovery.attribution import attribute_edges
-from pathpatch.discovery.config import PatchConfig
-from pathpatch.discovery.edges import patch_edges
-from pathpatch.discovery.graph import ComputeGraph
-from pathpatch.discovery.prune import acdc, strongest
+from pathpatch.circuit.prune import acdc
 from pathpatch.models import Task, build_task, load_model
+from pathpatch.patch.activation import activation_patch
+from pathpatch.patch.attribution import attribute_edges
+from pathpatch.patch.config import PatchConfig
+from pathpatch.patch.edges import patch_edges
+from pathpatch.patch.graph import ComputeGraph
+from pathpatch.patch.scores import strongest
 
 STEPS = 5
 RECHECK = 200

@@ -17,14 +17,13 @@ import torch
 from transformer_lens import HookedTransformer, patching
 
 from benchmarks.common import TL_CONVENTION, best_of, machine, measure, random_model, random_task
-
-from pathpatch.discovery.activation import activation_patch
-from pathpatch.discovery.activation import block_every as patch_block_every
-from pathpatch.discovery.attribution import attribute_edges
-from pathpatch.discovery.config import PatchConfig
-from pathpatch.discovery.edges import patch_edges
-from pathpatch.discovery.graph import ComputeGraph
 from pathpatch.models import Task, build_task, load_model
+from pathpatch.patch.activation import activation_patch
+from pathpatch.patch.activation import block_every as patch_block_every
+from pathpatch.patch.attribution import attribute_edges
+from pathpatch.patch.config import PatchConfig
+from pathpatch.patch.edges import patch_edges
+from pathpatch.patch.graph import ComputeGraph
 
 
 @dataclass

@@ -18,15 +18,16 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import machine, measure
-from pathpatch.discovery.attribution import attribute_edges
-from pathpatch.discovery.config import PatchConfig
-from pathpatch.discovery.edges import patch_edges, run_circuits
-from pathpatch.discovery.graph import ComputeGraph
-from pathpatch.discovery.lens import first_look
-from pathpatch.discovery.prune import strongest
 from pathpatch.files import write_text_atomic
 from pathpatch.models import build_task, load_model
-from pathpatch.models.tasks import n_prompts, task_groups
+from pathpatch.patch.attribution import attribute_edges
+from pathpatch.patch.circuits import run_circuits
+from pathpatch.patch.config import PatchConfig
+from pathpatch.patch.edges import patch_edges
+from pathpatch.patch.graph import ComputeGraph
+from pathpatch.patch.lens import first_look
+from pathpatch.patch.scores import strongest
+from pathpatch.task.groups import n_prompts, task_groups
 
 HERE = Path(__file__).parent
 NOISE = PatchConfig(direction="noise")

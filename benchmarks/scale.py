@@ -5,7 +5,7 @@ Run ``python -m benchmarks.scale`` to print the tables; nothing is downloaded or
 
 from dataclasses import dataclass
 
-from pathpatch.discovery.graph import ComputeGraph
+from pathpatch.patch.graph import ComputeGraph
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def grouped_edges(shape: Shape) -> int:
 
 
 def bytes_per_variant(shape: Shape, batch: int, n_pos: int) -> int:
-    """runner.chunk_size's estimate, with shared head inputs (no per-head copies), float32."""
+    """schedule.chunk_size's estimate, with shared head inputs (no per-head copies), float32."""
     per_layer = n_pos * (4 * shape.d_model + shape.n_heads * (n_pos + 4 * shape.d_head) + 4 * shape.d_mlp + 8 * shape.d_model)
     return 4 * batch * per_layer * 3
 

@@ -18,10 +18,10 @@ import pandas as pd
 from transformer_lens import patching
 
 from benchmarks.common import TL_CONVENTION, measure, random_model, random_task, save_figure
-from pathpatch.discovery.activation import activation_patch
-from pathpatch.discovery.config import PatchConfig
-from pathpatch.discovery.edges import patch_edges
-from pathpatch.discovery.graph import ComputeGraph
+from pathpatch.patch.activation import activation_patch
+from pathpatch.patch.config import PatchConfig
+from pathpatch.patch.edges import patch_edges
+from pathpatch.patch.graph import ComputeGraph
 
 BASE = {"layers": 2, "heads": 4, "seq": 16, "batch": 8}
 AXES = {"layers": (1, 2, 4, 8), "heads": (2, 4, 8, 16), "seq": (8, 16, 32, 64), "batch": (2, 8, 32)}

@@ -23,7 +23,8 @@ _HOMES = {
     "load_model": "pathpatch.models.loading",
     "save_model": "pathpatch.models.checkpoint",
     "load_task": "pathpatch.models.task_files",
-    **{name: "pathpatch.models.tasks" for name in ("Task", "TaskGroups")},
+    "Task": "pathpatch.task.task",
+    "TaskGroups": "pathpatch.task.groups",
 }
 
 __all__ = sorted(_HOMES)

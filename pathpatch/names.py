@@ -7,7 +7,7 @@ graph. Outputs (graph sources) are ``embed`` (token plus positional embedding, r
 value input ``L{l}H{h}.q|.k|.v`` (``blocks.{l}.hook_q_input[:, :, h]`` ...), each ``MLP{l}``
 (``blocks.{l}.hook_mlp_in``) and ``logits`` (``blocks.{L-1}.hook_resid_post``). An edge ``src->dest``
 joins an output to every later input; ``@POS`` suffixes a node or edge with a position: an index
-(``L0H0@5``) or a task's position label (``L1H0.v@END``, see ``pathpatch.positions``).
+(``L0H0@5``) or a task's position label (``L1H0.v@END``, see ``pathpatch.task.positions``).
 
 Every hook string is built here with TransformerLens' ``get_act_name``; no other module parses names.
 """
@@ -73,12 +73,12 @@ class Node:
     @property
     def is_source(self) -> bool:
         """Whether the node writes to the residual stream (can start an edge)."""
-        return self.hook_out is not None
+        return self.kind in ("embed", "head", "mlp")
 
     @property
     def is_dest(self) -> bool:
         """Whether the node reads the residual stream (can end an edge)."""
-        return self.hook_in is not None
+        return self.kind in ("head_input", "mlp", "logits")
 
     @property
     def base(self) -> str:
@@ -104,7 +104,7 @@ class Edge:
     dest: Node
 
     def __post_init__(self) -> None:
-        if not self.src.is_source or not self.dest.is_dest or self.src.stage >= self.dest.stage:
+        if not is_edge(self.src, self.dest):
             raise InputError(
                 f"No edge {self.src.name}->{self.dest.name}: an edge runs from an output (embed, a head, an "
                 "MLP) to a later input (a head's .q/.k/.v, a later MLP, logits)."
@@ -114,6 +114,25 @@ class Edge:
     def name(self) -> str:
         """``src->dest``, e.g. ``L0H0->L1H0.v``."""
         return f"{self.src.name}->{self.dest.name}"
+
+
+def reads_at(node: Node, parallel: bool = False) -> int:
+    """The stage at which ``node`` reads the residual stream: its own, but in a parallel block (``parallel_attn_mlp``,
+    Pythia/GPT-J) an MLP reads its layer's input alongside the heads, at their stage."""
+    return 2 * node.layer + 1 if parallel and node.kind == "mlp" else node.stage
+
+
+def is_edge(src: Node, dest: Node, parallel: bool = False) -> bool:
+    """The one edge rule: an edge runs from a node that writes the residual stream (``embed``, a head, an MLP) to one
+    that reads it later (a head's q/k/v input, a later MLP, ``logits``); in parallel blocks no head feeds its own
+    layer's MLP.
+
+    Examples:
+        >>> mlp, head = parse_node("MLP0", 1, 1), parse_node("L0H0", 1, 1)
+        >>> is_edge(head, mlp), is_edge(head, mlp, parallel=True), is_edge(mlp, head)
+        (True, False, False)
+    """
+    return src.is_source and dest.is_dest and src.stage < reads_at(dest, parallel)
 
 
 def split_pos(name: str) -> tuple[str, str | None]:
@@ -149,8 +168,9 @@ def node_name(
     return base if pos is None else f"{base}@{pos}"
 
 
-def parse_node(name: str, n_layers: int, n_heads: int, attn_only: bool = False) -> Node:
-    """Return the Node called ``name`` in a model of the given shape.
+def parse_node(name: str, n_layers: int, n_heads: int, attn_only: bool = False, hooks: bool = True) -> Node:
+    """Return the Node called ``name`` in a model of the given shape; with ``hooks=False`` without its hook names
+    (``hook_in``, ``hook_out`` None), which reading a circuit file needs no TransformerLens import for.
 
     Raises:
         KeyError: The name is malformed or names a node the model lacks (close matches are listed).
@@ -163,21 +183,22 @@ def parse_node(name: str, n_layers: int, n_heads: int, attn_only: bool = False) 
     if match is None:
         raise InputError(_unknown(name, n_layers, n_heads, attn_only, "is not a node name"))
     special, layer, head, channel, mlp_layer, pos = match.groups()
+    hook = hook_name if hooks else (lambda act, layer: None)
     if special == "embed":
-        return Node(name, -1, None, "embed", None, hook_name("resid_pre", 0), pos=pos)
+        return Node(name, -1, None, "embed", None, hook("resid_pre", 0), pos=pos)
     if special == "logits":
-        return Node(name, n_layers, None, "logits", hook_name("resid_post", n_layers - 1), None, pos=pos)
+        return Node(name, n_layers, None, "logits", hook("resid_post", n_layers - 1), None, pos=pos)
     if mlp_layer is not None:
         layer = int(mlp_layer)
         if attn_only or layer >= n_layers:
             raise InputError(_unknown(name, n_layers, n_heads, attn_only, "is not in this model"))
-        return Node(name, layer, None, "mlp", hook_name("mlp_in", layer), hook_name("mlp_out", layer), pos=pos)
+        return Node(name, layer, None, "mlp", hook("mlp_in", layer), hook("mlp_out", layer), pos=pos)
     layer, head = int(layer), int(head)
     if layer >= n_layers or head >= n_heads:
         raise InputError(_unknown(name, n_layers, n_heads, attn_only, "is not in this model"))
     if channel is None:
-        return Node(name, layer, head, "head", None, hook_name("result", layer), pos=pos)
-    return Node(name, layer, head, "head_input", hook_name(f"{channel}_input", layer), None, channel, pos)
+        return Node(name, layer, head, "head", None, hook("result", layer), pos=pos)
+    return Node(name, layer, head, "head_input", hook(f"{channel}_input", layer), None, channel, pos)
 
 
 def parse_edge(name: str, n_layers: int, n_heads: int, attn_only: bool = False) -> Edge:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import torch
 
-from pathpatch.graphs.circuit import Circuit, from_json
-from pathpatch.models.tasks import AnyTask
+from pathpatch.circuit.circuit import Circuit, from_json
 from pathpatch.pipeline import CheckReport, check
+from pathpatch.task.groups import AnyTask
 
 
 def assert_hypothesis(

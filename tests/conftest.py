@@ -1,16 +1,46 @@
-"""Shared seeded CPU fixtures, the --runslow switch, and runtime shape checks.
+"""Shared seeded CPU fixtures, the --runslow switch (slow tests: real LMs, subprocesses, Chromium, benchmarks), and runtime shape checks.
 
-jaxtyping's import hook checks every annotated tensor shape in ``pathpatch.discovery`` and
-``pathpatch.graphs`` at call time during the tests; it must be installed before those modules load.
+jaxtyping's import hook checks every annotated tensor shape in ``pathpatch.patch`` and
+``pathpatch.circuit``, ``claims``, ``report`` at call time during the tests; it must be installed before those modules load.
 """
 
+import os
 import warnings
 
 import pytest
 import torch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # make test runs one worker per core: one torch thread each, or they contend
+    torch.set_num_threads(1)
 from jaxtyping import install_import_hook
 
-install_import_hook(["pathpatch.discovery", "pathpatch.graphs"], "beartype.beartype")
+
+
+def _check_named_functions_only() -> None:
+    """Check every module-level function and method, but not the closures a function builds on each call (hooks,
+    sort keys): jaxtyping would wrap each of those anew at every call, which cost a fifth of the suite's time."""
+    import ast
+
+    from jaxtyping import _import_hook
+
+    transformer = getattr(_import_hook, "JaxtypingTransformer", None)
+    if transformer is None or not hasattr(transformer, "visit_FunctionDef"):
+        return  # another jaxtyping: check everything, only slower
+    visit = transformer.visit_FunctionDef
+
+    def visit_named(self, node):
+        nested = any(isinstance(parent, (ast.FunctionDef, ast.AsyncFunctionDef)) for parent in getattr(self, "_parents", ()))
+        self._no_type_check_level += nested
+        try:
+            return visit(self, node)
+        finally:
+            self._no_type_check_level -= nested
+
+    transformer.visit_FunctionDef = visit_named
+
+
+_check_named_functions_only()
+install_import_hook(["pathpatch.patch", "pathpatch.circuit", "pathpatch.claims", "pathpatch.report"], "beartype.beartype")
 
 from transformer_lens import HookedTransformer, HookedTransformerConfig  # noqa: E402
 
@@ -18,16 +48,21 @@ from pathpatch.models.seeds.weekday import DAYS, TEMPLATES  # noqa: E402
 
 
 def pytest_addoption(parser):
-    parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")
+    parser.addoption("--runslow", action="store_true", default=False, help="also run tests marked slow (make test-slow)")
 
 
 def pytest_collection_modifyitems(config, items):
+    """Mark every test that loads the real LM slow, then leave slow tests out unless ``--runslow``: ``make test`` runs
+    the fast suite, ``make test-slow`` the rest, and CI both."""
+    for item in items:
+        if "smollm2_gguf" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
     if config.getoption("--runslow"):
         return
-    skip = pytest.mark.skip(reason="slow: run with --runslow")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+    slow = [item for item in items if "slow" in item.keywords]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if "slow" not in item.keywords]
 
 
 def make_random_model(**overrides) -> HookedTransformer:
@@ -45,7 +80,7 @@ def make_random_model(**overrides) -> HookedTransformer:
 @pytest.fixture(scope="session")
 def random_model() -> HookedTransformer:
     """The random model with per-head patching hooks switched on, as load_model() returns models."""
-    from pathpatch.models.loading import enable_patching_hooks
+    from pathpatch.models.hook_flags import enable_patching_hooks
 
     return enable_patching_hooks(make_random_model())
 
@@ -73,6 +108,60 @@ def random_task():
     g = torch.Generator().manual_seed(0)
     tokens = lambda: torch.randint(0, 32, (4, 6), generator=g)  # noqa: E731
     return Task("random", tokens(), tokens(), tokens()[:, :2], tokens()[:, :2], torch.tensor([3, 5]))
+
+
+# The reference for exact edge patching: TransformerLens hooks written by hand, reading hook names with no help from
+# pathpatch (no names.py, no ComputeGraph), so that a wrong edge rule or hook in pathpatch cannot hide in both.
+
+
+def source_output(model: HookedTransformer, cache, node: str) -> torch.Tensor:
+    """What ``node`` (``embed``, ``MLPl`` or ``LlHh``) writes to the residual stream, ``[batch pos d_model]``."""
+    if node == "embed":
+        return cache["blocks.0.hook_resid_pre"]
+    if node.startswith("MLP"):
+        return cache[f"blocks.{node[3:]}.hook_mlp_out"]
+    layer, head = (int(x) for x in node[1:].split("H"))
+    return cache[f"blocks.{layer}.attn.hook_z"][:, :, head] @ model.blocks[layer].attn.W_O[head]
+
+
+def dest_hook(model: HookedTransformer, node: str) -> tuple[str, int | None]:
+    """The hook where ``node`` (``logits``, ``MLPl`` or ``LlHh.q|k|v``) reads the residual stream, and its head."""
+    if node == "logits":
+        return f"blocks.{model.cfg.n_layers - 1}.hook_resid_post", None
+    if node.startswith("MLP"):
+        return f"blocks.{node[3:]}.hook_mlp_in", None
+    name, channel = node.split(".")
+    layer, head = (int(x) for x in name[1:].split("H"))
+    return f"blocks.{layer}.hook_{channel}_input", head
+
+
+def hand_patched_metric(model: HookedTransformer, task, edge: str, noise: bool = True, pos: int | None = None,
+                        caches: dict | None = None, metric=None) -> float:
+    """One ``run_with_hooks``: the edge's destination reads (the other run's source output - this run's) on top of its
+    input, at every position or at ``pos`` only. ``model`` must have per-head inputs switched on."""
+    src, dest = edge.split("->")
+    if caches is None:
+        with torch.no_grad():
+            caches = {"clean": model.run_with_cache(task.clean)[1], "corrupt": model.run_with_cache(task.corrupt)[1]}
+    base, other = (caches["clean"], caches["corrupt"]) if noise else (caches["corrupt"], caches["clean"])
+    delta = source_output(model, other, src) - source_output(model, base, src)  # [batch pos d_model]
+    if pos is not None:
+        keep = torch.zeros(delta.shape[1], 1)
+        keep[pos] = 1
+        delta = delta * keep
+    name, head = dest_hook(model, dest)
+
+    def hook(act, hook):
+        act = act.clone()
+        if head is None:
+            act += delta
+        else:
+            act[:, :, head] += delta
+        return act
+
+    with torch.no_grad():
+        logits = model.run_with_hooks(task.clean if noise else task.corrupt, fwd_hooks=[(name, hook)])
+    return (metric or task.score)(logits).item()
 
 
 def weekday_corpus() -> list[str]:

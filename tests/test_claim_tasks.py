@@ -5,8 +5,8 @@ import json
 import pytest
 
 from pathpatch.cli import main
-from pathpatch.discovery.edges import patch_edges
 from pathpatch.models import build_task, load_model
+from pathpatch.patch.edges import patch_edges
 
 FACTORIES = """from pathpatch.models import build_task
 
@@ -59,7 +59,7 @@ def test_the_readme_example_of_tasks_and_groups_is_a_valid_hypothesis_file():
     import tomllib
     from pathlib import Path
 
-    from pathpatch.graphs.hypotheses import flat_kinds, named_tasks, parse_hypothesis
+    from pathpatch.claims.hypotheses import flat_kinds, named_tasks, parse_hypothesis
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     block = next(b.split("```")[0] for b in readme.split("```toml\n")[1:] if "[tasks]" in b)

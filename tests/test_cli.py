@@ -16,9 +16,10 @@ def test_every_command_has_help(command, capsys):
     assert "usage: pathpatch" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_help_is_quick_because_it_does_not_import_transformer_lens():
     """Importing TransformerLens takes seconds; --help must not wait for it."""
-    code = "import sys; from pathpatch.cli import build_parser; build_parser(); assert 'transformer_lens' not in sys.modules, 'imported'"
+    code = "import sys; from pathpatch.cli.parser import build_parser; build_parser(); assert 'transformer_lens' not in sys.modules, 'imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -50,6 +51,7 @@ def test_unknown_model_is_a_usage_error(capsys):
     assert "invalid choice: 'nope'" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_module_entry_point_runs():
     result = subprocess.run([sys.executable, "-m", "pathpatch", "--version"], capture_output=True, text=True, check=True)
     assert result.stdout.startswith("pathpatch ")
@@ -63,7 +65,7 @@ def test_discovery_commands_have_help(command, capsys):
 
 
 def test_discover_finds_the_permute_v_composition_circuit(tmp_path, capsys):
-    from pathpatch.graphs.circuit import from_json
+    from pathpatch.circuit.circuit import from_json
 
     assert main(["discover", "--model", "permute", "--n", "32", "--out", str(tmp_path)]) == 0
     circuit = from_json(tmp_path / "circuit.json")
@@ -84,6 +86,7 @@ def test_draw_missing_file_exits_2(tmp_path, capsys):
     assert "No circuit file" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_draw_works_on_a_saved_circuit_without_importing_transformer_lens(tmp_path):
     """Drawing needs only the circuit file: it must not wait for TransformerLens' import."""
     assert main(["discover", "--model", "permute", "--n", "16", "--out", str(tmp_path)]) == 0
@@ -96,7 +99,7 @@ def test_draw_works_on_a_saved_circuit_without_importing_transformer_lens(tmp_pa
 
 @pytest.mark.parametrize("method", ["acdc", "eap-ig"])
 def test_discover_other_methods_find_the_same_path(method, tmp_path):
-    from pathpatch.graphs.circuit import from_json
+    from pathpatch.circuit.circuit import from_json
 
     assert main(["discover", "--model", "permute", "--method", method, "--n", "16", "--out", str(tmp_path)]) == 0
     assert {"embed->L0H0.v", "L0H0->L1H0.v", "L1H0->logits"} <= set(from_json(tmp_path / "circuit.json").scored_edges)
@@ -105,7 +108,7 @@ def test_discover_other_methods_find_the_same_path(method, tmp_path):
 def test_absolute_threshold_is_in_metric_units(tmp_path):
     import pandas as pd
 
-    from pathpatch.graphs.circuit import from_json
+    from pathpatch.circuit.circuit import from_json
 
     assert main(["discover", "--model", "permute", "--n", "16", "--absolute", "--threshold", "1.0", "--out", str(tmp_path)]) == 0
     scores = pd.read_csv(tmp_path / "scores.csv").set_index("edge")

@@ -50,8 +50,8 @@ def test_discover_and_check_write_report_html_beside_the_markdown(tmp_path):
 
 def test_discover_by_position_keeps_position_aware_edges_drawn_by_position(tmp_path, capsys):
     """The command line as a user runs it: edges at named positions, scored, drawn on a position grid, byte-identical twice."""
-    from pathpatch.discovery.edges import patch_edges
     from pathpatch.models import build_task, load_model
+    from pathpatch.patch.edges import patch_edges
 
     runs = [tmp_path / "a", tmp_path / "b"]
     for out in runs:
@@ -82,7 +82,7 @@ def test_acdc_by_position_is_refused_with_the_alternative(tmp_path, capsys):
 
 
 def test_check_explain_prints_every_claim_kind(capsys):
-    from pathpatch.graphs.claim_reference import REFERENCE
+    from pathpatch.claims.claim_reference import REFERENCE
 
     assert main(["check", "--explain"]) == 0
     out = capsys.readouterr().out
@@ -96,11 +96,12 @@ def test_convert_round_trips_a_circuit_through_eap_ig_json(tmp_path, capsys):
     eap = json.loads((tmp_path / "eap.json").read_text())
     assert {"cfg", "nodes", "edges"} <= set(eap) and any(v["in_graph"] for v in eap["edges"].values())
     assert main(["convert", str(tmp_path / "eap.json"), str(tmp_path / "back.json"), "--to", "pathpatch"]) == 0
-    from pathpatch.graphs.circuit import from_json
+    from pathpatch.circuit.circuit import from_json
 
     assert from_json(tmp_path / "back.json").scored_edges == from_json(ours).scored_edges
 
 
+@pytest.mark.slow  # two process groups
 def test_two_workers_give_one_process_scores_csv(tmp_path):
     """``--workers 2`` runs torchrun with two gloo processes; scores.csv must be byte-identical."""
     args = ["discover", "--model", "permute", "--n", "8", "--top-k", "4"]

@@ -19,7 +19,7 @@ SIGNED = textwrap.dedent('''
     import torch
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-    from pathpatch.models.tasks import Task
+    from pathpatch.task.task import Task
 
     ANSWER, WRONG = 3, 5
 

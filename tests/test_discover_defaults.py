@@ -7,13 +7,12 @@ Planted models give the ground truth: ``planted-redundant`` (an OR that only den
 import pytest
 import torch
 
-from pathpatch import pipeline
 from pathpatch.cli import main
-from pathpatch.discovery.attribution import attribute_edges, spearman
-from pathpatch.discovery.config import PatchConfig
-from pathpatch.discovery.edges import patch_edges
 from pathpatch.models.planted_zoo import get_planted
-from pathpatch.pipeline import DiscoverConfig, discover, resolve
+from pathpatch.patch.attribution import attribute_edges, spearman
+from pathpatch.patch.config import PatchConfig
+from pathpatch.patch.edges import patch_edges
+from pathpatch.pipeline import DiscoverConfig, discover, discovery, resolve
 
 PLAIN = ("planted-copy", "planted-induction", "planted-negative")
 HIDDEN = {"embed->L0H0.v", "L0H0->L1H0.q"}  # planted-pointer: the pointer's edges, the same in clean and paired corrupt
@@ -23,7 +22,7 @@ HIDDEN = {"embed->L0H0.v", "L0H0->L1H0.q"}  # planted-pointer: the pointer's edg
 def no_pictures():
     """Attention plots take seconds and are not what these tests check."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pipeline, "circuit_attention_png", lambda *args, **kwargs: None)
+        patch.setattr(discovery, "circuit_attention_png", lambda *args, **kwargs: None)
         yield
 
 

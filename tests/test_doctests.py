@@ -12,7 +12,7 @@ MODULES = sorted(".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts
 
 
 def test_the_modules_with_examples_are_found():
-    assert {"pathpatch.names", "pathpatch.errors", "pathpatch.graphs.circuit"} <= set(MODULES)
+    assert {"pathpatch.names", "pathpatch.errors", "pathpatch.circuit.circuit"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("module", MODULES)

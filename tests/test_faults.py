@@ -9,6 +9,7 @@ can handle, runs in a subprocess (a small one that does not import TransformerLe
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,12 +20,13 @@ import torch
 
 from pathpatch import pipeline
 from pathpatch.cli import main
-from pathpatch.discovery.config import PatchConfig
-from pathpatch.discovery.edges import patch_edges
 from pathpatch.files import MARKER, clean_scratch, output_folder
 from pathpatch.models import Task, build_task, load_model
+from pathpatch.patch.config import PatchConfig
+from pathpatch.patch.edges import patch_edges
+from pathpatch.pipeline import results
 
-DISCOVER = ["discover", "--model", "permute", "--n", "8"]
+DISCOVER = ["discover", "--model", "permute", "--n", "8", "--no-cross-check"]  # these tests are about writing files
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -37,12 +39,19 @@ def scratch(parent: Path) -> list[str]:
     return sorted(p.name for p in parent.iterdir() if ".tmp-" in p.name or ".old-" in p.name)
 
 
-@pytest.fixture()
-def earlier(tmp_path, capsys):
-    """A folder holding a complete earlier run, and its snapshot."""
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def one_run(tmp_path_factory) -> Path:
+    """One complete run of ``discover``, made once for the module."""
+    out = tmp_path_factory.mktemp("earlier") / "run"
     assert main([*DISCOVER, "--top-k", "3", "--out", str(out)]) == 0
-    capsys.readouterr()
+    return out
+
+
+@pytest.fixture()
+def earlier(one_run, tmp_path):
+    """A folder holding a complete earlier run (a copy of ``one_run``, marker included), and its snapshot."""
+    out = tmp_path / "run"
+    shutil.copytree(one_run, out)
     return out, snapshot(out)
 
 
@@ -52,7 +61,7 @@ def interrupt_while_writing(monkeypatch, signum: int) -> None:
         signal.raise_signal(signum)
         raise AssertionError("the signal should have stopped the run")
 
-    monkeypatch.setattr(pipeline, "write_diagram", write_diagram)
+    monkeypatch.setattr(results, "write_diagram", write_diagram)
 
 
 @pytest.mark.parametrize("signum, code, said", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
@@ -68,7 +77,7 @@ def test_a_signal_during_the_write_leaves_the_earlier_run_and_no_scratch(signum,
 
 def test_an_internal_error_during_the_write_exits_3_in_one_line_and_changes_nothing(earlier, monkeypatch, capsys):
     out, before = earlier
-    monkeypatch.setattr(pipeline, "write_diagram", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom\nsecond line")))
+    monkeypatch.setattr(results, "write_diagram", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom\nsecond line")))
     assert main([*DISCOVER, "--out", str(out)]) == 3
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unexpected RuntimeError: boom; " in err and "--debug" in err and "Traceback" not in err
@@ -221,7 +230,7 @@ def test_two_runs_with_one_seed_write_identical_files(tmp_path):
 
 
 def test_the_memory_estimate_refuses_a_run_that_cannot_fit(tmp_path, monkeypatch, capsys):
-    from pathpatch import cli
+    from pathpatch.cli import arguments as cli
 
     model, task = load_model("permute"), build_task("permute", n=8)
     config = pipeline.DiscoverConfig(n=8)

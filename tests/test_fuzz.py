@@ -368,8 +368,8 @@ def test_a_pickled_weights_file_that_would_run_code_is_refused(tmp_path, capsys)
 @pytest.mark.parametrize("n_layers, n_heads, attn_only, parallel", [(1, 1, True, False), (2, 2, False, False), (2, 1, False, True)])
 def test_circuit_validation_accepts_exactly_the_edges_of_the_compute_graph(n_layers, n_heads, attn_only, parallel):
     """The file check (no TransformerLens import) agrees with ComputeGraph on every pair of nodes."""
-    from pathpatch.discovery.graph import ComputeGraph
-    from pathpatch.graphs.circuit import shape_nodes, validate
+    from pathpatch.circuit.circuit import shape_nodes, validate
+    from pathpatch.patch.graph import ComputeGraph
 
     graph = ComputeGraph(n_layers, n_heads, attn_only, parallel)
     edges = {e.name for e in graph.edges}
@@ -403,7 +403,7 @@ def test_circuit_validation_accepts_exactly_the_edges_of_the_compute_graph(n_lay
     (KeyboardInterrupt(), 130, "interrupted"),
 ])
 def test_every_exception_becomes_one_line_with_its_exit_code(error, code, named):
-    from pathpatch.cli import explain_error
+    from pathpatch.cli.errors import explain_error
 
     got_code, message = explain_error(error)
     assert got_code == code and named in message and "\n" not in message

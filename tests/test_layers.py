@@ -11,12 +11,14 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "pathpatch"
 
 LAYERS = (
-    {"errors", "settings", "files", "names", "factories", "progress", "directions"},  # shared vocabulary and plumbing
-    {"models"},  # models and tasks in
-    {"positions"},  # position labels of a task
-    {"discovery"},  # patching, attribution, pruning: scores and circuits
-    {"graphs"},  # circuits as graphs, claims, reports of one stage each
-    {"doubts", "reports", "pipeline"},  # orchestration
+    {"errors", "vocabulary", "files", "names", "factories", "progress"},  # shared vocabulary and plumbing
+    {"task"},  # 1. what a run asks: tasks, prompt groups, positions
+    {"models"},  # 2. models in: loading, checkpoints, seeds, planted models
+    {"patch"},  # 3. the patching engine: hooks, runner, activation/edge/path patching, attribution
+    {"circuit"},  # 4. scores to circuits: pruning, the circuit graph, faithfulness
+    {"claims"},  # 5. hypothesis files and their verdicts
+    {"report"},  # 6. reports, plots, diagrams, peers' formats
+    {"doubts", "pipeline"},  # orchestration
     {"cli", "testing", "__main__"},  # entry points
 )
 
@@ -26,7 +28,7 @@ def layer_of(unit: str) -> int:
 
 
 def unit_of(module: str) -> str:
-    """``pathpatch.discovery.edges`` -> ``discovery``; ``pathpatch.errors`` -> ``errors``."""
+    """``pathpatch.patch.edges`` -> ``discovery``; ``pathpatch.errors`` -> ``errors``."""
     return module.split(".")[1]
 
 

@@ -42,11 +42,12 @@ def test_a_bad_max_memory_is_refused_naming_the_flag(value, tmp_path, capsys):
 
 def test_a_check_whose_claims_need_no_circuit_discovers_none(tmp_path, monkeypatch):
     import pathpatch.pipeline as pipeline
+    from pathpatch.pipeline import checking
 
     def refuse(*args, **kwargs):
         raise AssertionError("discover ran although no claim reads a circuit")
 
-    monkeypatch.setattr(pipeline, "discover", refuse)
+    monkeypatch.setattr(checking, "find_circuit", refuse)
     path = tmp_path / "h.toml"
     path.write_text('model = "permute"\ntask = "permute"\n[method]\nn = 16\n\n[[claim]]\nkind = "metric"\nmin = 0.5\n\n'
                     '[[claim]]\nkind = "dla"\nnode = "L1H0"\nmin = 0.1\n')
@@ -57,7 +58,7 @@ def test_a_check_whose_claims_need_no_circuit_discovers_none(tmp_path, monkeypat
 
 
 def test_an_interrupted_check_keeps_the_verdicts_it_has(tmp_path, monkeypatch, capsys):
-    from pathpatch.graphs import checks
+    from pathpatch.claims import checks
 
     def stop(ctx, claim):
         raise KeyboardInterrupt
@@ -75,7 +76,7 @@ def test_an_interrupted_check_keeps_the_verdicts_it_has(tmp_path, monkeypatch, c
 
 
 def test_a_bad_memory_budget_or_metric_run_is_refused_from_python(tmp_path):
-    from pathpatch.graphs.hypotheses import load_hypothesis
+    from pathpatch.claims.hypotheses import load_hypothesis
     from pathpatch.pipeline import DiscoverConfig
 
     with pytest.raises(ValueError, match="max_memory=0"):

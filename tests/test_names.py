@@ -2,8 +2,8 @@
 
 import pytest
 
-from pathpatch.discovery.graph import ComputeGraph
 from pathpatch.names import Edge, all_node_names, parse_edge, parse_node
+from pathpatch.patch.graph import ComputeGraph
 
 
 @pytest.mark.parametrize("attn_only", [False, True])

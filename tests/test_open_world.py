@@ -11,8 +11,8 @@ import logging
 import pytest
 import torch
 
+from pathpatch.circuit.circuit import from_json
 from pathpatch.cli import main
-from pathpatch.graphs.circuit import from_json
 from pathpatch.models import build_task, load_model
 
 

@@ -32,6 +32,7 @@ def workdir(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow  # fresh interpreters
 def test_the_readme_shell_example_runs_and_its_claims_pass(workdir, monkeypatch, capsys):
     monkeypatch.chdir(workdir)
     for line in examples()["shell"].splitlines():
@@ -45,6 +46,7 @@ def test_the_readme_shell_example_runs_and_its_claims_pass(workdir, monkeypatch,
     assert "PASS" in (workdir / "out" / "mine-check" / "check.md").read_text()
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_the_readme_python_example_runs(workdir, monkeypatch):
     monkeypatch.chdir(workdir)
     if not (workdir / "my_model" / "weights.pt").exists():

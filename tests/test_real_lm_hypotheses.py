@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pathpatch import check
-from pathpatch.graphs.hypotheses import load_hypothesis
+from pathpatch.claims.hypotheses import load_hypothesis
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -16,7 +16,7 @@ import torch
 from pathpatch.cli import main
 from tests.test_fuzz import assert_error, run
 
-FIXTURES = Path(__file__).parent / "graphs" / "fixtures"
+FIXTURES = Path(__file__).parent / "report" / "fixtures"
 BOM = b"\xef\xbb\xbf"
 PAIR = {"clean": [1, 2, 3], "corrupt": [1, 2, 4], "answer": 1, "wrong_answer": 2}
 FAST = ["--method", "eap", "--no-cross-check"]
@@ -143,7 +143,7 @@ def test_a_pt_file_that_would_run_code_is_refused_and_never_runs_it(tmp_path, ca
 
 def scores_csv(tmp_path: Path, row0: dict | None = None) -> Path:
     """The fixture's full score table as scores.csv, its first row edited."""
-    from pathpatch.graphs.interop import from_eap_json
+    from pathpatch.report.interop import from_eap_json
 
     table = from_eap_json(FIXTURES / "eap_2l2h.json").scores.astype({"edge": object, "score": object})
     for key, value in (row0 or {}).items():
@@ -188,9 +188,9 @@ def test_an_empty_score_table_exits_2(tmp_path, capsys):
 
 def test_eap_json_is_written_as_strict_json(tmp_path):
     """A non-finite score is refused before writing, so the file never holds ``NaN``, which strict JSON readers reject."""
-    from pathpatch.discovery.graph import ComputeGraph
     from pathpatch.errors import InputError
-    from pathpatch.graphs.interop import from_eap_json, to_eap_json
+    from pathpatch.patch.graph import ComputeGraph
+    from pathpatch.report.interop import from_eap_json, to_eap_json
 
     table = from_eap_json(FIXTURES / "eap_2l2h.json").scores
     with pytest.raises(InputError, match=r"Edge 'embed->L0H0.q' has score NaN"):
@@ -342,8 +342,8 @@ def test_prompt_files_that_python_cannot_read_exit_2(content, named, tmp_path, c
 # --- byte-order marks, sizes and long lists everywhere a file is read ---------------------------------------------
 
 def test_a_bom_before_circuit_json_and_hypothesis_toml_is_read(tmp_path):
-    from pathpatch.graphs.circuit import from_json
-    from pathpatch.graphs.hypotheses import load_hypothesis
+    from pathpatch.circuit.circuit import from_json
+    from pathpatch.claims.hypotheses import load_hypothesis
 
     assert main(["convert", str(FIXTURES / "eap_2l2h.json"), str(tmp_path / "c.json")]) == 0
     (tmp_path / "bom.json").write_bytes(BOM + (tmp_path / "c.json").read_bytes())

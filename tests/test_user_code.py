@@ -46,7 +46,7 @@ def make(n, seed):
     return build_task("permute", n=n, seed=seed)
 """
 TOO_LONG = """import torch
-from pathpatch.models.tasks import Task
+from pathpatch.task.task import Task
 
 def make(n, seed):
     tokens = torch.zeros(n, 40, dtype=torch.long)
@@ -58,6 +58,7 @@ def make(n, seed):
 @pytest.mark.parametrize("source, code, what", [(KILLS_RANK_1, 137, "rank 1 of 2 was killed by SIGKILL"),
                                                 (TOO_LONG, 2, "inputs have 40 positions but the model's n_ctx is")],
                          ids=["killed rank", "bad input on every rank"])
+@pytest.mark.slow  # two process groups per case
 def test_a_failed_worker_run_ends_in_one_line_and_no_output(tmp_path, source, code, what):
     """Under --workers a failure is one line naming the first failing rank's cause, never torch.distributed's traceback."""
     import subprocess

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from pathpatch.cli import main
-from pathpatch.discovery.user_hooks import find_user_hooks
 from pathpatch.errors import InputError
+from pathpatch.patch.user_hooks import find_user_hooks
 
 # An exercise-style padding mask: cached from the tokens at hook_tokens, applied to every layer's
 # attention scores, deleted after the last layer. Stateful across hook points, so runs that start
@@ -77,9 +77,9 @@ def test_debug_shows_the_traceback_and_keeps_exit_code_2(factory, tmp_path, caps
 
 
 def test_activation_patching_refuses_the_masked_model_too(factory):
-    from pathpatch.discovery.activation import activation_patch
     from pathpatch.models import build_task
     from pathpatch.models.loading import load_model
+    from pathpatch.patch.activation import activation_patch
 
     with pytest.raises(InputError, match="permanent forward hook at hook_tokens"):
         activation_patch(load_model(factory), build_task("permute", n=4), "resid_pre")
@@ -94,7 +94,7 @@ def test_library_discover_raises_input_error_naming_the_hooks(factory):
 
 
 def test_plain_torch_hooks_on_submodules_are_refused_with_their_place(random_model, random_task):
-    from pathpatch.discovery.edges import patch_edges
+    from pathpatch.patch.edges import patch_edges
 
     def double(module, args):
         return (2 * args[0],)
@@ -111,9 +111,9 @@ def test_plain_torch_hooks_on_submodules_are_refused_with_their_place(random_mod
 
 def test_a_model_without_its_hooks_patches_as_the_bundled_one(factory):
     """Once the hooks are removed, the factory's model scores edges exactly as the bundled permute model does."""
-    from pathpatch.discovery.edges import patch_edges
-    from pathpatch.models.loading import load_model
     from pathpatch.models import build_task
+    from pathpatch.models.loading import load_model
+    from pathpatch.patch.edges import patch_edges
 
     bundled = load_model("permute")
     masked = load_model(factory)
@@ -136,9 +136,9 @@ def test_hooks_pathpatch_adds_during_a_run_are_not_the_users(random_model):
 
 def test_the_lens_reads_a_masked_model_as_it_is(factory):
     """Whole-model reads run the user's hooks as built: the lens works and sees the masked model's logits."""
-    from pathpatch.discovery.lens import first_look
-    from pathpatch.models.loading import load_model
     from pathpatch.models import build_task
+    from pathpatch.models.loading import load_model
+    from pathpatch.patch.lens import first_look
 
     masked = load_model(factory)
     task = build_task("permute", n=8)

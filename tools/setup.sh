@@ -54,7 +54,7 @@ if ! command -v dot >/dev/null 2>&1; then
     fi
 fi
 
-# Headless Chromium renders the HTML report in tests/graphs/test_html.py (the test skips without it).
+# Headless Chromium renders the HTML report in tests/report/test_html.py (the test skips without it).
 # INSTALL_CHROMIUM=0 skips this download (about 100 MB with its libraries).
 if [ "${INSTALL_CHROMIUM:-1}" != 0 ] && ! command -v chromium >/dev/null 2>&1; then
     if as_root_with_apt; then

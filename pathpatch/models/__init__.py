@@ -11,7 +11,7 @@ _HOMES = {
     "load_gguf": "pathpatch.models.gguf",
     "save_model": "pathpatch.models.checkpoint",
     "load_task": "pathpatch.models.task_files",
-    "Task": "pathpatch.models.tasks",
+    "Task": "pathpatch.task.task",
     **{name: "pathpatch.models.zoo" for name in ("SEEDS", "TASK_ONLY", "build_task", "evaluate", "get_seed", "load_bundled")},
 }
 

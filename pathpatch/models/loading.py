@@ -41,8 +41,9 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from pathpatch.errors import InputError
 from pathpatch.factories import import_factory, parse_factory
-from pathpatch.models.gguf import PACKAGED, packaged_gguf
 from pathpatch.models.checkpoint import WEIGHT_SUFFIXES, ConfigSource, is_checkpoint_dir, load_checkpoint, load_weights
+from pathpatch.models.gguf import PACKAGED, packaged_gguf
+from pathpatch.models.hook_flags import enable_patching_hooks
 from pathpatch.models.planted_zoo import PLANTED, build_planted
 from pathpatch.models.zoo import SEEDS, TASK_ONLY, load_bundled
 
@@ -203,14 +204,6 @@ def _prepare(model: torch.nn.Module, device: str | torch.device) -> torch.nn.Mod
     if parameter is not None and parameter.device != torch.device(device):
         model = model.to(str(device), print_details=False)
     return enable_patching_hooks(model.eval())
-
-
-def enable_patching_hooks(model: torch.nn.Module) -> torch.nn.Module:
-    """Switch on the per-head input hooks (and MLP input hooks) that edge patching reads; return the model."""
-    model.set_use_split_qkv_input(True)
-    if not model.cfg.attn_only:
-        model.set_use_hook_mlp_in(True)
-    return model
 
 
 def load_hf_directory(path: Path, device: str | torch.device = "cpu", backend: Backend = "hooked") -> torch.nn.Module:

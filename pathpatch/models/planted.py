@@ -30,7 +30,8 @@ from torch import Tensor
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from pathpatch.errors import InputError
-from pathpatch.models.tasks import Task
+from pathpatch.models.hook_flags import enable_patching_hooks
+from pathpatch.task.task import Task
 
 D_VOCAB = 16
 N_CTX = 8
@@ -267,6 +268,4 @@ def build(spec: PlantedSpec, device: str | torch.device = "cpu", seed: int = 0) 
         param.data.zero_()
     embed_and_unembed(model)
     spec.wire(model, torch.Generator().manual_seed(seed))
-    model.set_use_split_qkv_input(True)
-    model.set_use_hook_mlp_in(True)
-    return model.eval()
+    return enable_patching_hooks(model.eval())

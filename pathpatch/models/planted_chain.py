@@ -22,10 +22,8 @@ default threshold: pruning must keep them as connectors, and nothing else.
 import torch
 from transformer_lens import HookedTransformer
 
-from pathpatch.models.planted import (
-    PlantedSpec, _distinct_pairs, _task, attend_to_position, copy, distract_head, distract_mlp,
-)
-from pathpatch.models.tasks import Task
+from pathpatch.models.planted import PlantedSpec, _distinct_pairs, _task, attend_to_position, copy, distract_head, distract_mlp
+from pathpatch.task.task import Task
 
 LEFT = 0.03  # share of the moved token that the negative head L1H1 leaves uncancelled
 

@@ -23,19 +23,9 @@ alone; ``tests/models/test_planted.py`` checks the ground truth there.
 import torch
 from transformer_lens import HookedTransformer
 
-from pathpatch.models.planted import (
-    D_VOCAB,
-    N_CTX,
-    PlantedSpec,
-    _hard,
-    _task,
-    attend_to_position,
-    copy,
-    distract_head,
-    distract_mlp,
-    subspace,
-)
-from pathpatch.models.tasks import Task
+from pathpatch.models.planted import (D_VOCAB, N_CTX, PlantedSpec, _hard, _task, attend_to_position, copy, distract_head, distract_mlp,
+                                      subspace)
+from pathpatch.task.task import Task
 
 TRIGGER, YES, NO = 0, 1, 2  # planted-redundant: the trigger token and the two answers
 FILLER = 3  # planted-redundant: prompt tokens run from here to D_VOCAB - 1

@@ -26,7 +26,8 @@ from pathpatch.models.continuous import ContinuousInputTransformer
 from pathpatch.models.planted_zoo import PLANTED
 from pathpatch.models.seeds import greater_than, induction, ioi, permute, recurrence, sorted_list, trigrams, weekday
 from pathpatch.models.seeds.common import Batch
-from pathpatch.models.tasks import AnyTask, Task
+from pathpatch.task.groups import AnyTask
+from pathpatch.task.task import Task
 
 EVAL_SEED = 12_345
 

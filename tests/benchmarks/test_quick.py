@@ -6,6 +6,8 @@ from benchmarks.__main__ import main
 from pathpatch.models.planted_gates import SEEN_BY
 from pathpatch.models.planted_zoo import PLANTED
 
+pytestmark = pytest.mark.slow  # minutes of CPU (or processes) on 2 cores: make test-slow
+
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):

@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from pathpatch.models import load_model, save_model
-from pathpatch.models.loading import enable_patching_hooks
+from pathpatch.models.hook_flags import enable_patching_hooks
 from tests.conftest import make_random_model
 
 TOKENS = torch.tensor([[1, 5, 2, 7, 3, 9], [4, 4, 0, 31, 8, 6]])

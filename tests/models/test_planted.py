@@ -3,15 +3,15 @@
 import pytest
 import torch
 
-from pathpatch.discovery.config import PatchConfig
-from pathpatch.discovery.edges import patch_edges
-from pathpatch.discovery.graph import ComputeGraph
-from pathpatch.discovery.prune import acdc
+from pathpatch.circuit.prune import acdc
 from pathpatch.models import build_task, load_model
-from pathpatch.models.planted_chain import WEAK
 from pathpatch.models.planted import subspace
-from pathpatch.models.planted_zoo import PLANTED, build_planted, get_planted
+from pathpatch.models.planted_chain import WEAK
 from pathpatch.models.planted_gates import SEEN_BY
+from pathpatch.models.planted_zoo import PLANTED, build_planted, get_planted
+from pathpatch.patch.config import PatchConfig
+from pathpatch.patch.edges import patch_edges
+from pathpatch.patch.graph import ComputeGraph
 
 NAMES = list(PLANTED)
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pathpatch.models import Task, build_task, load_task
-from pathpatch.models.tasks import TaskGroups
+from pathpatch.task.groups import TaskGroups
 from tests.conftest import make_random_model
 
 
@@ -163,7 +163,7 @@ def test_auto_circuit_several_answers_are_refused_with_prompt_and_line(tmp_path)
 
 FACTORY = """
 import torch
-from pathpatch.models.tasks import Task
+from pathpatch.task.task import Task
 
 def make(n, seed, model=None):
     g = torch.Generator().manual_seed(seed)

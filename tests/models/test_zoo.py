@@ -10,7 +10,7 @@ from pathpatch.models.zoo import SEEDS, evaluate, get_seed, meets_target, read_c
 FRESH_SEED = 2024  # neither the training seed nor the card's evaluation seed
 
 
-@pytest.fixture(scope="module", params=list(SEEDS))
+@pytest.fixture(scope="module", params=[pytest.param(s, marks=pytest.mark.slow) if s == "recurrence" else s for s in SEEDS])  # recurrence: seconds per 1024 prompts
 def bundled(request):
     return request.param, load_model(request.param)
 

@@ -6,7 +6,7 @@ import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
-from pathpatch.models.tasks import Task
+from pathpatch.task.task import Task
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ import torch
 from torch import Tensor
 
 from pathpatch.errors import InputError
-from pathpatch.models.lm_tasks import encode, fill, pieces, position_labels, require_tokenizer, single_tokens, word_positions
-from pathpatch.models.tasks import AnyTask, Prompt, from_prompts
+from pathpatch.task.groups import AnyTask, Prompt, from_prompts
+from pathpatch.task.lm_tasks import encode, fill, pieces, position_labels, require_tokenizer, single_tokens, word_positions
 
 NAME = "greater-than"
 CORRUPTIONS = ("01",)

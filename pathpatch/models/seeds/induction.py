@@ -20,8 +20,8 @@ second half before the last token) and ``END``. Every prompt has the same ``2L``
 import torch
 
 from pathpatch.errors import InputError
-from pathpatch.models.lm_tasks import BOS, END, bos_token, require_tokenizer, word_tokens
-from pathpatch.models.tasks import Task
+from pathpatch.task.lm_tasks import BOS, END, bos_token, require_tokenizer, word_tokens
+from pathpatch.task.task import Task
 
 NAME = "induction"
 CORRUPTIONS = ("first-half",)

@@ -24,8 +24,8 @@ attend to), ``S2`` and ``END``; the rest are ``other``. Templates differ in leng
 import torch
 
 from pathpatch.errors import InputError
-from pathpatch.models.lm_tasks import encode, fill, position_labels, require_tokenizer, single_token, single_tokens, word_positions
-from pathpatch.models.tasks import AnyTask, Prompt, from_prompts
+from pathpatch.task.groups import AnyTask, Prompt, from_prompts
+from pathpatch.task.lm_tasks import encode, fill, position_labels, require_tokenizer, single_token, single_tokens, word_positions
 
 NAME = "ioi"
 CORRUPTIONS = ("abc", "swap")

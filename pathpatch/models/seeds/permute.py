@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from pathpatch.models.seeds.common import Batch, distinct_values, distinct_values_avoiding, next_token_task
-from pathpatch.models.tasks import Task
+from pathpatch.task.task import Task
 
 LIST_LEN = 3
 MAX_INT = 50

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from pathpatch.models.seeds.common import Batch
-from pathpatch.models.tasks import Task
+from pathpatch.task.task import Task
 
 VECTOR_DIM = 40
 SEQ_LEN = 14

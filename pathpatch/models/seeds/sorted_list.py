@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from pathpatch.models.seeds.common import Batch, distinct_values, next_token_task
-from pathpatch.models.tasks import Task
+from pathpatch.task.task import Task
 
 LIST_LEN = 10
 LABELS = tuple(f"x{i}" for i in range(LIST_LEN)) + ("SEP",) + tuple(f"s{i}" for i in range(LIST_LEN))

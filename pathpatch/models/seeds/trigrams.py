@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from pathpatch.models.seeds.common import Batch
-from pathpatch.models.tasks import Task
+from pathpatch.task.task import Task
 
 D_VOCAB = 75
 N_CTX = 50

@@ -18,8 +18,8 @@ from dataclasses import replace
 import torch
 
 from pathpatch.errors import InputError
-from pathpatch.models.lm_tasks import encode, fill, position_labels, require_tokenizer, single_token, word_positions
-from pathpatch.models.tasks import AnyTask, Prompt, from_prompts
+from pathpatch.task.groups import AnyTask, Prompt, from_prompts
+from pathpatch.task.lm_tasks import encode, fill, position_labels, require_tokenizer, single_token, word_positions
 
 NAME = "weekday"
 DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")

@@ -1,1 +1,0 @@
-"""Circuits as networkx graphs and what reads them: faithfulness, hypothesis checks, reports and export."""
