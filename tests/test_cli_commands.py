@@ -55,7 +55,7 @@ def test_discover_by_position_keeps_position_aware_edges_drawn_by_position(tmp_p
 
     runs = [tmp_path / "a", tmp_path / "b"]
     for out in runs:
-        assert main(["discover", "--model", "permute", "--n", "16", "--granularity", "position", "--out", str(out)]) == 0, capsys.readouterr().err
+        assert main(["discover", "--model", "permute", "--n", "16", "--granularity", "position", "--no-cross-check", "--out", str(out)]) == 0, capsys.readouterr().err
     circuit = json.loads((runs[0] / "circuit.json").read_text())
     assert circuit["graph"]["granularity"] == "position"
     kept = sorted(e["source"].split("@")[0] + "->" + e["target"] for e in circuit["edges"] if e["kind"] == "edge")
@@ -71,7 +71,7 @@ def test_discover_by_position_keeps_position_aware_edges_drawn_by_position(tmp_p
 
 
 def test_position_aware_circuits_are_refused_by_peer_formats(tmp_path, capsys):
-    assert main(["discover", "--model", "permute", "--n", "8", "--granularity", "position", "--out", str(tmp_path / "d")]) == 0
+    assert main(["discover", "--model", "permute", "--n", "8", "--granularity", "position", "--no-cross-check", "--out", str(tmp_path / "d")]) == 0
     assert main(["convert", str(tmp_path / "d" / "circuit.json"), str(tmp_path / "e.json"), "--to", "eap-json"]) == 2
     assert "position-aware" in capsys.readouterr().err
 
@@ -90,7 +90,7 @@ def test_check_explain_prints_every_claim_kind(capsys):
 
 
 def test_convert_round_trips_a_circuit_through_eap_ig_json(tmp_path, capsys):
-    assert main(["discover", "--model", "permute", "--n", "8", "--out", str(tmp_path / "d")]) == 0
+    assert main(["discover", "--model", "permute", "--n", "8", "--no-cross-check", "--out", str(tmp_path / "d")]) == 0
     ours = tmp_path / "d" / "circuit.json"
     assert main(["convert", str(ours), str(tmp_path / "eap.json"), "--to", "eap-json", "--d-model", "128"]) == 0
     eap = json.loads((tmp_path / "eap.json").read_text())

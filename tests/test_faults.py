@@ -58,7 +58,13 @@ def earlier(one_run, tmp_path):
 def interrupt_while_writing(monkeypatch, signum: int) -> None:
     """Deliver ``signum`` to this process while the diagram is written (after the other files)."""
     def write_diagram(*args, **kwargs):
-        signal.raise_signal(signum)
+        # Ctrl-C as at a terminal: a runner started in the background (or an xdist worker) may have SIGINT ignored.
+        previous = signal.signal(signum, signal.default_int_handler) if signum == signal.SIGINT else None
+        try:
+            signal.raise_signal(signum)
+        finally:
+            if previous is not None:
+                signal.signal(signum, previous)
         raise AssertionError("the signal should have stopped the run")
 
     monkeypatch.setattr(results, "write_diagram", write_diagram)
