@@ -6,6 +6,7 @@ jaxtyping's import hook checks every annotated tensor shape in ``pathpatch.patch
 
 import os
 import warnings
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
@@ -13,6 +14,9 @@ import torch
 if os.environ.get("PYTEST_XDIST_WORKER"):  # make test runs one worker per core: one torch thread each, or they contend
     torch.set_num_threads(1)
 from jaxtyping import install_import_hook
+
+if TYPE_CHECKING:  # imported where used: the xdist controller process then never waits for TransformerLens
+    from transformer_lens import HookedTransformer
 
 
 
@@ -42,7 +46,6 @@ def _check_named_functions_only() -> None:
 _check_named_functions_only()
 install_import_hook(["pathpatch.patch", "pathpatch.circuit", "pathpatch.claims", "pathpatch.report"], "beartype.beartype")
 
-from transformer_lens import HookedTransformer, HookedTransformerConfig  # noqa: E402
 
 from pathpatch.models.seeds.weekday import DAYS, TEMPLATES  # noqa: E402
 
@@ -65,12 +68,14 @@ def pytest_collection_modifyitems(config, items):
         items[:] = [item for item in items if "slow" not in item.keywords]
 
 
-def make_random_model(**overrides) -> HookedTransformer:
+def make_random_model(**overrides) -> "HookedTransformer":
     """A seeded random 2-layer, 2-head model with LayerNorm and MLPs (d_model 8, d_vocab 32)."""
     fields = dict(
         n_layers=2, n_heads=2, d_model=8, d_head=4, d_mlp=16, n_ctx=16, d_vocab=32,
         act_fn="gelu", normalization_type="LN", seed=0, device="cpu",
     )
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         model = HookedTransformer(HookedTransformerConfig(**{**fields, **overrides}))
@@ -78,14 +83,14 @@ def make_random_model(**overrides) -> HookedTransformer:
 
 
 @pytest.fixture(scope="session")
-def random_model() -> HookedTransformer:
+def random_model() -> "HookedTransformer":
     """The random model with per-head patching hooks switched on, as load_model() returns models."""
     from pathpatch.models.hook_flags import enable_patching_hooks
 
     return enable_patching_hooks(make_random_model())
 
 
-def with_result_hook(model: HookedTransformer) -> HookedTransformer:
+def with_result_hook(model: "HookedTransformer") -> "HookedTransformer":
     """A copy of ``model`` whose heads write ``hook_result``: TransformerLens' own head outputs, for references."""
     import copy
 
@@ -95,7 +100,7 @@ def with_result_hook(model: HookedTransformer) -> HookedTransformer:
 
 
 @pytest.fixture(scope="session")
-def reference_model(random_model) -> HookedTransformer:
+def reference_model(random_model) -> "HookedTransformer":
     """The random model with ``use_attn_result`` on, for hand-built reference hooks."""
     return with_result_hook(random_model)
 
@@ -114,7 +119,7 @@ def random_task():
 # pathpatch (no names.py, no ComputeGraph), so that a wrong edge rule or hook in pathpatch cannot hide in both.
 
 
-def source_output(model: HookedTransformer, cache, node: str) -> torch.Tensor:
+def source_output(model: "HookedTransformer", cache, node: str) -> torch.Tensor:
     """What ``node`` (``embed``, ``MLPl`` or ``LlHh``) writes to the residual stream, ``[batch pos d_model]``."""
     if node == "embed":
         return cache["blocks.0.hook_resid_pre"]
@@ -124,7 +129,7 @@ def source_output(model: HookedTransformer, cache, node: str) -> torch.Tensor:
     return cache[f"blocks.{layer}.attn.hook_z"][:, :, head] @ model.blocks[layer].attn.W_O[head]
 
 
-def dest_hook(model: HookedTransformer, node: str) -> tuple[str, int | None]:
+def dest_hook(model: "HookedTransformer", node: str) -> tuple[str, int | None]:
     """The hook where ``node`` (``logits``, ``MLPl`` or ``LlHh.q|k|v``) reads the residual stream, and its head."""
     if node == "logits":
         return f"blocks.{model.cfg.n_layers - 1}.hook_resid_post", None
@@ -135,7 +140,7 @@ def dest_hook(model: HookedTransformer, node: str) -> tuple[str, int | None]:
     return f"blocks.{layer}.hook_{channel}_input", head
 
 
-def hand_patched_metric(model: HookedTransformer, task, edge: str, noise: bool = True, pos: int | None = None,
+def hand_patched_metric(model: "HookedTransformer", task, edge: str, noise: bool = True, pos: int | None = None,
                         caches: dict | None = None, metric=None) -> float:
     """One ``run_with_hooks``: the edge's destination reads (the other run's source output - this run's) on top of its
     input, at every position or at ``pos`` only. ``model`` must have per-head inputs switched on."""
