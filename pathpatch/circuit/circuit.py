@@ -281,18 +281,26 @@ def shape_nodes(n_layers: int, n_heads: int, attn_only: bool) -> dict[str, dict]
         >>> list(shape_nodes(1, 1, True))
         ['embed', 'L0H0.q', 'L0H0.k', 'L0H0.v', 'L0H0', 'logits']
     """
-    nodes = {}
-    for name in all_node_names(n_layers, n_heads, attn_only):
-        node = parse_node(name, n_layers, n_heads, attn_only, hooks=False)
-        nodes[name] = {"layer": node.layer, "head": node.head, "kind": node.kind, "stage": node.stage}
-    return nodes
+    return _attributes(_parsed_nodes(n_layers, n_heads, attn_only))
+
+
+def _parsed_nodes(n_layers: int, n_heads: int, attn_only: bool) -> dict[str, Node]:
+    """Every node of a model shape by name, parsed once (without hook names: no TransformerLens import)."""
+    return {name: parse_node(name, n_layers, n_heads, attn_only, hooks=False) for name in all_node_names(n_layers, n_heads, attn_only)}
+
+
+def _attributes(nodes: dict[str, Node]) -> dict[str, dict]:
+    """The attributes a circuit file records for each node."""
+    return {name: {"layer": n.layer, "head": n.head, "kind": n.kind, "stage": n.stage} for name, n in nodes.items()}
 
 
 def _check_nodes(items: list, shape: tuple[int, int, bool, bool], columns: Layout | None, where: str) -> dict[str, dict]:
-    """Return the circuit's nodes by name (attributes plus ``at``, the position), each checked against ``shape``
-    with the attributes its name implies, at a recorded position exactly when the circuit is position-aware."""
+    """Return the circuit's nodes by name (attributes plus ``at``, the position, and ``node``, the parsed name), each
+    checked against ``shape`` with the attributes its name implies, at a recorded position exactly when the circuit is
+    position-aware."""
     n_layers, n_heads, attn_only, _ = shape
-    known = shape_nodes(n_layers, n_heads, attn_only)
+    parsed = _parsed_nodes(n_layers, n_heads, attn_only)
+    known = _attributes(parsed)
     seen: dict[str, dict] = {}
     for item in items:
         name = item.get("id") if isinstance(item, dict) else None
@@ -316,7 +324,7 @@ def _check_nodes(items: list, shape: tuple[int, int, bool, bool], columns: Layou
             if key in item and item[key] != value:
                 raise InputError(f"{where} node {name!r} records {key} {item[key]!r}, but {name} has {key} {value!r}; "
                                  "the file was edited by hand. Write circuits with Circuit.to_json().")
-        seen[name] = {**known[base], "at": pos}
+        seen[name] = {**known[base], "at": pos, "node": parsed[base]}
     return seen
 
 
@@ -341,9 +349,8 @@ def _check_edge(item: object, nodes: dict[str, dict], shape: tuple[int, int, boo
         raise InputError(f"{where} edge {name!r} has kind {kind!r}; edges are 'edge' (scored) or 'internal' (input to its head).")
     if a["at"] != b["at"]:
         raise InputError(f"{where} edge {name!r} joins two positions; a residual-stream edge joins a writer and a reader at one position.")
-    n_layers, n_heads, attn_only, parallel = shape
-    ends = [parse_node(split_pos(end)[0] if columns is not None else end, n_layers, n_heads, attn_only, hooks=False) for end in (src, dest)]
-    if not is_edge(*ends, parallel=parallel):
+    parallel = shape[3]
+    if not is_edge(a["node"], b["node"], parallel=parallel):
         raise InputError(f"{where} {name!r} is not an edge of this model's graph: an edge runs from an output (embed, a head, an MLP) "
                          f"to a later input (a head's .q/.k/.v, a later MLP, logits){' (parallel blocks: no head feeds its own layer MLP)' if parallel else ''}.")
     for key in ("score", "normalized"):
