@@ -63,10 +63,11 @@ class ComputeGraph:
 
     @classmethod
     def from_model(cls, model: torch.nn.Module) -> "ComputeGraph":
-        """Return the graph of ``model`` after checking that its edges decompose exactly."""
+        """Return the graph of ``model`` after checking that its edges decompose exactly. Every engine call asks for
+        it, so the graph of a shape (its nodes, edge mask and edges, all immutable) is built once (``graph_of_shape``)."""
         check_supported(model)
         cfg = model.cfg
-        return cls(cfg.n_layers, cfg.n_heads, bool(cfg.attn_only), bool(getattr(cfg, "parallel_attn_mlp", False)))
+        return graph_of_shape(int(cfg.n_layers), int(cfg.n_heads), bool(cfg.attn_only), bool(getattr(cfg, "parallel_attn_mlp", False)))
 
     def node(self, name: str) -> Node:
         """Return the node called ``name``; raise KeyError listing what this model has."""
@@ -165,6 +166,12 @@ class ComputeGraph:
         if found is not None:
             return found
         raise InputError(f"Node {node.name!r} is not a {'source' if nodes and nodes[0].name == 'embed' else 'destination'} of this graph.")
+
+
+@functools.lru_cache(maxsize=16)
+def graph_of_shape(n_layers: int, n_heads: int, attn_only: bool, parallel: bool) -> ComputeGraph:
+    """The one ``ComputeGraph`` of a model shape (a 12-layer GPT-2 has 32,491 edges to build and check)."""
+    return ComputeGraph(n_layers, n_heads, attn_only, parallel)
 
 
 def check_supported(model: torch.nn.Module) -> None:
