@@ -285,3 +285,18 @@ def test_transformer_bridge_activation_patching_matches_hooked_transformer(tiny_
     for act in ("z", "resid_pre"):
         a, b = activation_patch(hooked, task, act, per_pos=True, config=DENOISE), activation_patch(bridge, task, act, per_pos=True, config=DENOISE)
         torch.testing.assert_close(a.values, b.values, atol=1e-5, rtol=0)
+
+
+def test_prompts_of_several_lengths_are_refused_naming_the_lengths_and_the_fix(random_model):
+    """Activation patching indexes its values by position, so a task of several prompt lengths cannot be one table."""
+    from pathpatch.errors import InputError
+    from pathpatch.task.groups import Prompt, from_prompts
+
+    def prompt(length: int) -> Prompt:
+        tokens = torch.arange(length) % 32
+        return Prompt(tokens, tokens.flip(0), torch.tensor([1]), torch.tensor([2]), torch.tensor([length - 1]))
+
+    task = from_prompts("mixed", [prompt(5), prompt(6), prompt(5)])
+    with pytest.raises(InputError, match=r"'mixed': the prompts have 2 shapes \(lengths 5, 6\); activation patching .* "
+                                         r"patch edges instead \(patch_edges handles mixed lengths\)"):
+        activation_patch(random_model, task, "z")
