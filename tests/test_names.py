@@ -2,7 +2,7 @@
 
 import pytest
 
-from pathpatch.names import Edge, all_node_names, parse_edge, parse_node
+from pathpatch.names import Edge, all_node_names, is_edge, parse_edge, parse_node
 from pathpatch.patch.graph import ComputeGraph
 
 
@@ -60,3 +60,11 @@ def test_graph_edges_and_mask_round_trip():
     assert len(edges) == graph.n_edges and all(isinstance(e, Edge) for e in edges)
     chosen = [edges[0], edges[7], edges[-1]]
     assert [e.name for e in graph.edges_of(graph.mask(chosen))] == [e.name for e in chosen]
+
+
+@pytest.mark.parametrize("attn_only, parallel", [(True, False), (False, False), (False, True)])
+def test_the_graphs_edge_mask_is_the_edge_rule_over_every_pair(attn_only, parallel):
+    """ComputeGraph computes its edges as a tensor; each entry must be what names.is_edge says of that pair."""
+    graph = ComputeGraph(3, 2, attn_only, parallel)
+    expected = [[is_edge(src, dest, parallel) for dest in graph.dests] for src in graph.sources]
+    assert graph.valid.tolist() == expected

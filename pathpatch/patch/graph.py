@@ -88,6 +88,7 @@ class ComputeGraph:
 
     @functools.cached_property
     def _valid(self) -> Tensor:
+        # names.is_edge over every (source, destination) pair at once: sources write and destinations read by construction
         src_stage = torch.tensor([n.stage for n in self.sources])
         dest_stage = torch.tensor([reads_at(n, self.parallel) for n in self.dests])
         return src_stage[:, None] < dest_stage[None, :]
